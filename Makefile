@@ -1,0 +1,82 @@
+# nocrd's developer entry points. `make help` lists them.
+#
+# Every target installs what it needs on a fresh machine (Debian packages,
+# Go modules, npm packages) and is safe to run again.
+
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+NOCRD := $(BIN)/nocrd
+CLUSTER := $(BIN)/nocrd-cluster
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+# Where `make cluster-up` keeps the local cluster (certificates, data, logs).
+CLUSTER_DIR ?= $(HOME)/.cache/nocrd-testcluster/cluster
+# The test run uses its own cluster directory, so it never touches the demo's.
+TEST_CLUSTER_DIR ?= $(HOME)/.cache/nocrd-testcluster/test-run
+GOTEST_FLAGS ?= -count=1 -timeout 20m
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+DEMO_PORT ?= 3000
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: deps
+deps: ## install the Debian packages the tests use (idempotent)
+	@missing=""; \
+	command -v docker-registry >/dev/null 2>&1 || missing="$$missing docker-registry"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing with apt-get"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	else echo "deps: docker-registry, node and npm present"; fi
+
+.PHONY: build
+build: ## build bin/nocrd and bin/nocrd-cluster
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(NOCRD) ./cmd/nocrd
+	$(GO) build -o $(CLUSTER) ./internal/testcluster/cmd/nocrd-cluster
+
+.PHONY: test
+test: deps build ## run every test against a real cluster started (and stopped) for the run
+	$(CLUSTER) run -dir $(TEST_CLUSTER_DIR) -- env NOCRD_BIN=$(NOCRD) $(GO) test $(GOTEST_FLAGS) ./...
+
+.PHONY: bench
+bench: ## run the Go benchmarks (medians of several runs)
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee $(BIN)/bench.txt
+
+.PHONY: lint
+lint: ## go vet, gofmt check and staticcheck
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) run $(STATICCHECK) ./...
+
+.PHONY: fmt
+fmt: ## format the Go code
+	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: cluster-up
+cluster-up: build ## start the local cluster (first run builds Kubernetes: ~10 min)
+	$(CLUSTER) up -dir $(CLUSTER_DIR)
+
+.PHONY: cluster-down
+cluster-down: ## stop the local cluster
+	@if [ -x $(CLUSTER) ]; then $(CLUSTER) down -dir $(CLUSTER_DIR); else $(GO) run ./internal/testcluster/cmd/nocrd-cluster down -dir $(CLUSTER_DIR); fi
+
+.PHONY: demo
+demo: build ## run nocrd on 127.0.0.1:$(DEMO_PORT); without a kubeconfig, on the local cluster
+	@set -e; \
+	if [ -n "$$KUBECONFIG" ] || [ -f "$$HOME/.kube/config" ]; then \
+	  echo "demo: using your kubeconfig ($${KUBECONFIG:-$$HOME/.kube/config})"; kc="$${KUBECONFIG:-$$HOME/.kube/config}"; \
+	else \
+	  $(CLUSTER) up -dir $(CLUSTER_DIR); kc=$(CLUSTER_DIR)/kubeconfig; \
+	fi; \
+	KUBECONFIG=$$kc $(NOCRD) demo-setup; \
+	echo; echo "Paste into your MCP client configuration:"; \
+	printf '{\n  "mcpServers": {\n    "nocrd": { "type": "http", "url": "http://127.0.0.1:$(DEMO_PORT)/mcp" }\n  }\n}\n\n'; \
+	echo "Stop with Ctrl-C; stop the local cluster with 'make cluster-down'."; \
+	exec env KUBECONFIG=$$kc $(NOCRD) --transport http --host 127.0.0.1 --port $(DEMO_PORT)

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/caarlos0/env/v11"
+
+	"github.com/nocrd/nocrd/internal/auth"
+	"github.com/nocrd/nocrd/k8s"
+	"github.com/nocrd/nocrd/mcp"
+	"github.com/nocrd/nocrd/proxy"
+)
+
+// serveConfig is the process-level configuration: transports and logging.
+type serveConfig struct {
+	Transport string `env:"TRANSPORT" envDefault:"http"`
+	Host      string `env:"HOST"`
+	Port      int    `env:"PORT" envDefault:"3000"`
+	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
+	TLSCert   string `env:"TLS_CERT"`
+	TLSKey    string `env:"TLS_KEY"`
+}
+
+func (c serveConfig) Validate() error {
+	if !slices.Contains([]string{"http", "stdio", "both"}, c.Transport) {
+		return fmt.Errorf("--transport/TRANSPORT: must be http, stdio or both, got %q", c.Transport)
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		return fmt.Errorf("--port/PORT: must be a port between 0 and 65535, got %d", c.Port)
+	}
+	if _, ok := logLevels[c.LogLevel]; !ok {
+		return fmt.Errorf("--log-level/LOG_LEVEL: must be debug, info, warning, error or fatal, got %q", c.LogLevel)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("--tls-cert/TLS_CERT and --tls-key/TLS_KEY: give both or neither")
+	}
+	for _, f := range []struct{ name, path string }{{"--tls-cert/TLS_CERT", c.TLSCert}, {"--tls-key/TLS_KEY", c.TLSKey}} {
+		if f.path != "" {
+			if _, err := os.Stat(f.path); err != nil {
+				return fmt.Errorf("%s: %w", f.name, err)
+			}
+		}
+	}
+	return nil
+}
+
+var logLevels = map[string]slog.Level{
+	"debug": slog.LevelDebug, "info": slog.LevelInfo, "warning": slog.LevelWarn,
+	"warn": slog.LevelWarn, "error": slog.LevelError, "fatal": slog.LevelError + 4,
+}
+
+// config is everything nocrd reads from flags and the environment.
+type config struct {
+	Serve serveConfig
+	Kube  k8s.Config
+	MCP   mcp.Config
+	Auth  auth.Config
+	Proxy proxy.Config
+
+	showVersion bool
+}
+
+// envAliases are no-crd's alternative variable names: the alias is used
+// when the primary name is unset.
+var envAliases = map[string]string{
+	"CORS_ALLOWED_ORIGIN":  "CORS_ORIGIN",
+	"CORS_ALLOWED_METHODS": "CORS_METHODS",
+	"CORS_ALLOWED_HEADERS": "CORS_HEADERS",
+}
+
+// usageError is a bad flag or variable: exit status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// option documents one setting for --help.
+type option struct {
+	flags string
+	env   string
+	def   string
+	usage string
+}
+
+// parseConfig reads the environment, then the flags, which win over their
+// variables, and validates the result. --help is flag.ErrHelp.
+func parseConfig(args []string, environ []string, helpOut io.Writer) (*config, error) {
+	vars := env.ToMap(environ)
+	for primary, alias := range envAliases {
+		if _, ok := vars[primary]; !ok {
+			if v, ok := vars[alias]; ok {
+				vars[primary] = v
+			}
+		}
+	}
+	cfg := &config{}
+	var envErrs []env.ParseError
+	for _, target := range []any{&cfg.Serve, &cfg.Kube, &cfg.MCP, &cfg.Auth, &cfg.Proxy} {
+		if err := env.ParseWithOptions(target, env.Options{Environment: vars}); err != nil {
+			var agg env.AggregateError
+			if !errors.As(err, &agg) {
+				return nil, usageError{fmt.Errorf("environment: %w", err)}
+			}
+			for _, e := range agg.Errors {
+				var pe env.ParseError
+				if !errors.As(e, &pe) {
+					return nil, usageError{fmt.Errorf("environment: %w", e)}
+				}
+				pe.Name = envKey(target, pe.Name)
+				envErrs = append(envErrs, pe)
+			}
+		}
+	}
+
+	fs := flag.NewFlagSet("nocrd", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var opts []option
+	str := func(p *string, env, usage string, names ...string) {
+		for _, n := range names {
+			fs.StringVar(p, n, *p, usage)
+		}
+		opts = append(opts, option{flagNames(names), env, *p, usage})
+	}
+	boolean := func(p *bool, env, usage string, names ...string) {
+		for _, n := range names {
+			fs.BoolVar(p, n, *p, usage)
+		}
+		opts = append(opts, option{flagNames(names), env, strconv.FormatBool(*p), usage})
+	}
+	integer := func(p *int, env, usage string, names ...string) {
+		for _, n := range names {
+			fs.IntVar(p, n, *p, usage)
+		}
+		opts = append(opts, option{flagNames(names), env, strconv.Itoa(*p), usage})
+	}
+	envOnly := func(env, def, usage string) { opts = append(opts, option{"-", env, def, usage}) }
+
+	str(&cfg.Serve.Transport, "TRANSPORT", "transport: http, stdio or both", "transport", "t")
+	str((*string)(&cfg.Kube.Mode), "MODE", "access scope: cluster or namespaced (locks every operation to --namespace)", "mode", "m")
+	str(&cfg.Kube.Namespace, "NAMESPACE", "default namespace (the only one in namespaced mode)", "namespace", "n")
+	integer(&cfg.Serve.Port, "PORT", "HTTP port", "port", "p")
+	str(&cfg.Serve.Host, "HOST", "HTTP listen address (empty: all interfaces)", "host")
+	str(&cfg.Serve.LogLevel, "LOG_LEVEL", "log level: debug, info, warning, error or fatal", "log-level", "l")
+	str(&cfg.Serve.TLSCert, "TLS_CERT", "TLS certificate file; with --tls-key serves HTTPS", "tls-cert")
+	str(&cfg.Serve.TLSKey, "TLS_KEY", "TLS private key file", "tls-key")
+	boolean(&cfg.MCP.DisablePermissionChecks, "DISABLE_PERMISSION_CHECKS", "register every tool without RBAC checks", "disable-permission-checks")
+	str(&cfg.MCP.CORSOrigin, "CORS_ALLOWED_ORIGIN, CORS_ORIGIN", "CORS allowed origin(s), comma-separated, or *", "cors-origin")
+	str(&cfg.MCP.CORSMethods, "CORS_ALLOWED_METHODS, CORS_METHODS", "CORS allowed methods", "cors-methods")
+	str(&cfg.MCP.CORSHeaders, "CORS_ALLOWED_HEADERS, CORS_HEADERS", "CORS allowed headers", "cors-headers")
+	str(&cfg.MCP.BaseURL, "BASE_URL", "path prefix when served behind a reverse proxy, e.g. /gateway/no-crd", "base-url")
+	str(&cfg.Auth.JWTSecret, "JWT_SECRET", "HMAC-SHA256 secret for token verification", "jwt-secret")
+	str(&cfg.Auth.JWTPublicKey, "JWT_PUBLIC_KEY", "PEM public key (RSA, ECDSA, Ed25519) for token verification", "jwt-public-key")
+	str(&cfg.Auth.JWKSURI, "JWKS_URI", "JWKS endpoint for token verification keys", "jwks-uri")
+	str(&cfg.Auth.Issuer, "AUTH_ISSUER", "authorization server (token issuer) URL", "auth-issuer")
+	integer(&cfg.Proxy.DefaultWorkspacePort, "DEFAULT_WORKSPACE_PORT", "workspace pod port traffic is proxied to", "default-workspace-port")
+	envOnly("UI_ENABLED", strconv.FormatBool(cfg.MCP.UIEnabled), "serve the Pod Manager UI")
+	envOnly("AUTH_ENABLED", strconv.FormatBool(cfg.Auth.Enabled), "restrict workspace operations to verified JWT identities")
+	envOnly("AUTH_SUB_JSONPATH", cfg.Auth.SubJSONPath, "JSONPath of the user identity in the token claims")
+	envOnly("REGISTRY_URL", cfg.MCP.RegistryURL, "Docker Registry v2 URL for list_registry_images")
+	str(&cfg.Kube.Kubeconfig, "KUBECONFIG", "kubeconfig file (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)", "kubeconfig")
+	str(&cfg.Kube.Context, "-", "kubeconfig context to use", "context")
+	var runtime string
+	fs.StringVar(&runtime, "runtime", "", "accepted for no-crd compatibility and ignored")
+	boolean(&cfg.showVersion, "-", "print the version and exit", "version")
+
+	for _, pe := range envErrs {
+		name := pe.Name
+		for _, o := range opts {
+			if slices.Contains(strings.Split(o.env, ", "), pe.Name) && o.flags != "-" {
+				name = o.flags[strings.LastIndex(o.flags, " ")+1:] + "/" + pe.Name
+			}
+		}
+		return nil, usageError{fmt.Errorf("%s: invalid value %q: want %s", name, vars[pe.Name], pe.Type)}
+	}
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(helpOut, opts)
+			return nil, err
+		}
+		return nil, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return nil, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	if cfg.showVersion {
+		return cfg, nil
+	}
+	for _, v := range []interface{ Validate() error }{cfg.Serve, cfg.Kube, cfg.MCP, cfg.Auth, cfg.Proxy} {
+		if err := v.Validate(); err != nil {
+			return nil, usageError{err}
+		}
+	}
+	return cfg, nil
+}
+
+func flagNames(names []string) string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		if len(n) == 1 {
+			out[i] = "-" + n
+		} else {
+			out[i] = "--" + n
+		}
+	}
+	slices.Reverse(out) // short form first, as in no-crd's table
+	return strings.Join(out, ", ")
+}
+
+func printUsage(w io.Writer, opts []option) {
+	fmt.Fprintln(w, "nocrd: MCP server and edge proxy for agent workspaces on Kubernetes, without CRDs.")
+	fmt.Fprintln(w, "\nUsage: nocrd [flags]\n\nA flag wins over its environment variable.")
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nFLAG\tENVIRONMENT\tDEFAULT\tDESCRIPTION")
+	for _, o := range opts {
+		def := o.def
+		if def == "" {
+			def = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.flags, o.env, def, o.usage)
+	}
+	tw.Flush()
+}
+
+// envKey returns the variable that sets the named field of the struct
+// target points to.
+func envKey(target any, field string) string {
+	if f, ok := reflect.TypeOf(target).Elem().FieldByName(field); ok {
+		if tag, _, _ := strings.Cut(f.Tag.Get("env"), ","); tag != "" {
+			return tag
+		}
+	}
+	return field
+}

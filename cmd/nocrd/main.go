@@ -1,0 +1,139 @@
+// Command nocrd is the front door for agent workspaces on plain Kubernetes:
+// an MCP server (stdio, streamable HTTP and legacy SSE) that lists, creates
+// and deletes pods and pod templates stored as ConfigMaps, a drop-in
+// replacement for @nogoo9/no-crd.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/nocrd/nocrd/k8s"
+	"github.com/nocrd/nocrd/mcp"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is main without the process: it returns the exit status.
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	cfg, err := parseConfig(args, environ, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "nocrd: %v\nRun 'nocrd --help' for the list of flags and variables.\n", err)
+		return 2
+	}
+	if cfg.showVersion {
+		fmt.Fprintln(stdout, "nocrd", versionString())
+		return 0
+	}
+	// Logs go to stderr: stdout carries the stdio transport.
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevels[cfg.Serve.LogLevel]}))
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("nocrd stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
+	kube, err := k8s.New(cfg.Kube)
+	if err != nil {
+		return err
+	}
+	srv, err := mcp.New(ctx, cfg.MCP, kube, mcp.Options{Version: versionString(), Logger: log})
+	if err != nil {
+		return err
+	}
+	log.Info("nocrd starting", "version", versionString(), "transport", cfg.Serve.Transport,
+		"mode", kube.Mode(), "namespace", kube.DefaultNamespace())
+
+	errc := make(chan error, 2)
+	running := 0
+	if cfg.Serve.Transport == "http" || cfg.Serve.Transport == "both" {
+		running++
+		go func() { errc <- serveHTTP(ctx, cfg, srv.Handler(), log) }()
+	}
+	if cfg.Serve.Transport == "stdio" || cfg.Serve.Transport == "both" {
+		running++
+		go func() {
+			err := srv.RunStdio(ctx)
+			log.Info("stdio session ended", "err", err)
+			errc <- err
+		}()
+	}
+	// With both transports, the end of the stdio session leaves HTTP serving.
+	var first error
+	for ; running > 0; running-- {
+		err := <-errc
+		if err != nil && !errors.Is(err, context.Canceled) && first == nil {
+			first = err
+		}
+		if cfg.Serve.Transport != "both" || first != nil || ctx.Err() != nil {
+			break
+		}
+	}
+	return first
+}
+
+func serveHTTP(ctx context.Context, cfg *config, h http.Handler, log *slog.Logger) error {
+	addr := net.JoinHostPort(cfg.Serve.Host, strconv.Itoa(cfg.Serve.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	scheme := "http"
+	if cfg.Serve.TLSCert != "" {
+		scheme = "https"
+	}
+	log.Info("serving MCP over HTTP", "addr", ln.Addr().String(),
+		"streamable", fmt.Sprintf("%s://%s%s%s", scheme, ln.Addr(), cfg.MCP.BasePath(), mcp.PathStreamable),
+		"sse", fmt.Sprintf("%s://%s%s%s", scheme, ln.Addr(), cfg.MCP.BasePath(), mcp.PathSSE))
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	}()
+	if scheme == "https" {
+		err = hs.ServeTLS(ln, cfg.Serve.TLSCert, cfg.Serve.TLSKey)
+	} else {
+		err = hs.Serve(ln)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,142 @@
+// Package k8s is nocrd's Kubernetes layer and its Go SDK: it builds clients
+// by client-go's standard rules, keeps namespaced mode inside its namespace,
+// and implements the pod, template and permission operations that every
+// front end (MCP tools, UI, programmatic callers) goes through, so that
+// scoping and validation are enforced once.
+package k8s
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Mode is the access scope of a Client.
+type Mode string
+
+const (
+	// ModeCluster allows operations in any namespace.
+	ModeCluster Mode = "cluster"
+	// ModeNamespaced locks every operation to Config.Namespace.
+	ModeNamespaced Mode = "namespaced"
+)
+
+// Config configures a Client. Kubernetes credentials follow client-go's
+// rules: in-cluster, then KUBECONFIG, then ~/.kube/config, unless Kubeconfig
+// names a file.
+type Config struct {
+	Mode       Mode   `env:"MODE" envDefault:"cluster"`
+	Namespace  string `env:"NAMESPACE" envDefault:"nogoo9"`
+	Kubeconfig string
+	// Context selects a kubeconfig context other than the current one.
+	Context string
+}
+
+// Validate reports the first invalid field, naming its flag and variable.
+func (c Config) Validate() error {
+	if !slices.Contains([]Mode{ModeCluster, ModeNamespaced}, c.Mode) {
+		return fmt.Errorf("--mode/MODE: must be cluster or namespaced, got %q", c.Mode)
+	}
+	if err := ValidateName("namespace", c.Namespace); err != nil {
+		return fmt.Errorf("--namespace/NAMESPACE: %w", err)
+	}
+	return nil
+}
+
+// Client performs nocrd's operations against one API server with one
+// identity.
+type Client struct {
+	cfg  Config
+	rest *rest.Config
+	kube kubernetes.Interface
+}
+
+// New builds a Client from cfg, loading credentials by client-go's rules.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	rc, err := RESTConfig(cfg.Kubeconfig, cfg.Context)
+	if err != nil {
+		return nil, err
+	}
+	return NewForConfig(cfg, rc)
+}
+
+// RESTConfig loads client configuration: an explicit kubeconfig path wins,
+// then in-cluster configuration, then KUBECONFIG and ~/.kube/config.
+func RESTConfig(kubeconfig, context string) (*rest.Config, error) {
+	if kubeconfig == "" && context == "" {
+		if rc, err := rest.InClusterConfig(); err == nil {
+			return rc, nil
+		} else if !errors.Is(err, rest.ErrNotInCluster) {
+			return nil, fmt.Errorf("in-cluster config: %w", err)
+		}
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if kubeconfig != "" {
+		rules.ExplicitPath = kubeconfig
+	}
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: context}
+	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("load kubernetes credentials: %w", err)
+	}
+	return rc, nil
+}
+
+// NewForConfig builds a Client for an existing REST configuration.
+func NewForConfig(cfg Config, rc *rest.Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	rc = rest.CopyConfig(rc)
+	if rc.UserAgent == "" {
+		rc.UserAgent = "nocrd"
+	}
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("create kubernetes client: %w", err)
+	}
+	return &Client{cfg: cfg, rest: rc, kube: kube}, nil
+}
+
+// Mode returns the client's access scope.
+func (c *Client) Mode() Mode { return c.cfg.Mode }
+
+// DefaultNamespace returns the namespace used when a caller names none.
+func (c *Client) DefaultNamespace() string { return c.cfg.Namespace }
+
+// Kubernetes returns the underlying clientset, for callers that need an
+// operation this package does not offer. It bypasses namespace scoping.
+func (c *Client) Kubernetes() kubernetes.Interface { return c.kube }
+
+// ScopeError is returned when an operation names a namespace outside the
+// client's scope.
+type ScopeError struct {
+	Requested, Allowed string
+}
+
+func (e *ScopeError) Error() string {
+	return fmt.Sprintf("namespace %q is outside this server's scope: namespaced mode allows only %q", e.Requested, e.Allowed)
+}
+
+// Namespace resolves the namespace an operation runs in: the requested one,
+// or the default when empty. In namespaced mode any other namespace is a
+// *ScopeError. Every namespaced operation in this package calls it.
+func (c *Client) Namespace(requested string) (string, error) {
+	if requested == "" {
+		return c.cfg.Namespace, nil
+	}
+	if c.cfg.Mode == ModeNamespaced && requested != c.cfg.Namespace {
+		return "", &ScopeError{Requested: requested, Allowed: c.cfg.Namespace}
+	}
+	if err := ValidateName("namespace", requested); err != nil {
+		return "", err
+	}
+	return requested, nil
+}

@@ -1,0 +1,254 @@
+package k8s
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// PodSummary is the row list_pods shows for a pod.
+type PodSummary struct {
+	Name        string            `json:"name"`
+	Namespace   string            `json:"namespace"`
+	Phase       string            `json:"phase"`
+	Ready       int               `json:"ready"`
+	Total       int               `json:"total"`
+	Restarts    int               `json:"restarts"`
+	PodIP       string            `json:"podIP"`
+	Node        string            `json:"node"`
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+}
+
+// Summarize condenses a pod into its list row.
+func Summarize(p *corev1.Pod) PodSummary {
+	s := PodSummary{
+		Name:        p.Name,
+		Namespace:   p.Namespace,
+		Phase:       string(p.Status.Phase),
+		Total:       len(p.Spec.Containers),
+		PodIP:       p.Status.PodIP,
+		Node:        p.Spec.NodeName,
+		Labels:      nonNil(p.Labels),
+		Annotations: nonNil(p.Annotations),
+	}
+	if p.DeletionTimestamp != nil {
+		s.Phase = "Terminating"
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Ready {
+			s.Ready++
+		}
+		s.Restarts += int(cs.RestartCount)
+	}
+	return s
+}
+
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// ListPodsOptions selects pods.
+type ListPodsOptions struct {
+	Namespace     string
+	LabelSelector string
+	FieldSelector string
+	Limit         int64
+}
+
+// ListPods lists pods in one namespace.
+func (c *Client) ListPods(ctx context.Context, o ListPodsOptions) ([]PodSummary, error) {
+	ns, err := c.Namespace(o.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	if o.LabelSelector != "" {
+		if _, err := labels.Parse(o.LabelSelector); err != nil {
+			return nil, inputErr("labelSelector", "%v", err)
+		}
+	}
+	if o.FieldSelector != "" {
+		if _, err := fields.ParseSelector(o.FieldSelector); err != nil {
+			return nil, inputErr("fieldSelector", "%v", err)
+		}
+	}
+	if o.Limit < 0 {
+		return nil, inputErr("limit", "must not be negative, got %d", o.Limit)
+	}
+	list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{
+		LabelSelector: o.LabelSelector,
+		FieldSelector: o.FieldSelector,
+		Limit:         o.Limit,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list pods in %s: %w", ns, err)
+	}
+	out := make([]PodSummary, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, Summarize(&list.Items[i]))
+	}
+	return out, nil
+}
+
+// GetPod returns a pod as the API server stores it.
+func (c *Client) GetPod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
+	ns, err := c.Namespace(namespace)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateName("name", name); err != nil {
+		return nil, err
+	}
+	pod, err := c.kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("get pod %s/%s: %w", ns, name, err)
+	}
+	pod.APIVersion, pod.Kind = "v1", "Pod"
+	return pod, nil
+}
+
+// CreatePod creates a pod from a spec, with optional labels and annotations.
+func (c *Client) CreatePod(ctx context.Context, namespace string, meta metav1.ObjectMeta, spec *corev1.PodSpec) (*corev1.Pod, error) {
+	ns, err := c.Namespace(namespace)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateName("name", meta.Name); err != nil {
+		return nil, err
+	}
+	if err := CheckPodSpec("spec", spec); err != nil {
+		return nil, err
+	}
+	meta.Namespace = ns
+	pod := &corev1.Pod{ObjectMeta: meta, Spec: *spec}
+	created, err := c.kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("create pod %s/%s: %w", ns, meta.Name, err)
+	}
+	return created, nil
+}
+
+// PatchPod applies a strategic merge patch to a pod and returns the pod's new
+// resourceVersion.
+func (c *Client) PatchPod(ctx context.Context, namespace, name string, patch []byte) (*corev1.Pod, error) {
+	ns, err := c.Namespace(namespace)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateName("name", name); err != nil {
+		return nil, err
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(patch, &obj); err != nil || obj == nil {
+		return nil, inputErr("patch", "must be a JSON object (a strategic merge patch)")
+	}
+	pod, err := c.kube.CoreV1().Pods(ns).Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("patch pod %s/%s: %w", ns, name, err)
+	}
+	return pod, nil
+}
+
+// DeletePod deletes a pod; a nil grace period uses the pod's own.
+func (c *Client) DeletePod(ctx context.Context, namespace, name string, gracePeriodSeconds *int64) (string, error) {
+	ns, err := c.Namespace(namespace)
+	if err != nil {
+		return "", err
+	}
+	if err := ValidateName("name", name); err != nil {
+		return "", err
+	}
+	if gracePeriodSeconds != nil && *gracePeriodSeconds < 0 {
+		return "", inputErr("gracePeriodSeconds", "must not be negative, got %d", *gracePeriodSeconds)
+	}
+	err = c.kube.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: gracePeriodSeconds})
+	if err != nil {
+		return "", fmt.Errorf("delete pod %s/%s: %w", ns, name, err)
+	}
+	return ns, nil
+}
+
+// LogOptions selects part of a container's log.
+type LogOptions struct {
+	Namespace    string
+	Container    string
+	TailLines    *int64
+	SinceSeconds *int64
+	LimitBytes   *int64
+	Timestamps   bool
+	Previous     bool
+}
+
+// MaxLogBytes bounds what PodLogs returns when the caller sets no limit.
+const MaxLogBytes = 4 << 20
+
+// PodLogs returns a container's log.
+func (c *Client) PodLogs(ctx context.Context, name string, o LogOptions) (string, error) {
+	ns, err := c.Namespace(o.Namespace)
+	if err != nil {
+		return "", err
+	}
+	if err := ValidateName("name", name); err != nil {
+		return "", err
+	}
+	if o.TailLines != nil && *o.TailLines < 0 {
+		return "", inputErr("tailLines", "must not be negative, got %d", *o.TailLines)
+	}
+	if o.SinceSeconds != nil && *o.SinceSeconds <= 0 {
+		return "", inputErr("sinceSeconds", "must be positive, got %d", *o.SinceSeconds)
+	}
+	if o.LimitBytes != nil && *o.LimitBytes <= 0 {
+		return "", inputErr("limitBytes", "must be positive, got %d", *o.LimitBytes)
+	}
+	limit := o.LimitBytes
+	if limit == nil {
+		l := int64(MaxLogBytes)
+		limit = &l
+	}
+	req := c.kube.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{
+		Container:    o.Container,
+		TailLines:    o.TailLines,
+		SinceSeconds: o.SinceSeconds,
+		LimitBytes:   limit,
+		Timestamps:   o.Timestamps,
+		Previous:     o.Previous,
+	})
+	rc, err := req.Stream(ctx)
+	if err != nil {
+		return "", fmt.Errorf("get logs of pod %s/%s: %w", ns, name, err)
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, io.LimitReader(rc, *limit)); err != nil {
+		return "", fmt.Errorf("read logs of pod %s/%s: %w", ns, name, err)
+	}
+	return buf.String(), nil
+}
+
+// ListNamespaces lists namespace names. In namespaced mode it returns only
+// the configured namespace and asks the API server nothing.
+func (c *Client) ListNamespaces(ctx context.Context) ([]string, error) {
+	if c.cfg.Mode == ModeNamespaced {
+		return []string{c.cfg.Namespace}, nil
+	}
+	list, err := c.kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list namespaces: %w", err)
+	}
+	out := make([]string, 0, len(list.Items))
+	for _, ns := range list.Items {
+		out = append(out, ns.Name)
+	}
+	return out, nil
+}

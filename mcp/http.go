@@ -1,0 +1,99 @@
+package mcp
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+
+	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Paths of the HTTP endpoints, under Config.BaseURL.
+const (
+	// PathStreamable serves the streamable HTTP transport.
+	PathStreamable = "/mcp"
+	// PathSSE serves the legacy HTTP+SSE transport (protocol 2024-11-05):
+	// GET opens the event stream, whose first event names the URL to POST
+	// messages to (PathSSE?sessionid=...).
+	PathSSE = "/sse"
+	// PathHealth answers 200 while the process serves.
+	PathHealth = "/healthz"
+)
+
+// Handler returns the HTTP handler for the MCP endpoints, with CORS and
+// Origin checks applied. DNS-rebinding protection (a non-localhost Host on a
+// loopback connection is refused) is the go-sdk's, on by default.
+func (s *Server) Handler() http.Handler {
+	base := s.cfg.BasePath()
+	getServer := func(*http.Request) *mcpsdk.Server { return s.sdk }
+	mux := http.NewServeMux()
+	streamable := mcpsdk.NewStreamableHTTPHandler(getServer, &mcpsdk.StreamableHTTPOptions{Logger: s.log})
+	sse := mcpsdk.NewSSEHandler(getServer, nil)
+	mux.Handle(base+PathStreamable, streamable)
+	mux.Handle(base+PathSSE, sse)
+	mux.HandleFunc(base+PathHealth, func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	index := base + "/"
+	mux.HandleFunc(index, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != index && r.URL.Path != base {
+			writeError(w, http.StatusNotFound, "not found", "no endpoint at "+r.URL.Path)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{
+			"name": "nocrd", "mcp": base + PathStreamable, "sse": base + PathSSE,
+		})
+	})
+	return s.cors(mux)
+}
+
+// cors answers preflight requests, sets the configured CORS headers and
+// refuses requests from origins outside an explicit allow-list.
+func (s *Server) cors(next http.Handler) http.Handler {
+	origins := splitList(s.cfg.CORSOrigin)
+	anyOrigin := slices.Contains(origins, "*")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		h := w.Header()
+		if origin != "" && !anyOrigin && !slices.Contains(origins, origin) {
+			writeError(w, http.StatusForbidden, "origin not allowed", "Origin "+origin+" is not in CORS_ALLOWED_ORIGIN")
+			return
+		}
+		if anyOrigin {
+			h.Set("Access-Control-Allow-Origin", "*")
+		} else if origin != "" {
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Add("Vary", "Origin")
+		}
+		h.Set("Access-Control-Allow-Methods", s.cfg.CORSMethods)
+		h.Set("Access-Control-Allow-Headers", s.cfg.CORSHeaders+", Mcp-Session-Id, Last-Event-ID")
+		h.Set("Access-Control-Expose-Headers", "Mcp-Session-Id, WWW-Authenticate")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError writes nocrd's HTTP error shape: {"error": ..., "detail": ...}.
+func writeError(w http.ResponseWriter, status int, msg, detail string) {
+	writeJSON(w, status, map[string]string{"error": msg, "detail": detail})
+}

@@ -1,0 +1,163 @@
+// Package mcp is nocrd's Model Context Protocol server. It exposes no-crd's
+// tools and resources, with the same names, inputs and outputs, over stdio,
+// streamable HTTP and the legacy SSE transport, and registers only the tools
+// that the server's Kubernetes identity is allowed to use.
+//
+// Tools are grouped one file per area (tools_util.go, tools_pods.go,
+// tools_templates.go, tools_registry.go); every Kubernetes operation goes
+// through the k8s package, which enforces namespace scope and validation.
+package mcp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strings"
+
+	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/nocrd/nocrd/k8s"
+)
+
+// Config configures the MCP server.
+type Config struct {
+	// BaseURL is the path prefix the HTTP endpoints are served under.
+	BaseURL string `env:"BASE_URL"`
+	// DisablePermissionChecks registers every tool without asking the API
+	// server what the identity may do.
+	DisablePermissionChecks bool   `env:"DISABLE_PERMISSION_CHECKS" envDefault:"false"`
+	CORSOrigin              string `env:"CORS_ALLOWED_ORIGIN" envDefault:"*"`
+	CORSMethods             string `env:"CORS_ALLOWED_METHODS" envDefault:"GET, POST, OPTIONS"`
+	CORSHeaders             string `env:"CORS_ALLOWED_HEADERS" envDefault:"Content-Type, Authorization, mcp-protocol-version"`
+	// UIEnabled serves the Pod Manager UI.
+	UIEnabled bool `env:"UI_ENABLED" envDefault:"true"`
+	// RegistryURL is the Docker Registry v2 endpoint list_registry_images queries.
+	RegistryURL string `env:"REGISTRY_URL"`
+}
+
+// Validate reports the first invalid field, naming its flag and variable.
+func (c Config) Validate() error {
+	if c.BaseURL != "" && (!strings.HasPrefix(c.BaseURL, "/") || strings.ContainsAny(c.BaseURL, "?#")) {
+		return fmt.Errorf("--base-url/BASE_URL: must be a path starting with /, got %q", c.BaseURL)
+	}
+	if c.RegistryURL != "" {
+		u, err := url.Parse(c.RegistryURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("REGISTRY_URL: must be an http or https URL, got %q", c.RegistryURL)
+		}
+	}
+	if strings.TrimSpace(c.CORSOrigin) == "" {
+		return fmt.Errorf("--cors-origin/CORS_ALLOWED_ORIGIN: must not be empty (use * to allow any origin)")
+	}
+	return nil
+}
+
+// BasePath returns BaseURL without a trailing slash ("" for the root).
+func (c Config) BasePath() string { return strings.TrimRight(c.BaseURL, "/") }
+
+// Options are the server's collaborators.
+type Options struct {
+	// Version is reported to clients as the server implementation version.
+	Version string
+	Logger  *slog.Logger
+}
+
+// Server is nocrd's MCP server.
+type Server struct {
+	cfg    Config
+	kube   *k8s.Client
+	log    *slog.Logger
+	sdk    *mcpsdk.Server
+	report *PermissionReport
+}
+
+// toolSpec is a tool with the Kubernetes accesses it needs and a function
+// that registers it on an SDK server.
+type toolSpec struct {
+	tool  *mcpsdk.Tool
+	needs []k8s.Access
+	add   func(*mcpsdk.Server)
+}
+
+func newTool[In, Out any](t *mcpsdk.Tool, needs []k8s.Access, h mcpsdk.ToolHandlerFor[In, Out]) toolSpec {
+	return toolSpec{tool: t, needs: needs, add: func(s *mcpsdk.Server) { mcpsdk.AddTool(s, t, h) }}
+}
+
+// New builds the server: it checks the identity's permissions (unless
+// disabled) and registers the tools that are allowed.
+func New(ctx context.Context, cfg Config, kube *k8s.Client, opts Options) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Version == "" {
+		opts.Version = "dev"
+	}
+	s := &Server{cfg: cfg, kube: kube, log: opts.Logger}
+	s.sdk = mcpsdk.NewServer(&mcpsdk.Implementation{Name: "nocrd", Title: "nocrd", Version: opts.Version}, &mcpsdk.ServerOptions{
+		Instructions: "nocrd manages pods, pod templates (ConfigMaps labelled nogoo9/pod-template=true) and agent workspaces on Kubernetes without CRDs.",
+		Logger:       opts.Logger,
+		Capabilities: &mcpsdk.ServerCapabilities{},
+	})
+
+	specs := s.toolSpecs()
+	report, err := s.checkPermissions(ctx, specs)
+	if err != nil {
+		return nil, err
+	}
+	s.report = report
+	for _, t := range specs {
+		if slices.Contains(report.EnabledTools, t.tool.Name) {
+			t.add(s.sdk)
+		}
+	}
+	s.log.Info("mcp tools registered", "enabled", len(report.EnabledTools), "disabled", report.DisabledTools)
+	s.addResources()
+	return s, nil
+}
+
+// toolSpecs lists every tool nocrd offers.
+func (s *Server) toolSpecs() []toolSpec {
+	var specs []toolSpec
+	specs = append(specs, s.utilTools()...)
+	specs = append(specs, s.podTools()...)
+	specs = append(specs, s.registryTools()...)
+	specs = append(specs, s.templateTools()...)
+	return specs
+}
+
+// SDK returns the underlying go-sdk server.
+func (s *Server) SDK() *mcpsdk.Server { return s.sdk }
+
+// Permissions returns the permission report made at start-up.
+func (s *Server) Permissions() *PermissionReport { return s.report }
+
+// RunStdio serves one session over standard input and output until the
+// client disconnects or ctx ends.
+func (s *Server) RunStdio(ctx context.Context) error {
+	return s.sdk.Run(ctx, &mcpsdk.StdioTransport{})
+}
+
+// text returns a result whose content is one text block.
+func text(format string, args ...any) *mcpsdk.CallToolResult {
+	return &mcpsdk.CallToolResult{Content: []mcpsdk.Content{&mcpsdk.TextContent{Text: fmt.Sprintf(format, args...)}}}
+}
+
+// Annotation presets. Every tool states all four hints honestly.
+func readOnly(title string) *mcpsdk.ToolAnnotations {
+	return &mcpsdk.ToolAnnotations{Title: title, ReadOnlyHint: true, IdempotentHint: true, DestructiveHint: ptr(false), OpenWorldHint: ptr(false)}
+}
+
+func additive(title string) *mcpsdk.ToolAnnotations {
+	return &mcpsdk.ToolAnnotations{Title: title, DestructiveHint: ptr(false), OpenWorldHint: ptr(false)}
+}
+
+func destructive(title string, idempotent bool) *mcpsdk.ToolAnnotations {
+	return &mcpsdk.ToolAnnotations{Title: title, DestructiveHint: ptr(true), IdempotentHint: idempotent, OpenWorldHint: ptr(false)}
+}
+
+func ptr[T any](v T) *T { return &v }
