@@ -98,6 +98,11 @@ func NewForConfig(cfg Config, rc *rest.Config) (*Client, error) {
 	if rc.UserAgent == "" {
 		rc.UserAgent = "nocrd"
 	}
+	// client-go's defaults (5 QPS, burst 10) throttle a server that checks a
+	// dozen permissions at start and serves many callers at once.
+	if rc.QPS == 0 {
+		rc.QPS, rc.Burst = 50, 100
+	}
 	kube, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("create kubernetes client: %w", err)

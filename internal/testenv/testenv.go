@@ -1,0 +1,207 @@
+// Package testenv gives nocrd's tests what they share: the real test
+// cluster (one per make test run, or one per test binary run alone), a
+// fresh namespace per test, identities with limited rights, and the built
+// nocrd binary.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/nocrd/nocrd/internal/testcluster"
+)
+
+var kubeconfig string
+
+// Main runs a package's tests against the test cluster and exits. A cluster
+// that cannot start fails the run: tests never skip for want of one.
+func Main(m *testing.M) {
+	kc, stop, err := testcluster.ForTests(os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: cannot start the test cluster:", err)
+		os.Exit(1)
+	}
+	kubeconfig = kc
+	code := m.Run()
+	stop()
+	os.Exit(code)
+}
+
+// Kubeconfig returns the admin kubeconfig path of the test cluster.
+func Kubeconfig(t testing.TB) string {
+	t.Helper()
+	if kubeconfig == "" {
+		t.Fatal("testenv.Main must run the package's tests (add TestMain)")
+	}
+	return kubeconfig
+}
+
+// AdminConfig returns a system:masters REST config for the test cluster.
+func AdminConfig(t testing.TB) *rest.Config {
+	t.Helper()
+	rc, err := clientcmd.BuildConfigFromFlags("", Kubeconfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc
+}
+
+// Admin returns a system:masters clientset for the test cluster.
+func Admin(t testing.TB) kubernetes.Interface {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(AdminConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// Namespace creates a namespace with a unique name for one test and deletes
+// it when the test ends, so tests are independent.
+func Namespace(t testing.TB) string {
+	t.Helper()
+	ns := "t-" + randomSuffix()
+	cs := Admin(t)
+	ctx := context.Background()
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		err := cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("delete namespace %s: %v", ns, err)
+		}
+	})
+	return ns
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ServiceAccountConfig returns a REST config that authenticates as the
+// ServiceAccount ns/name with a fresh TokenRequest token, so a test runs
+// with exactly the rights RBAC gives that account.
+func ServiceAccountConfig(t testing.TB, ns, name string) *rest.Config {
+	t.Helper()
+	cs := Admin(t)
+	ctx := context.Background()
+	_, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	exp := int64(3600)
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("request token for %s/%s: %v", ns, name, err)
+	}
+	admin := AdminConfig(t)
+	return &rest.Config{
+		Host:            admin.Host,
+		BearerToken:     tr.Status.Token,
+		TLSClientConfig: rest.TLSClientConfig{CAFile: admin.CAFile, CAData: admin.CAData},
+	}
+}
+
+// WriteKubeconfig writes a kubeconfig for rc into the test's temp dir.
+func WriteKubeconfig(t testing.TB, rc *rest.Config) string {
+	t.Helper()
+	if rc.BearerToken == "" {
+		return Kubeconfig(t)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster: {server: %q, certificate-authority: %q}
+users:
+- name: test
+  user: {token: %q}
+contexts:
+- name: test
+  context: {cluster: test, user: test}
+current-context: test
+`, rc.Host, rc.CAFile, rc.BearerToken)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// NocrdBinary returns the nocrd binary: $NOCRD_BIN (make test builds it),
+// else one built now for this test binary.
+func NocrdBinary(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("NOCRD_BIN"); p != "" {
+		return p
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "nocrd-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "nocrd")
+		cmd := exec.Command("go", "build", "-o", binPath, "github.com/nocrd/nocrd/cmd/nocrd")
+		cmd.Dir = repoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build nocrd: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// RepoRoot returns the repository's root directory.
+func RepoRoot() string { return repoRoot() }
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// Eventually polls cond until it returns true or timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var lastErr error
+	for time.Now().Before(deadline) {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		lastErr = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, lastErr)
+}
