@@ -1,0 +1,130 @@
+package mcp_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nocrd/nocrd/internal/testenv"
+	"github.com/nocrd/nocrd/k8s"
+)
+
+var (
+	allTools = []string{
+		"check_permissions", "create_pod", "create_pod_from_template", "create_template", "current_namespace",
+		"delete_pod", "delete_template", "get_pod", "get_pod_logs", "get_template", "list_namespaces",
+		"list_pods", "list_registry_images", "list_templates", "patch_pod", "update_template",
+	}
+	templateTools = []string{"create_pod_from_template", "create_template", "delete_template", "get_template", "list_templates", "update_template"}
+)
+
+func readParams(uri string) *mcpsdk.ReadResourceParams { return &mcpsdk.ReadResourceParams{URI: uri} }
+
+func toolNames(t *testing.T, cs *mcpsdk.ClientSession) []string {
+	t.Helper()
+	var names []string
+	for tool, err := range cs.Tools(context.Background(), nil) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, tool.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// TestRoleWithoutConfigMapRights runs the server as a ServiceAccount whose
+// Role grants pods but no configmaps: the template tools must not be
+// registered, and check_permissions must say why.
+func TestRoleWithoutConfigMapRights(t *testing.T) {
+	ns := testenv.Namespace(t)
+	admin := testenv.Admin(t)
+	ctx := context.Background()
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "pods-only"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "create", "delete", "patch"}},
+			{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
+		},
+	}
+	r, err := admin.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{})
+	mustCreate(t, r, err)
+	rc := testenv.ServiceAccountConfig(t, ns, "limited")
+	rb, err := admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "pods-only"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "pods-only"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "limited", Namespace: ns}},
+	}, metav1.CreateOptions{})
+	mustCreate(t, rb, err)
+
+	for _, transport := range []string{"streamable", "stdio"} {
+		t.Run(transport, func(t *testing.T) {
+			cs := connect(t, transport, server{kube: k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, rest: rc})
+			names := toolNames(t, cs)
+			for _, tool := range templateTools {
+				if slices.Contains(names, tool) {
+					t.Errorf("%s is registered for an identity without configmap rights", tool)
+				}
+			}
+			for _, tool := range []string{"list_pods", "get_pod", "create_pod", "delete_pod", "patch_pod", "get_pod_logs", "list_namespaces", "check_permissions"} {
+				if !slices.Contains(names, tool) {
+					t.Errorf("%s is missing; tools = %v", tool, names)
+				}
+			}
+			res := ok(t, cs, "check_permissions", map[string]any{})
+			disabled := toStrings(res.structured["disabledTools"])
+			slices.Sort(disabled)
+			if !slices.Equal(disabled, templateTools) {
+				t.Errorf("disabledTools = %v, want %v", disabled, templateTools)
+			}
+			if get(res.structured, "permissions", "configmaps", "list") != false || get(res.structured, "permissions", "pods", "create") != true {
+				t.Errorf("permissions = %v", res.structured["permissions"])
+			}
+			if !strings.Contains(res.text, "configmaps\tlist\t✘ NO") || !strings.Contains(res.text, "pods\tlist\t✔ YES") {
+				t.Errorf("check_permissions text = %q", res.text)
+			}
+			// The pod tools really work with this identity.
+			ok(t, cs, "list_pods", map[string]any{})
+		})
+	}
+}
+
+// TestDeployManifests applies deploy/'s RBAC manifests to the test cluster
+// and checks that an identity bound by them gets every tool, so the
+// manifests cannot rot.
+func TestDeployManifests(t *testing.T) {
+	for _, c := range []struct {
+		file string
+		mode k8s.Mode
+	}{
+		{"rbac-namespaced.yaml", k8s.ModeNamespaced},
+		{"rbac-cluster.yaml", k8s.ModeCluster},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			ns := testenv.Namespace(t)
+			data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "deploy", c.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			testenv.ApplyYAML(t, strings.ReplaceAll(string(data), "namespace: nogoo9", "namespace: "+ns))
+			rc := testenv.ServiceAccountConfig(t, ns, "nogoo-mcp")
+			cs := connect(t, "streamable", server{kube: k8s.Config{Mode: c.mode, Namespace: ns}, rest: rc})
+			if names := toolNames(t, cs); !slices.Equal(names, allTools) {
+				t.Errorf("tools = %v, want %v", names, allTools)
+			}
+			res := ok(t, cs, "check_permissions", map[string]any{})
+			if d := toStrings(res.structured["disabledTools"]); len(d) != 0 {
+				t.Errorf("disabled tools under %s: %v", c.file, d)
+			}
+			ok(t, cs, "list_templates", map[string]any{})
+			ok(t, cs, "list_namespaces", map[string]any{})
+		})
+	}
+}
