@@ -344,9 +344,7 @@ func ApplyOverrides(spec *corev1.PodSpec, containers []json.RawMessage, topLevel
 	}
 	for i, raw := range containers {
 		var partial corev1.Container
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&partial); err != nil {
+		if err := DecodeStrict(raw, &partial); err != nil {
 			return nil, inputErr("containerOverrides", "item %d is not a partial Container: %v", i, err)
 		}
 		if !slices.Contains(names, partial.Name) {
@@ -362,9 +360,7 @@ func ApplyOverrides(spec *corev1.PodSpec, containers []json.RawMessage, topLevel
 	}
 	if t := bytes.TrimSpace(topLevel); len(t) > 0 && string(t) != "null" {
 		var partial corev1.PodSpec
-		dec := json.NewDecoder(bytes.NewReader(t))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&partial); err != nil {
+		if err := DecodeStrict(t, &partial); err != nil {
 			return nil, inputErr("topLevelOverrides", "not a partial PodSpec: %v", err)
 		}
 		if cur, err = strategicpatch.StrategicMergePatch(cur, t, corev1.PodSpec{}); err != nil {

@@ -2,12 +2,13 @@ package k8s
 
 import (
 	"bytes"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	sigsjson "sigs.k8s.io/json"
 )
 
 // InputError reports a caller's input that is invalid before any request is
@@ -47,10 +48,8 @@ func DecodePodSpec(field string, data []byte) (*corev1.PodSpec, error) {
 	if len(bytes.TrimSpace(data)) == 0 || string(bytes.TrimSpace(data)) == "null" {
 		return nil, inputErr(field, "a PodSpec is required")
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var spec corev1.PodSpec
-	if err := dec.Decode(&spec); err != nil {
+	if err := DecodeStrict(data, &spec); err != nil {
 		return nil, inputErr(field, "not a valid PodSpec: %v", err)
 	}
 	if err := CheckPodSpec(field, &spec); err != nil {
@@ -87,4 +86,14 @@ func CheckPodSpec(field string, spec *corev1.PodSpec) error {
 		return inputErr(field, "restartPolicy must be Always, OnFailure or Never, got %q", spec.RestartPolicy)
 	}
 	return nil
+}
+
+// DecodeStrict decodes JSON as the API server does: field names match case
+// sensitively, and unknown or duplicated fields are errors.
+func DecodeStrict(data []byte, v any) error {
+	strict, err := sigsjson.UnmarshalStrict(data, v)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strict...)
 }

@@ -68,7 +68,7 @@ func TestBadInput(t *testing.T) {
 		{"negative limit", "list_pods", map[string]any{"limit": -5}, "invalid limit: must not be negative"},
 		{"no containers", "create_pod", map[string]any{"name": "x", "containers": []any{}}, "at least one container"},
 		{"container without image", "create_pod", map[string]any{"name": "x", "containers": []any{map[string]any{"name": "c"}}}, `container "c" has no image`},
-		{"unknown container field", "create_pod", map[string]any{"name": "x", "containers": []any{map[string]any{"name": "c", "image": "i", "imagee": "typo"}}}, `unknown field "imagee"`},
+		{"unknown container field", "create_pod", map[string]any{"name": "x", "containers": []any{map[string]any{"name": "c", "image": "i", "imagee": "typo"}}}, `unknown field "containers[0].imagee"`},
 		{"bad restart policy", "create_pod", map[string]any{"name": "x", "containers": []any{container}, "restartPolicy": "Sometimes"}, "restartPolicy must be Always, OnFailure or Never"},
 		{"duplicate pod", "create_pod", map[string]any{"name": "existing", "containers": []any{container}}, "already exists"},
 		{"invalid patch", "patch_pod", map[string]any{"name": "existing", "patch": map[string]any{"spec": map[string]any{"containers": "x"}}}, "patch pod " + ns + "/existing"},

@@ -32,7 +32,9 @@ func Registry(t testing.TB) string {
 	l.Close()
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`version: 0.1
-log: {level: error}
+log:
+  level: error
+  accesslog: {disabled: true}
 storage:
   filesystem: {rootdirectory: %s}
 http: {addr: %s}
