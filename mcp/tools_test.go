@@ -195,6 +195,9 @@ var logsGVR = schema.GroupVersionResource{Group: "kwok.x-k8s.io", Version: "v1al
 func checkLogs(t *testing.T, cs *mcpsdk.ClientSession, ns string) {
 	t.Helper()
 	dir := t.TempDir()
+	// CRI log lines carry nine fractional digits; RFC3339Nano would drop
+	// trailing zeros and not match what the log reader prints back.
+	const criTime = "2006-01-02T15:04:05.000000000Z07:00"
 	now := time.Now().UTC()
 	var cur strings.Builder
 	for i := 1; i <= 5; i++ {
@@ -202,13 +205,13 @@ func checkLogs(t *testing.T, cs *mcpsdk.ClientSession, ns string) {
 		if i == 5 {
 			ts = now
 		}
-		fmt.Fprintf(&cur, "%s stdout F line %d\n", ts.Format(time.RFC3339Nano), i)
+		fmt.Fprintf(&cur, "%s stdout F line %d\n", ts.Format(criTime), i)
 	}
 	current, previous := filepath.Join(dir, "current.log"), filepath.Join(dir, "previous.log")
 	if err := os.WriteFile(current, []byte(cur.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(previous, []byte(now.Format(time.RFC3339Nano)+" stderr F crashed before\n"), 0o644); err != nil {
+	if err := os.WriteFile(previous, []byte(now.Format(criTime)+" stderr F crashed before\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dyn, err := dynamic.NewForConfig(testenv.AdminConfig(t))
@@ -241,8 +244,8 @@ func checkLogs(t *testing.T, cs *mcpsdk.ClientSession, ns string) {
 		t.Errorf("sinceSeconds 600 = %q", r.text)
 	}
 	r = ok(t, cs, "get_pod_logs", map[string]any{"name": "p1", "tailLines": 1, "timestamps": true})
-	if r.text != now.Format(time.RFC3339Nano)+" line 5\n" {
-		t.Errorf("timestamps = %q, want %q", r.text, now.Format(time.RFC3339Nano)+" line 5\n")
+	if r.text != now.Format(criTime)+" line 5\n" {
+		t.Errorf("timestamps = %q, want %q", r.text, now.Format(criTime)+" line 5\n")
 	}
 	if r = ok(t, cs, "get_pod_logs", map[string]any{"name": "p1", "limitBytes": 9}); r.text != "line 1\nli" {
 		t.Errorf("limitBytes 9 = %q", r.text)
