@@ -8,6 +8,8 @@ package k8s
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"k8s.io/client-go/kubernetes"
@@ -25,13 +27,13 @@ const (
 	ModeNamespaced Mode = "namespaced"
 )
 
-// Config configures a Client. Kubernetes credentials follow client-go's
-// rules: in-cluster, then KUBECONFIG, then ~/.kube/config, unless Kubeconfig
-// names a file.
+// Config configures a Client. Credentials are found as client-go's callers
+// usually find them: the Kubeconfig files (a list separated like PATH), else
+// the in-cluster service account, else ~/.kube/config.
 type Config struct {
 	Mode       Mode   `env:"MODE" envDefault:"cluster"`
 	Namespace  string `env:"NAMESPACE" envDefault:"nogoo9"`
-	Kubeconfig string
+	Kubeconfig string `env:"KUBECONFIG"`
 	// Context selects a kubeconfig context other than the current one.
 	Context string
 }
@@ -67,8 +69,10 @@ func New(cfg Config) (*Client, error) {
 	return NewForConfig(cfg, rc)
 }
 
-// RESTConfig loads client configuration: an explicit kubeconfig path wins,
-// then in-cluster configuration, then KUBECONFIG and ~/.kube/config.
+// RESTConfig loads client configuration: the kubeconfig files when given
+// (a list separated like PATH, merged as kubectl merges $KUBECONFIG), else
+// the in-cluster service account, else ~/.kube/config. It reads no
+// environment variable itself.
 func RESTConfig(kubeconfig, context string) (*rest.Config, error) {
 	if kubeconfig == "" && context == "" {
 		if rc, err := rest.InClusterConfig(); err == nil {
@@ -77,9 +81,14 @@ func RESTConfig(kubeconfig, context string) (*rest.Config, error) {
 			return nil, fmt.Errorf("in-cluster config: %w", err)
 		}
 	}
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules := &clientcmd.ClientConfigLoadingRules{Precedence: []string{clientcmd.RecommendedHomeFile}}
 	if kubeconfig != "" {
-		rules.ExplicitPath = kubeconfig
+		rules.Precedence = filepath.SplitList(kubeconfig)
+		for _, f := range rules.Precedence {
+			if _, err := os.Stat(f); err != nil {
+				return nil, fmt.Errorf("kubeconfig: %w", err)
+			}
+		}
 	}
 	overrides := &clientcmd.ConfigOverrides{CurrentContext: context}
 	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()

@@ -167,7 +167,7 @@ func parseConfig(args []string, environ []string, helpOut io.Writer) (*config, e
 	envOnly("AUTH_ENABLED", strconv.FormatBool(cfg.Auth.Enabled), "restrict workspace operations to verified JWT identities")
 	envOnly("AUTH_SUB_JSONPATH", cfg.Auth.SubJSONPath, "JSONPath of the user identity in the token claims")
 	envOnly("REGISTRY_URL", cfg.MCP.RegistryURL, "Docker Registry v2 URL for list_registry_images")
-	str(&cfg.Kube.Kubeconfig, "KUBECONFIG", "kubeconfig file (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)", "kubeconfig")
+	str(&cfg.Kube.Kubeconfig, "KUBECONFIG", "kubeconfig file(s), separated like PATH (default: in-cluster, then ~/.kube/config)", "kubeconfig")
 	str(&cfg.Kube.Context, "-", "kubeconfig context to use", "context")
 	var runtime string
 	fs.StringVar(&runtime, "runtime", "", "accepted for no-crd compatibility and ignored")

@@ -2,6 +2,9 @@
 // an MCP server (stdio, streamable HTTP and legacy SSE) that lists, creates
 // and deletes pods and pod templates stored as ConfigMaps, a drop-in
 // replacement for @nogoo9/no-crd.
+//
+//	nocrd [flags]             serve (see nocrd --help)
+//	nocrd demo-setup [flags]  create the namespace and an example template
 package main
 
 import (
@@ -36,6 +39,10 @@ func main() {
 
 // run is main without the process: it returns the exit status.
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	sub := ""
+	if len(args) > 0 && args[0] == "demo-setup" {
+		sub, args = args[0], args[1:]
+	}
 	cfg, err := parseConfig(args, environ, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -46,6 +53,13 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 	if cfg.showVersion {
 		fmt.Fprintln(stdout, "nocrd", versionString())
+		return 0
+	}
+	if sub == "demo-setup" {
+		if err := demoSetup(ctx, cfg, stdout); err != nil {
+			fmt.Fprintln(stderr, "nocrd demo-setup:", err)
+			return 1
+		}
 		return 0
 	}
 	// Logs go to stderr: stdout carries the stdio transport.

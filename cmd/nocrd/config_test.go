@@ -1,0 +1,129 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestParseConfig(t *testing.T) {
+	cases := []struct {
+		name    string
+		args    []string
+		env     []string
+		check   func(*config) string
+		wantErr string
+	}{
+		{name: "no-crd defaults", check: func(c *config) string {
+			if c.Serve.Transport != "http" || c.Kube.Mode != "cluster" || c.Kube.Namespace != "nogoo9" || c.Serve.Port != 3000 ||
+				c.Serve.LogLevel != "info" || c.MCP.CORSOrigin != "*" || c.MCP.CORSMethods != "GET, POST, OPTIONS" ||
+				c.MCP.CORSHeaders != "Content-Type, Authorization, mcp-protocol-version" || !c.MCP.UIEnabled || c.Auth.Enabled ||
+				c.Auth.SubJSONPath != "$.sub" || c.Proxy.DefaultWorkspacePort != 3000 || c.MCP.DisablePermissionChecks {
+				return "unexpected defaults"
+			}
+			return ""
+		}},
+		{name: "environment", env: []string{"TRANSPORT=stdio", "MODE=namespaced", "NAMESPACE=team-a", "PORT=3050", "LOG_LEVEL=debug",
+			"DISABLE_PERMISSION_CHECKS=true", "UI_ENABLED=false", "REGISTRY_URL=http://localhost:5001", "BASE_URL=/gateway/no-crd", "DEFAULT_WORKSPACE_PORT=8080"},
+			check: func(c *config) string {
+				if c.Serve.Transport != "stdio" || c.Kube.Mode != "namespaced" || c.Kube.Namespace != "team-a" || c.Serve.Port != 3050 ||
+					c.Serve.LogLevel != "debug" || !c.MCP.DisablePermissionChecks || c.MCP.UIEnabled || c.MCP.RegistryURL != "http://localhost:5001" ||
+					c.MCP.BaseURL != "/gateway/no-crd" || c.Proxy.DefaultWorkspacePort != 8080 {
+					return "environment not applied"
+				}
+				return ""
+			}},
+		{name: "flags win over variables", args: []string{"--transport", "both", "-m", "namespaced", "-n", "flagged", "-p", "4000", "--log-level=error"},
+			env: []string{"TRANSPORT=stdio", "MODE=cluster", "NAMESPACE=envns", "PORT=5000", "LOG_LEVEL=debug"},
+			check: func(c *config) string {
+				if c.Serve.Transport != "both" || c.Kube.Mode != "namespaced" || c.Kube.Namespace != "flagged" || c.Serve.Port != 4000 || c.Serve.LogLevel != "error" {
+					return "flags did not win"
+				}
+				return ""
+			}},
+		{name: "short flags", args: []string{"-t", "stdio", "-l", "warning"}, check: func(c *config) string {
+			if c.Serve.Transport != "stdio" || c.Serve.LogLevel != "warning" {
+				return "short flags not applied"
+			}
+			return ""
+		}},
+		{name: "CORS aliases", env: []string{"CORS_ORIGIN=https://a.example", "CORS_METHODS=GET", "CORS_HEADERS=X-A"}, check: func(c *config) string {
+			if c.MCP.CORSOrigin != "https://a.example" || c.MCP.CORSMethods != "GET" || c.MCP.CORSHeaders != "X-A" {
+				return "aliases not applied"
+			}
+			return ""
+		}},
+		{name: "primary CORS variable wins over alias", env: []string{"CORS_ALLOWED_ORIGIN=https://p.example", "CORS_ORIGIN=https://a.example"}, check: func(c *config) string {
+			if c.MCP.CORSOrigin != "https://p.example" {
+				return "alias won"
+			}
+			return ""
+		}},
+		{name: "no-crd's --runtime is accepted", args: []string{"--runtime", "node"}, check: func(*config) string { return "" }},
+		{name: "auth with a secret", env: []string{"AUTH_ENABLED=true", "JWT_SECRET=s3cret"}, check: func(c *config) string {
+			if !c.Auth.Enabled || c.Auth.JWTSecret != "s3cret" {
+				return "auth not applied"
+			}
+			return ""
+		}},
+		{name: "bad transport", args: []string{"--transport", "carrier-pigeon"}, wantErr: `--transport/TRANSPORT: must be http, stdio or both, got "carrier-pigeon"`},
+		{name: "bad mode", env: []string{"MODE=galaxy"}, wantErr: "--mode/MODE"},
+		{name: "bad namespace", args: []string{"-n", "Not_A_Namespace"}, wantErr: "--namespace/NAMESPACE"},
+		{name: "port not a number", env: []string{"PORT=abc"}, wantErr: `--port/PORT: invalid value "abc"`},
+		{name: "port flag not a number", args: []string{"--port", "abc"}, wantErr: "port"},
+		{name: "port out of range", args: []string{"--port", "70000"}, wantErr: "--port/PORT: must be a port between 0 and 65535"},
+		{name: "bad log level", args: []string{"-l", "loud"}, wantErr: "--log-level/LOG_LEVEL"},
+		{name: "bool variable", env: []string{"UI_ENABLED=perhaps"}, wantErr: `UI_ENABLED: invalid value "perhaps"`},
+		{name: "tls cert without key", args: []string{"--tls-cert", "/etc/hostname"}, wantErr: "--tls-cert/TLS_CERT and --tls-key/TLS_KEY: give both or neither"},
+		{name: "missing tls files", args: []string{"--tls-cert", "/nope.crt", "--tls-key", "/nope.key"}, wantErr: "--tls-cert/TLS_CERT"},
+		{name: "bad base url", args: []string{"--base-url", "gateway"}, wantErr: "--base-url/BASE_URL: must be a path starting with /"},
+		{name: "bad registry url", env: []string{"REGISTRY_URL=localhost:5001"}, wantErr: "REGISTRY_URL: must be an http or https URL"},
+		{name: "auth without key", env: []string{"AUTH_ENABLED=true"}, wantErr: "AUTH_ENABLED: needs a verification key"},
+		{name: "bad public key", args: []string{"--jwt-public-key", "not pem"}, wantErr: "--jwt-public-key/JWT_PUBLIC_KEY: not PEM"},
+		{name: "bad jwks uri", args: []string{"--jwks-uri", "file:///etc/keys"}, wantErr: "--jwks-uri/JWKS_URI"},
+		{name: "bad issuer", args: []string{"--auth-issuer", "issuer"}, wantErr: "--auth-issuer/AUTH_ISSUER"},
+		{name: "bad jsonpath", env: []string{"AUTH_SUB_JSONPATH=sub"}, wantErr: "AUTH_SUB_JSONPATH: must be a JSONPath"},
+		{name: "bad workspace port", args: []string{"--default-workspace-port", "0"}, wantErr: "--default-workspace-port/DEFAULT_WORKSPACE_PORT"},
+		{name: "unknown flag", args: []string{"--bogus"}, wantErr: "flag provided but not defined: -bogus"},
+		{name: "stray argument", args: []string{"serve"}, wantErr: `unexpected argument "serve"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := parseConfig(c.args, c.env, io.Discard)
+			if c.wantErr != "" {
+				var ue usageError
+				if err == nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("error = %v, want a usage error containing %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if msg := c.check(cfg); msg != "" {
+				t.Errorf("%s: %+v", msg, cfg)
+			}
+		})
+	}
+}
+
+func TestHelpListsEveryOption(t *testing.T) {
+	var out strings.Builder
+	_, err := parseConfig([]string{"--help"}, nil, &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, want := range []string{
+		"-t, --transport", "-m, --mode", "-n, --namespace", "-p, --port", "-l, --log-level", "--tls-cert", "--tls-key",
+		"--disable-permission-checks", "--cors-origin", "CORS_ALLOWED_ORIGIN, CORS_ORIGIN", "--cors-methods", "--cors-headers",
+		"UI_ENABLED", "AUTH_ENABLED", "AUTH_SUB_JSONPATH", "REGISTRY_URL", "--base-url", "--jwt-secret", "--jwt-public-key",
+		"--jwks-uri", "--auth-issuer", "--default-workspace-port", "--kubeconfig", "--context", "--version",
+		"GET, POST, OPTIONS", "Content-Type, Authorization, mcp-protocol-version", "$.sub", "nogoo9",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help does not mention %q", want)
+		}
+	}
+}
