@@ -28,7 +28,10 @@ func (s *Server) Handler() http.Handler {
 	base := s.cfg.BasePath()
 	getServer := func(*http.Request) *mcpsdk.Server { return s.sdk }
 	mux := http.NewServeMux()
-	streamable := mcpsdk.NewStreamableHTTPHandler(getServer, &mcpsdk.StreamableHTTPOptions{Logger: s.log})
+	streamable := byProtocolVersion{
+		sessions:  mcpsdk.NewStreamableHTTPHandler(getServer, &mcpsdk.StreamableHTTPOptions{Logger: s.log}),
+		stateless: mcpsdk.NewStreamableHTTPHandler(getServer, &mcpsdk.StreamableHTTPOptions{Logger: s.log, Stateless: true}),
+	}
 	sse := mcpsdk.NewSSEHandler(getServer, nil)
 	mux.Handle(base+PathStreamable, streamable)
 	mux.Handle(base+PathSSE, sse)
@@ -46,6 +49,28 @@ func (s *Server) Handler() http.Handler {
 		})
 	})
 	return s.cors(mux)
+}
+
+// statelessProtocol is the first MCP version without sessions (SEP-2575).
+// go-sdk serves it only from a stateless handler, and the versions before
+// it only from a stateful one.
+const statelessProtocol = "2026-07-28"
+
+// byProtocolVersion serves both generations of streamable HTTP on one path:
+// a POST that declares 2026-07-28 or later in Mcp-Protocol-Version goes to
+// the stateless handler; everything else (initialize, which carries no
+// version header, older versions, GET event streams, DELETE) to the
+// session-keeping one. Versions are dates, so they compare as strings.
+type byProtocolVersion struct {
+	sessions, stateless http.Handler
+}
+
+func (h byProtocolVersion) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.Header.Get("Mcp-Protocol-Version") >= statelessProtocol {
+		h.stateless.ServeHTTP(w, r)
+		return
+	}
+	h.sessions.ServeHTTP(w, r)
 }
 
 // cors answers preflight requests, sets the configured CORS headers and

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nocrd/nocrd/internal/testenv"
 	"github.com/nocrd/nocrd/k8s"
+	"github.com/nocrd/nocrd/mcp"
 )
 
 var (
@@ -126,5 +127,27 @@ func TestDeployManifests(t *testing.T) {
 			ok(t, cs, "list_templates", map[string]any{})
 			ok(t, cs, "list_namespaces", map[string]any{})
 		})
+	}
+}
+
+// TestDisablePermissionChecks runs the server as an identity with no rights
+// at all: by default only the tools that need none are registered; with
+// permission checks disabled every tool is, and the API server is the one
+// that refuses.
+func TestDisablePermissionChecks(t *testing.T) {
+	ns := testenv.Namespace(t)
+	rc := testenv.ServiceAccountConfig(t, ns, "nobody")
+	kube := k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}
+
+	cs := connect(t, "streamable", server{kube: kube, rest: rc})
+	if names := toolNames(t, cs); !slices.Equal(names, []string{"check_permissions", "current_namespace", "list_namespaces", "list_registry_images"}) {
+		t.Errorf("tools without rights = %v", names)
+	}
+	for _, transport := range []string{"streamable", "stdio"} {
+		cs = connect(t, transport, server{kube: kube, rest: rc, mcp: mcp.Config{DisablePermissionChecks: true}})
+		if names := toolNames(t, cs); !slices.Equal(names, allTools) {
+			t.Errorf("%s: tools with checks disabled = %v", transport, names)
+		}
+		fails(t, cs, "list_pods", map[string]any{}, "forbidden")
 	}
 }

@@ -70,7 +70,6 @@ type Server struct {
 	kube   *k8s.Client
 	log    *slog.Logger
 	sdk    *mcpsdk.Server
-	report *PermissionReport
 }
 
 // toolSpec is a tool with the Kubernetes accesses it needs and a function
@@ -105,11 +104,10 @@ func New(ctx context.Context, cfg Config, kube *k8s.Client, opts Options) (*Serv
 	})
 
 	specs := s.toolSpecs()
-	report, err := s.checkPermissions(ctx, specs)
+	report, err := s.checkPermissions(ctx, specs, false)
 	if err != nil {
 		return nil, err
 	}
-	s.report = report
 	for _, t := range specs {
 		if slices.Contains(report.EnabledTools, t.tool.Name) {
 			t.add(s.sdk)
@@ -132,9 +130,6 @@ func (s *Server) toolSpecs() []toolSpec {
 
 // SDK returns the underlying go-sdk server.
 func (s *Server) SDK() *mcpsdk.Server { return s.sdk }
-
-// Permissions returns the permission report made at start-up.
-func (s *Server) Permissions() *PermissionReport { return s.report }
 
 // RunStdio serves one session over standard input and output until the
 // client disconnects or ctx ends.

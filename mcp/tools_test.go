@@ -33,6 +33,16 @@ func TestEveryTool(t *testing.T) {
 			admin := testenv.Admin(t)
 			ctx := context.Background()
 
+			// The newest protocol is negotiated where the transport has it;
+			// legacy SSE stops at the versions that defined it.
+			wantVersion := "2026-07-28"
+			if transport == "sse" {
+				wantVersion = "2025-11-25"
+			}
+			if v := cs.InitializeResult().ProtocolVersion; v != wantVersion {
+				t.Errorf("negotiated protocol %s, want %s", v, wantVersion)
+			}
+
 			// Utilities.
 			r := ok(t, cs, "current_namespace", map[string]any{})
 			if r.text != "Namespace: "+ns+"\nMode: cluster" {

@@ -22,9 +22,10 @@ type PermissionReport struct {
 }
 
 // checkPermissions asks the API server which accesses the identity has and
-// derives the enabled tools. With permission checks disabled every tool is
-// enabled and nothing is asked.
-func (s *Server) checkPermissions(ctx context.Context, specs []toolSpec) (*PermissionReport, error) {
+// derives the enabled tools. At start-up with permission checks disabled
+// (live false) every tool is enabled and nothing is asked; check_permissions
+// always asks (live true).
+func (s *Server) checkPermissions(ctx context.Context, specs []toolSpec, live bool) (*PermissionReport, error) {
 	r := &PermissionReport{
 		Mode:          string(s.kube.Mode()),
 		Namespace:     s.kube.DefaultNamespace(),
@@ -32,7 +33,7 @@ func (s *Server) checkPermissions(ctx context.Context, specs []toolSpec) (*Permi
 		DisabledTools: []string{},
 		Permissions:   map[string]map[string]bool{},
 	}
-	if s.cfg.DisablePermissionChecks {
+	if s.cfg.DisablePermissionChecks && !live {
 		for _, t := range specs {
 			r.EnabledTools = append(r.EnabledTools, t.tool.Name)
 		}
@@ -103,9 +104,7 @@ func (s *Server) utilTools() []toolSpec {
 			Description: "Checks the server's Kubernetes RBAC permissions with SelfSubjectAccessReview and reports which MCP tools are enabled or disabled.",
 			Annotations: readOnly("Check permissions"),
 		}, nil, func(ctx context.Context, _ *mcpsdk.CallToolRequest, _ noInput) (*mcpsdk.CallToolResult, *PermissionReport, error) {
-			checker := *s
-			checker.cfg.DisablePermissionChecks = false
-			r, err := checker.checkPermissions(ctx, s.toolSpecs())
+			r, err := s.checkPermissions(ctx, s.toolSpecs(), true)
 			if err != nil {
 				return nil, nil, err
 			}
