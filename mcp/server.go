@@ -66,10 +66,10 @@ type Options struct {
 
 // Server is nocrd's MCP server.
 type Server struct {
-	cfg    Config
-	kube   *k8s.Client
-	log    *slog.Logger
-	sdk    *mcpsdk.Server
+	cfg  Config
+	kube *k8s.Client
+	log  *slog.Logger
+	sdk  *mcpsdk.Server
 }
 
 // toolSpec is a tool with the Kubernetes accesses it needs and a function
