@@ -15,7 +15,7 @@ CLUSTER_DIR ?= $(HOME)/.cache/nocrd-testcluster/cluster
 # The test run uses its own cluster directory, so it never touches the demo's.
 TEST_CLUSTER_DIR ?= $(HOME)/.cache/nocrd-testcluster/test-run
 GOTEST_FLAGS ?= -count=1 -timeout 20m
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 DEMO_PORT ?= 3000
 
 .DEFAULT_GOAL := help
@@ -42,7 +42,7 @@ build: ## build bin/nocrd and bin/nocrd-cluster
 	$(GO) build -o $(CLUSTER) ./internal/testcluster/cmd/nocrd-cluster
 
 .PHONY: test
-test: deps build ## run every test against a real cluster started (and stopped) for the run
+test: deps build lint ## run every test against a real cluster started (and stopped) for the run
 	$(CLUSTER) run -dir $(TEST_CLUSTER_DIR) -- env NOCRD_BIN=$(NOCRD) $(GO) test $(GOTEST_FLAGS) ./...
 
 .PHONY: bench

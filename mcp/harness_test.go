@@ -50,6 +50,7 @@ func newServer(t *testing.T, s server) *mcp.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = srv.Close() })
 	return srv
 }
 

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -21,6 +22,11 @@ const (
 	PathHealth = "/healthz"
 )
 
+// SessionIdleTimeout closes a streamable HTTP session that has seen no
+// request for this long, so clients that vanish without ending their
+// session do not hold its resources forever.
+const SessionIdleTimeout = time.Hour
+
 // Handler returns the HTTP handler for the MCP endpoints, with CORS and
 // Origin checks applied. DNS-rebinding protection (a non-localhost Host on a
 // loopback connection is refused) is the go-sdk's, on by default.
@@ -29,7 +35,7 @@ func (s *Server) Handler() http.Handler {
 	getServer := func(*http.Request) *mcpsdk.Server { return s.sdk }
 	mux := http.NewServeMux()
 	streamable := byProtocolVersion{
-		sessions:  mcpsdk.NewStreamableHTTPHandler(getServer, &mcpsdk.StreamableHTTPOptions{Logger: s.log}),
+		sessions:  mcpsdk.NewStreamableHTTPHandler(getServer, &mcpsdk.StreamableHTTPOptions{Logger: s.log, SessionTimeout: SessionIdleTimeout}),
 		stateless: mcpsdk.NewStreamableHTTPHandler(getServer, &mcpsdk.StreamableHTTPOptions{Logger: s.log, Stateless: true}),
 	}
 	sse := mcpsdk.NewSSEHandler(getServer, nil)

@@ -10,6 +10,7 @@ package mcp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -130,6 +131,15 @@ func (s *Server) toolSpecs() []toolSpec {
 
 // SDK returns the underlying go-sdk server.
 func (s *Server) SDK() *mcpsdk.Server { return s.sdk }
+
+// Close ends every open MCP session (stdio, streamable HTTP and SSE).
+func (s *Server) Close() error {
+	var errs []error
+	for ss := range s.sdk.Sessions() {
+		errs = append(errs, ss.Close())
+	}
+	return errors.Join(errs...)
+}
 
 // RunStdio serves one session over standard input and output until the
 // client disconnects or ctx ends.

@@ -173,7 +173,8 @@ func parseConfig(args []string, environ []string, helpOut io.Writer) (*config, e
 	fs.StringVar(&runtime, "runtime", "", "accepted for no-crd compatibility and ignored")
 	boolean(&cfg.showVersion, "-", "print the version and exit", "version")
 
-	for _, pe := range envErrs {
+	if len(envErrs) > 0 {
+		pe := envErrs[0] // report the first bad variable, as for flags
 		name := pe.Name
 		for _, o := range opts {
 			if slices.Contains(strings.Split(o.env, ", "), pe.Name) && o.flags != "-" {

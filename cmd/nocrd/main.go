@@ -93,6 +93,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 	log.Info("nocrd starting", "version", versionString(), "transport", cfg.Serve.Transport,
 		"mode", kube.Mode(), "namespace", kube.DefaultNamespace())
 
+	defer srv.Close()
 	errc := make(chan error, 2)
 	running := 0
 	if cfg.Serve.Transport == "http" || cfg.Serve.Transport == "both" {

@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -134,20 +135,29 @@ func writePEM(path, typ string, der []byte) error {
 }
 
 // kubeconfig writes a kubeconfig that reaches server as the holder of the
-// named client certificate.
+// named client certificate. The certificates are embedded: with file
+// references client-go would start a reloader for them in every process.
 func (p *pki) kubeconfig(path, server, client string) error {
+	var data [3]string
+	for i, f := range []string{"ca.crt", client + ".crt", client + ".key"} {
+		b, err := os.ReadFile(p.path(f))
+		if err != nil {
+			return err
+		}
+		data[i] = base64.StdEncoding.EncodeToString(b)
+	}
 	cfg := fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
 - name: nocrd-test
   cluster:
     server: %s
-    certificate-authority: %s
+    certificate-authority-data: %s
 users:
 - name: %s
   user:
-    client-certificate: %s
-    client-key: %s
+    client-certificate-data: %s
+    client-key-data: %s
 contexts:
 - name: nocrd-test
   context:
@@ -155,6 +165,6 @@ contexts:
     user: %s
     namespace: default
 current-context: nocrd-test
-`, server, p.path("ca.crt"), client, p.path(client+".crt"), p.path(client+".key"), client)
+`, server, data[0], client, data[1], data[2], client)
 	return os.WriteFile(path, []byte(cfg), 0o600)
 }

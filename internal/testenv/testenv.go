@@ -7,6 +7,7 @@ package testenv
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -33,6 +34,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
+	"go.uber.org/goleak"
+
 	"github.com/nocrd/nocrd/internal/testcluster"
 )
 
@@ -49,7 +52,23 @@ func Main(m *testing.M) {
 	kubeconfig = kc
 	code := m.Run()
 	stop()
+	if code == 0 {
+		if err := goleak.Find(leakIgnores...); err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL: goroutines leaked:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
+}
+
+// leakIgnores are goroutines that libraries start once per process and
+// never stop; anything else still running after the tests is a leak.
+var leakIgnores = []goleak.Option{
+	// klog's flush daemon, started by client-go's logging on first use.
+	goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
+	// Connections to the API server held by client-go's process-wide
+	// transport cache.
+	goleak.IgnoreAnyFunction("golang.org/x/net/http2.(*ClientConn).readLoop"),
 }
 
 // Kubeconfig returns the admin kubeconfig path of the test cluster.
@@ -143,7 +162,7 @@ func WriteKubeconfig(t testing.TB, rc *rest.Config) string {
 kind: Config
 clusters:
 - name: test
-  cluster: {server: %q, certificate-authority: %q}
+  cluster: {server: %q, certificate-authority-data: %q}
 users:
 - name: test
   user: {token: %q}
@@ -151,7 +170,7 @@ contexts:
 - name: test
   context: {cluster: test, user: test}
 current-context: test
-`, rc.Host, rc.CAFile, rc.BearerToken)
+`, rc.Host, base64.StdEncoding.EncodeToString(rc.CAData), rc.BearerToken)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
