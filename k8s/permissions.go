@@ -35,22 +35,16 @@ func (c *Client) CheckAccess(ctx context.Context, accesses []Access) (map[Access
 	)
 	for _, a := range accesses {
 		wg.Go(func() {
-			resource, sub, _ := strings.Cut(a.Resource, "/")
-			review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-				ResourceAttributes: &authorizationv1.ResourceAttributes{
-					Namespace: ns, Verb: a.Verb, Resource: resource, Subresource: sub,
-				},
-			}}
-			res, err := c.kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+			ok, err := c.allowed(ctx, ns, a)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				if firstErr == nil {
-					firstErr = fmt.Errorf("check access %s: %w", a, err)
+					firstErr = err
 				}
 				return
 			}
-			out[a] = res.Status.Allowed
+			out[a] = ok
 		})
 	}
 	wg.Wait()
@@ -58,4 +52,20 @@ func (c *Client) CheckAccess(ctx context.Context, accesses []Access) (map[Access
 		return nil, firstErr
 	}
 	return out, nil
+}
+
+// allowed asks the API server whether this identity has access a in
+// namespace ns ("" for all namespaces).
+func (c *Client) allowed(ctx context.Context, ns string, a Access) (bool, error) {
+	resource, sub, _ := strings.Cut(a.Resource, "/")
+	review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+		ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Namespace: ns, Verb: a.Verb, Resource: resource, Subresource: sub,
+		},
+	}}
+	res, err := c.kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+	if err != nil {
+		return false, fmt.Errorf("check access %s: %w", a, err)
+	}
+	return res.Status.Allowed, nil
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -236,8 +238,9 @@ func (c *Client) PodLogs(ctx context.Context, name string, o LogOptions) (string
 	return buf.String(), nil
 }
 
-// ListNamespaces lists namespace names. In namespaced mode it returns only
-// the configured namespace and asks the API server nothing.
+// ListNamespaces lists the namespaces in which this identity may list pods,
+// as no-crd does. In namespaced mode it returns only the configured
+// namespace and asks the API server nothing.
 func (c *Client) ListNamespaces(ctx context.Context) ([]string, error) {
 	if c.cfg.Mode == ModeNamespaced {
 		return []string{c.cfg.Namespace}, nil
@@ -246,9 +249,37 @@ func (c *Client) ListNamespaces(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list namespaces: %w", err)
 	}
-	out := make([]string, 0, len(list.Items))
+	names := make([]string, 0, len(list.Items))
 	for _, ns := range list.Items {
-		out = append(out, ns.Name)
+		names = append(names, ns.Name)
+	}
+	// One review answers for all namespaces when pods are listable
+	// cluster-wide; otherwise each namespace is asked about.
+	listPods := Access{Resource: "pods", Verb: "list"}
+	everywhere, err := c.allowed(ctx, "", listPods)
+	if err != nil || everywhere {
+		return names, err
+	}
+	allowed := make([]bool, len(names))
+	errs := make([]error, len(names))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, ns := range names {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			allowed[i], errs[i] = c.allowed(ctx, ns, listPods)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	out := names[:0]
+	for i, ns := range names {
+		if allowed[i] {
+			out = append(out, ns)
+		}
 	}
 	return out, nil
 }

@@ -151,3 +151,53 @@ func TestDisablePermissionChecks(t *testing.T) {
 		fails(t, cs, "list_pods", map[string]any{}, "forbidden")
 	}
 }
+
+// TestListNamespacesFiltersByPodAccess: as in no-crd, list_namespaces
+// returns the namespaces where the identity may list pods, not every
+// namespace it can see.
+func TestListNamespacesFiltersByPodAccess(t *testing.T) {
+	home, visible := testenv.Namespace(t), testenv.Namespace(t)
+	admin := testenv.Admin(t)
+	ctx := context.Background()
+	rc := testenv.ServiceAccountConfig(t, home, "lister")
+	name := "nocrd-test-" + home
+	subject := []rbacv1.Subject{{Kind: "ServiceAccount", Name: "lister", Namespace: home}}
+	cr, err := admin.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"list"}}},
+	}, metav1.CreateOptions{})
+	mustCreate(t, cr, err)
+	t.Cleanup(func() { _ = admin.RbacV1().ClusterRoles().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	crb, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: name},
+		Subjects:   subject,
+	}, metav1.CreateOptions{})
+	mustCreate(t, crb, err)
+	t.Cleanup(func() {
+		_ = admin.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	role, err := admin.RbacV1().Roles(visible).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "pod-lister"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}}},
+	}, metav1.CreateOptions{})
+	mustCreate(t, role, err)
+	rb, err := admin.RbacV1().RoleBindings(visible).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "pod-lister"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "pod-lister"},
+		Subjects:   subject,
+	}, metav1.CreateOptions{})
+	mustCreate(t, rb, err)
+
+	cs := connect(t, "streamable", server{kube: k8s.Config{Namespace: home}, rest: rc})
+	r := ok(t, cs, "list_namespaces", map[string]any{})
+	if got := toStrings(r.structured["namespaces"]); !slices.Equal(got, []string{visible}) {
+		t.Errorf("list_namespaces = %v, want [%s]", got, visible)
+	}
+	// With cluster-wide pod access every namespace is listed.
+	cs = connect(t, "streamable", server{kube: k8s.Config{Namespace: home}})
+	r = ok(t, cs, "list_namespaces", map[string]any{})
+	if got := toStrings(r.structured["namespaces"]); !slices.Contains(got, home) || !slices.Contains(got, visible) || !slices.Contains(got, "kube-system") {
+		t.Errorf("admin list_namespaces = %v", got)
+	}
+}

@@ -14,7 +14,7 @@ import (
 	"github.com/nocrd/nocrd/k8s"
 )
 
-// Accesses from no-crd's tool-to-permission table.
+// Accesses of the pod tools, from no-crd's tool-to-permission table.
 var (
 	podsList   = k8s.Access{Resource: "pods", Verb: "list"}
 	podsGet    = k8s.Access{Resource: "pods", Verb: "get"}
@@ -23,11 +23,6 @@ var (
 	podsDelete = k8s.Access{Resource: "pods", Verb: "delete"}
 	podsLogGet = k8s.Access{Resource: "pods/log", Verb: "get"}
 	nsList     = k8s.Access{Resource: "namespaces", Verb: "list"}
-	cmGet      = k8s.Access{Resource: "configmaps", Verb: "get"}
-	cmList     = k8s.Access{Resource: "configmaps", Verb: "list"}
-	cmCreate   = k8s.Access{Resource: "configmaps", Verb: "create"}
-	cmUpdate   = k8s.Access{Resource: "configmaps", Verb: "update"}
-	cmDelete   = k8s.Access{Resource: "configmaps", Verb: "delete"}
 )
 
 // ListPodsInput is list_pods' input.
@@ -211,7 +206,7 @@ func (s *Server) podTools() []toolSpec {
 		}),
 		newTool(&mcpsdk.Tool{
 			Name:        "list_namespaces",
-			Description: "Lists the namespaces the server can work in (in namespaced mode, only its own).",
+			Description: "Lists the namespaces in which the server may list pods (in namespaced mode, only its own).",
 			Annotations: readOnly("List namespaces"),
 		}, []k8s.Access{nsList}, func(ctx context.Context, _ *mcpsdk.CallToolRequest, _ noInput) (*mcpsdk.CallToolResult, ListNamespacesOutput, error) {
 			nss, err := s.kube.ListNamespaces(ctx)

@@ -12,6 +12,15 @@ import (
 	"github.com/nocrd/nocrd/k8s"
 )
 
+// Accesses of the template tools, from no-crd's tool-to-permission table.
+var (
+	cmGet    = k8s.Access{Resource: "configmaps", Verb: "get"}
+	cmList   = k8s.Access{Resource: "configmaps", Verb: "list"}
+	cmCreate = k8s.Access{Resource: "configmaps", Verb: "create"}
+	cmUpdate = k8s.Access{Resource: "configmaps", Verb: "update"}
+	cmDelete = k8s.Access{Resource: "configmaps", Verb: "delete"}
+)
+
 // TemplateSummary is one row of list_templates.
 type TemplateSummary struct {
 	Name        string `json:"name"`

@@ -98,7 +98,9 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 	running := 0
 	if cfg.Serve.Transport == "http" || cfg.Serve.Transport == "both" {
 		running++
-		go func() { errc <- serveHTTP(ctx, cfg, srv.Handler(), log) }()
+		// Sessions end before the HTTP server shuts down, so that open
+		// event streams do not hold the shutdown up.
+		go func() { errc <- serveHTTP(ctx, cfg, srv.Handler(), func() { _ = srv.Close() }, log) }()
 	}
 	if cfg.Serve.Transport == "stdio" || cfg.Serve.Transport == "both" {
 		running++
@@ -122,7 +124,10 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 	return first
 }
 
-func serveHTTP(ctx context.Context, cfg *config, h http.Handler, log *slog.Logger) error {
+// serveHTTP serves h until ctx ends, then calls beforeShutdown, shuts the
+// server down (force-closing connections still busy after 5 s) and returns
+// only when it has stopped.
+func serveHTTP(ctx context.Context, cfg *config, h http.Handler, beforeShutdown func(), log *slog.Logger) error {
 	addr := net.JoinHostPort(cfg.Serve.Host, strconv.Itoa(cfg.Serve.Port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -136,19 +141,28 @@ func serveHTTP(ctx context.Context, cfg *config, h http.Handler, log *slog.Logge
 	log.Info("serving MCP over HTTP", "addr", ln.Addr().String(),
 		"streamable", fmt.Sprintf("%s://%s%s%s", scheme, ln.Addr(), cfg.MCP.BasePath(), mcp.PathStreamable),
 		"sse", fmt.Sprintf("%s://%s%s%s", scheme, ln.Addr(), cfg.MCP.BasePath(), mcp.PathSSE))
+	served := make(chan error, 1)
 	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = hs.Shutdown(sctx)
+		if scheme == "https" {
+			served <- hs.ServeTLS(ln, cfg.Serve.TLSCert, cfg.Serve.TLSKey)
+		} else {
+			served <- hs.Serve(ln)
+		}
 	}()
-	if scheme == "https" {
-		err = hs.ServeTLS(ln, cfg.Serve.TLSCert, cfg.Serve.TLSKey)
-	} else {
-		err = hs.Serve(ln)
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
 	}
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
+	beforeShutdown()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("HTTP shutdown timed out; closing connections", "err", err)
+		_ = hs.Close()
 	}
-	return err
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
