@@ -153,6 +153,10 @@ func TestNamespacedModeEscapes(t *testing.T) {
 				{"create_pod_from_template", map[string]any{"templateRef": "tmpl", "name": "x", "namespace": other}},
 				{"create_pod_from_template", map[string]any{"templateRef": other + "/tmpl", "name": "x"}},
 				{"create_pod_from_template", map[string]any{"templateRef": "pod-template://" + other + "/tmpl", "name": "x"}},
+				{"spawn_workspace", map[string]any{"id": "x", "namespace": other, "spec": map[string]any{"containers": []any{map[string]any{"name": "c", "image": "i"}}}}},
+				{"spawn_workspace", map[string]any{"id": "x", "templateRef": other + "/tmpl"}},
+				{"list_workspaces", map[string]any{"namespace": other}},
+				{"stop_workspace", map[string]any{"id": "x", "namespace": other}},
 			}
 			for _, e := range escapes {
 				fails(t, cs, e.tool, e.args, want)

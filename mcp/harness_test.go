@@ -62,6 +62,12 @@ var transports = []string{"streamable", "sse", "stdio"}
 // named transport. stdio spawns the built nocrd binary.
 func connect(t *testing.T, transport string, s server) *mcpsdk.ClientSession {
 	t.Helper()
+	return connectWith(t, transport, s, nil)
+}
+
+// connectWith is connect with client options (handlers for notifications).
+func connectWith(t *testing.T, transport string, s server, opts *mcpsdk.ClientOptions) *mcpsdk.ClientSession {
+	t.Helper()
 	var tr mcpsdk.Transport
 	switch transport {
 	case "streamable", "sse":
@@ -96,7 +102,7 @@ func connect(t *testing.T, transport string, s server) *mcpsdk.ClientSession {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	timer := time.AfterFunc(30*time.Second, cancel)
-	client := mcpsdk.NewClient(&mcpsdk.Implementation{Name: "nocrd-test", Version: "1"}, nil)
+	client := mcpsdk.NewClient(&mcpsdk.Implementation{Name: "nocrd-test", Version: "1"}, opts)
 	cs, err := client.Connect(ctx, tr, nil)
 	if err != nil {
 		t.Fatalf("connect over %s: %v", transport, err)

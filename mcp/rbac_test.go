@@ -21,7 +21,8 @@ var (
 	allTools = []string{
 		"check_permissions", "create_pod", "create_pod_from_template", "create_template", "current_namespace",
 		"delete_pod", "delete_template", "get_pod", "get_pod_logs", "get_template", "list_namespaces",
-		"list_pods", "list_registry_images", "list_templates", "patch_pod", "update_template",
+		"list_pods", "list_registry_images", "list_templates", "list_workspaces", "patch_pod", "spawn_workspace",
+		"stop_workspace", "update_template",
 	}
 	templateTools = []string{"create_pod_from_template", "create_template", "delete_template", "get_template", "list_templates", "update_template"}
 )

@@ -19,6 +19,7 @@ import (
 
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/nocrd/nocrd/internal/auth"
 	"github.com/nocrd/nocrd/k8s"
 )
 
@@ -63,6 +64,9 @@ type Options struct {
 	// Version is reported to clients as the server implementation version.
 	Version string
 	Logger  *slog.Logger
+	// Identity says whether workspace tools require a verified identity and
+	// where a jwtPayload's subject is.
+	Identity auth.Config
 }
 
 // Server is nocrd's MCP server.
@@ -71,6 +75,8 @@ type Server struct {
 	kube *k8s.Client
 	log  *slog.Logger
 	sdk  *mcpsdk.Server
+	// identity is how workspace tools find their caller.
+	identity auth.Config
 }
 
 // toolSpec is a tool with the Kubernetes accesses it needs and a function
@@ -97,7 +103,10 @@ func New(ctx context.Context, cfg Config, kube *k8s.Client, opts Options) (*Serv
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	s := &Server{cfg: cfg, kube: kube, log: opts.Logger}
+	if opts.Identity.SubJSONPath == "" {
+		opts.Identity.SubJSONPath = "$.sub"
+	}
+	s := &Server{cfg: cfg, kube: kube, log: opts.Logger, identity: opts.Identity}
 	s.sdk = mcpsdk.NewServer(&mcpsdk.Implementation{Name: "nocrd", Title: "nocrd", Version: opts.Version}, &mcpsdk.ServerOptions{
 		Instructions: "nocrd manages pods, pod templates (ConfigMaps labelled nogoo9/pod-template=true) and agent workspaces on Kubernetes without CRDs.",
 		Logger:       opts.Logger,
@@ -126,6 +135,7 @@ func (s *Server) toolSpecs() []toolSpec {
 	specs = append(specs, s.podTools()...)
 	specs = append(specs, s.registryTools()...)
 	specs = append(specs, s.templateTools()...)
+	specs = append(specs, s.workspaceTools()...)
 	return specs
 }
 

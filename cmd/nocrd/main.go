@@ -86,7 +86,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv, err := mcp.New(ctx, cfg.MCP, kube, mcp.Options{Version: versionString(), Logger: log})
+	srv, err := mcp.New(ctx, cfg.MCP, kube, mcp.Options{Version: versionString(), Logger: log, Identity: cfg.Auth})
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
 )
 
 // Config configures authentication.
@@ -27,8 +26,8 @@ type Config struct {
 
 // Validate reports the first invalid field, naming its flag and variable.
 func (c Config) Validate() error {
-	if !strings.HasPrefix(c.SubJSONPath, "$") {
-		return fmt.Errorf("AUTH_SUB_JSONPATH: must be a JSONPath starting with $, got %q", c.SubJSONPath)
+	if _, err := parsePath(c.SubJSONPath); err != nil {
+		return fmt.Errorf("AUTH_SUB_JSONPATH: must be a JSONPath such as $.sub, got %q", c.SubJSONPath)
 	}
 	if c.JWTPublicKey != "" {
 		if err := checkPublicKey(c.JWTPublicKey); err != nil {

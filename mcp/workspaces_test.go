@@ -1,0 +1,228 @@
+package mcp_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nocrd/nocrd/internal/testenv"
+	"github.com/nocrd/nocrd/k8s"
+)
+
+// everyAnnotation is a template using every spawner annotation.
+func everyAnnotation(name string) *corev1.ConfigMap {
+	return &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"nogoo9/pod-template": "true"}, Annotations: map[string]string{
+			"nogoo9/description":          "every annotation",
+			"nogoo9/required-context":     "PROJECT_NAME,REPO_URL",
+			"nogoo9/iam-role-arn":         "arn:aws:iam::123456789012:role/workspace",
+			"nogoo9/init-image":           "alpine/git",
+			"nogoo9/init-command":         "git clone $REPO_URL /workspace/$PROJECT_NAME",
+			"nogoo9/pre-stop-command":     "sync /workspace",
+			"nogoo9/default-grace-period": "3",
+			"nogoo9/workspace-port":       "8080",
+			"nogoo9/ttl":                  "2h",
+		}},
+		Data: map[string]string{"spec": `{"containers":[{"name":"workspace","image":"node:20-alpine","command":["sleep","infinity"],` +
+			`"volumeMounts":[{"name":"ws","mountPath":"/workspace"}]}],"volumes":[{"name":"ws","emptyDir":{}}]}`},
+	}
+}
+
+// TestWorkspaceLifecycle spawns a workspace from a template that uses every
+// spawner annotation, checks the pod and ServiceAccount field by field,
+// waits for Ready with progress notifications, lists it, stops it, and sees
+// the pod and its ServiceAccount go.
+func TestWorkspaceLifecycle(t *testing.T) {
+	ns := testenv.Namespace(t)
+	admin := testenv.Admin(t)
+	ctx := context.Background()
+	cm, err := admin.CoreV1().ConfigMaps(ns).Create(ctx, everyAnnotation("full"), metav1.CreateOptions{})
+	mustCreate(t, cm, err)
+
+	var mu sync.Mutex
+	var progress []string
+	cs := connectWith(t, "streamable", server{kube: k8s.Config{Namespace: ns}}, &mcpsdk.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, r *mcpsdk.ProgressNotificationClientRequest) {
+			mu.Lock()
+			defer mu.Unlock()
+			progress = append(progress, r.Params.Message)
+		},
+	})
+	params := &mcpsdk.CallToolParams{Name: "spawn_workspace", Arguments: map[string]any{
+		"id": "session-1", "templateRef": "full", "wait": true, "timeoutSeconds": 60,
+		"context": map[string]any{"PROJECT_NAME": "demo", "REPO_URL": "https://example.com/r.git"},
+	}}
+	params.SetProgressToken("spawn-1")
+	res, err := cs.CallTool(ctx, params)
+	if err != nil || res.IsError {
+		t.Fatalf("spawn_workspace: %v %+v", err, res)
+	}
+	out := res.StructuredContent.(map[string]any)
+	txt := res.Content[0].(*mcpsdk.TextContent).Text
+	if out["id"] != "session-1" || out["podName"] != "ws-anonymous-session-1" || out["ready"] != true ||
+		!strings.HasPrefix(out["podIP"].(string), "127.0.1.") || out["existing"] != false ||
+		!strings.HasPrefix(txt, "Spawned workspace session-1 (Pod: ws-anonymous-session-1); ready at 127.0.1.") {
+		t.Errorf("spawn_workspace = %q %v", txt, out)
+	}
+	// The client handles notifications asynchronously: the last one may be
+	// handled just after the result.
+	want := "workspace session-1: created | workspace session-1: scheduled | workspace session-1: init running | workspace session-1: ready"
+	testenv.Eventually(t, 5*time.Second, "every progress notification", func() (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		got := strings.Join(progress, " | ")
+		return got == want, fmt.Errorf("got %q, want %q", got, want)
+	})
+
+	pod, err := admin.CoreV1().Pods(ns).Get(ctx, "ws-anonymous-session-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	main := pod.Spec.Containers[0]
+	env := envMap(main.Env)
+	init := pod.Spec.InitContainers
+	checks := map[string]bool{
+		"labels":       pod.Labels["nogoo9/type"] == "workspace" && pod.Labels["nogoo9/workspace-id"] == "session-1" && pod.Labels["nogoo9/user-sub"] == "anonymous",
+		"context env":  env["PROJECT_NAME"] == "demo" && env["REPO_URL"] == "https://example.com/r.git",
+		"init":         len(init) == 1 && init[0].Name == "spawner-init" && init[0].Image == "alpine/git" && init[0].Command[2] == "git clone $REPO_URL /workspace/$PROJECT_NAME",
+		"init env":     len(init) == 1 && envMap(init[0].Env)["REPO_URL"] == "https://example.com/r.git",
+		"init mounts":  len(init) == 1 && slices.ContainsFunc(init[0].VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "ws" && m.MountPath == "/workspace" }),
+		"preStop":      main.Lifecycle != nil && main.Lifecycle.PreStop.Exec.Command[2] == "sync /workspace",
+		"grace":        pod.Spec.TerminationGracePeriodSeconds != nil && *pod.Spec.TerminationGracePeriodSeconds == 3,
+		"sa":           pod.Spec.ServiceAccountName == "ws-anonymous-session-1",
+		"port":         pod.Annotations["nogoo9/workspace-port"] == "8080",
+		"expires-at":   pod.Annotations["nogoo9/expires-at"] != "",
+		"template ref": pod.Annotations["nogoo9/template-ref"] == ns+"/full",
+	}
+	for what, ok := range checks {
+		if !ok {
+			t.Errorf("pod %s wrong: %+v", what, pod)
+		}
+	}
+	if exp, err := time.Parse(time.RFC3339, pod.Annotations["nogoo9/expires-at"]); err != nil || exp.Sub(pod.CreationTimestamp.Time) < 119*time.Minute || exp.Sub(pod.CreationTimestamp.Time) > 121*time.Minute {
+		t.Errorf("expires-at %q is not creation + 2h (%v)", pod.Annotations["nogoo9/expires-at"], err)
+	}
+	sa, err := admin.CoreV1().ServiceAccounts(ns).Get(ctx, "ws-anonymous-session-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sa.Annotations["eks.amazonaws.com/role-arn"] != "arn:aws:iam::123456789012:role/workspace" ||
+		len(sa.OwnerReferences) != 1 || sa.OwnerReferences[0].UID != pod.UID || sa.OwnerReferences[0].Kind != "Pod" {
+		t.Errorf("service account = %+v", sa.ObjectMeta)
+	}
+
+	r := ok(t, cs, "list_workspaces", map[string]any{})
+	rows := get(r.structured, "workspaces").([]any)
+	if len(rows) != 1 || get(rows[0], "id") != "session-1" || get(rows[0], "owner") != "anonymous" || get(rows[0], "ready") != true ||
+		get(rows[0], "template") != ns+"/full" || !strings.HasPrefix(r.text, "ID\tNAME\tSTATUS\nsession-1\tws-anonymous-session-1\tRunning") {
+		t.Errorf("list_workspaces = %q %v", r.text, rows)
+	}
+	r = ok(t, cs, "spawn_workspace", map[string]any{"id": "session-1", "templateRef": "full", "context": map[string]any{"PROJECT_NAME": "demo", "REPO_URL": "x"}})
+	if r.structured["existing"] != true || !strings.HasPrefix(r.text, "Workspace session-1 already exists (Pod: ws-anonymous-session-1)") {
+		t.Errorf("second spawn = %q %v", r.text, r.structured)
+	}
+
+	r = ok(t, cs, "stop_workspace", map[string]any{"id": "session-1"})
+	if r.text != "Stopped workspace session-1 (Pod: ws-anonymous-session-1)" || r.structured["status"] != "terminating" {
+		t.Errorf("stop_workspace = %q %v", r.text, r.structured)
+	}
+	pod, err = admin.CoreV1().Pods(ns).Get(ctx, "ws-anonymous-session-1", metav1.GetOptions{})
+	if err == nil && (pod.DeletionTimestamp == nil || pod.DeletionGracePeriodSeconds == nil || *pod.DeletionGracePeriodSeconds != 3) {
+		t.Errorf("stopped pod is not terminating with the 3 s grace period: %+v", pod.ObjectMeta)
+	}
+	testenv.Eventually(t, 60*time.Second, "the pod and its ServiceAccount to go", func() (bool, error) {
+		_, perr := admin.CoreV1().Pods(ns).Get(ctx, "ws-anonymous-session-1", metav1.GetOptions{})
+		_, serr := admin.CoreV1().ServiceAccounts(ns).Get(ctx, "ws-anonymous-session-1", metav1.GetOptions{})
+		return apierrors.IsNotFound(perr) && apierrors.IsNotFound(serr), fmt.Errorf("pod: %v, sa: %v", perr, serr)
+	})
+}
+
+// TestWorkspaceErrors covers refusals: nothing may be left half-made.
+func TestWorkspaceErrors(t *testing.T) {
+	ns := testenv.Namespace(t)
+	admin := testenv.Admin(t)
+	ctx := context.Background()
+	cm, err := admin.CoreV1().ConfigMaps(ns).Create(ctx, everyAnnotation("full"), metav1.CreateOptions{})
+	mustCreate(t, cm, err)
+	cs := connect(t, "streamable", server{kube: k8s.Config{Namespace: ns}})
+	alice := map[string]any{"sub": "alice"}
+	bob := map[string]any{"sub": "bob"}
+	inline := map[string]any{"containers": []any{map[string]any{"name": "w", "image": "busybox"}}}
+
+	fails(t, cs, "spawn_workspace", map[string]any{"id": "w1", "templateRef": "full", "context": map[string]any{"PROJECT_NAME": "p"}},
+		"missing required context keys REPO_URL (required by nogoo9/required-context)")
+	fails(t, cs, "spawn_workspace", map[string]any{"id": "w1", "spec": map[string]any{"containers": []any{map[string]any{"name": "w"}}}}, `container "w" has no image`)
+	fails(t, cs, "spawn_workspace", map[string]any{"id": "w1"}, "give a templateRef or an inline spec")
+	fails(t, cs, "spawn_workspace", map[string]any{"id": "no spaces", "spec": inline}, "invalid id")
+	fails(t, cs, "spawn_workspace", map[string]any{"id": "w1", "spec": inline, "jwtPayload": map[string]any{"name": "x"}}, "jwtPayload: claims have no $.sub")
+	fails(t, cs, "spawn_workspace", map[string]any{"id": "w1", "spec": inline, "timeoutSeconds": 9999}, "invalid timeoutSeconds")
+
+	// A create the API server denies (a quota of zero pods) leaves no
+	// ServiceAccount behind.
+	q, err := admin.CoreV1().ResourceQuotas(ns).Create(ctx, &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Name: "no-pods"},
+		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("0")}},
+	}, metav1.CreateOptions{})
+	mustCreate(t, q, err)
+	testenv.Eventually(t, 30*time.Second, "the quota to be enforced", func() (bool, error) {
+		r := call(t, cs, "spawn_workspace", map[string]any{"id": "denied", "templateRef": "full", "context": map[string]any{"PROJECT_NAME": "p", "REPO_URL": "r"}})
+		return r.isError && strings.Contains(r.text, "spawn failed at create pod") && strings.Contains(r.text, "exceeded quota"), fmt.Errorf("%s", r.text)
+	})
+	if sas, err := admin.CoreV1().ServiceAccounts(ns).List(ctx, metav1.ListOptions{LabelSelector: "nogoo9/type=workspace"}); err != nil || len(sas.Items) != 0 {
+		t.Errorf("a denied spawn left ServiceAccounts behind: %v %v", err, sas.Items)
+	}
+	if err := admin.CoreV1().ResourceQuotas(ns).Delete(ctx, "no-pods", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Ownership.
+	testenv.Eventually(t, 30*time.Second, "spawning once the quota is gone", func() (bool, error) {
+		r := call(t, cs, "spawn_workspace", map[string]any{"id": "mine", "spec": inline, "jwtPayload": alice})
+		return !r.isError, fmt.Errorf("%s", r.text)
+	})
+	fails(t, cs, "spawn_workspace", map[string]any{"id": "mine", "spec": inline, "jwtPayload": bob}, "workspace mine in "+ns+" belongs to another owner")
+	fails(t, cs, "stop_workspace", map[string]any{"id": "mine", "jwtPayload": bob}, "belongs to another owner")
+	fails(t, cs, "stop_workspace", map[string]any{"id": "mine"}, "belongs to another owner")
+	fails(t, cs, "stop_workspace", map[string]any{"id": "ghost"}, "workspace "+ns+"/ghost not found")
+	r := ok(t, cs, "list_workspaces", map[string]any{"jwtPayload": bob})
+	if rows := get(r.structured, "workspaces").([]any); len(rows) != 0 {
+		t.Errorf("bob sees %v", rows)
+	}
+	r = ok(t, cs, "list_workspaces", map[string]any{"jwtPayload": alice})
+	if rows := get(r.structured, "workspaces").([]any); len(rows) != 1 || get(rows[0], "owner") != "alice" || get(rows[0], "name") != "ws-alice-mine" {
+		t.Errorf("alice sees %v", rows)
+	}
+
+	// Concurrent spawns of one id create one pod.
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			r := call(t, cs, "spawn_workspace", map[string]any{"id": "race", "spec": inline, "jwtPayload": alice})
+			if r.isError {
+				t.Errorf("concurrent spawn: %s", r.text)
+			}
+		})
+	}
+	wg.Wait()
+	pods, err := admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "nogoo9/workspace-id=race"})
+	if err != nil || len(pods.Items) != 1 {
+		t.Errorf("concurrent spawns made %d pods (%v)", len(pods.Items), err)
+	}
+
+	// A pod that cannot be scheduled fails the wait with the reason.
+	fails(t, cs, "spawn_workspace", map[string]any{"id": "nowhere", "wait": true, "timeoutSeconds": 30,
+		"spec": map[string]any{"nodeSelector": map[string]any{"no-such": "node"}, "containers": []any{map[string]any{"name": "w", "image": "busybox"}}}},
+		"unschedulable")
+	ok(t, cs, "stop_workspace", map[string]any{"id": "nowhere"})
+	ok(t, cs, "stop_workspace", map[string]any{"id": "mine", "jwtPayload": alice})
+}
