@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -34,6 +35,9 @@ type Config struct {
 	Mode       Mode   `env:"MODE" envDefault:"cluster"`
 	Namespace  string `env:"NAMESPACE" envDefault:"nogoo9"`
 	Kubeconfig string `env:"KUBECONFIG"`
+	// ReaperInterval is how often expired workspaces (nogoo9/ttl) are
+	// deleted; 0 turns the reaper off.
+	ReaperInterval time.Duration `env:"REAPER_INTERVAL" envDefault:"30s"`
 	// Context selects a kubeconfig context other than the current one.
 	Context string
 }
@@ -45,6 +49,9 @@ func (c Config) Validate() error {
 	}
 	if err := ValidateName("namespace", c.Namespace); err != nil {
 		return fmt.Errorf("--namespace/NAMESPACE: %w", err)
+	}
+	if c.ReaperInterval < 0 {
+		return fmt.Errorf("--reaper-interval/REAPER_INTERVAL: must not be negative, got %s", c.ReaperInterval)
 	}
 	return nil
 }

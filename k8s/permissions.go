@@ -13,6 +13,8 @@ import (
 // Access names one resource and verb to check, as in no-crd's
 // tool-to-permission table. Resource may carry a subresource ("pods/log").
 type Access struct {
+	// Group is the API group; empty for the core group.
+	Group    string
 	Resource string
 	Verb     string
 }
@@ -60,7 +62,7 @@ func (c *Client) allowed(ctx context.Context, ns string, a Access) (bool, error)
 	resource, sub, _ := strings.Cut(a.Resource, "/")
 	review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
 		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Namespace: ns, Verb: a.Verb, Resource: resource, Subresource: sub,
+			Namespace: ns, Verb: a.Verb, Group: a.Group, Resource: resource, Subresource: sub,
 		},
 	}}
 	res, err := c.kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})

@@ -163,6 +163,8 @@ func parseConfig(args []string, environ []string, helpOut io.Writer) (*config, e
 	str(&cfg.Auth.JWKSURI, "JWKS_URI", "JWKS endpoint for token verification keys", "jwks-uri")
 	str(&cfg.Auth.Issuer, "AUTH_ISSUER", "authorization server (token issuer) URL", "auth-issuer")
 	integer(&cfg.Proxy.DefaultWorkspacePort, "DEFAULT_WORKSPACE_PORT", "workspace pod port traffic is proxied to", "default-workspace-port")
+	fs.DurationVar(&cfg.Kube.ReaperInterval, "reaper-interval", cfg.Kube.ReaperInterval, "")
+	opts = append(opts, option{"--reaper-interval", "REAPER_INTERVAL", cfg.Kube.ReaperInterval.String(), "how often workspaces past their nogoo9/ttl are deleted (0: never)"})
 	envOnly("UI_ENABLED", strconv.FormatBool(cfg.MCP.UIEnabled), "serve the Pod Manager UI")
 	envOnly("AUTH_ENABLED", strconv.FormatBool(cfg.Auth.Enabled), "restrict workspace operations to verified JWT identities")
 	envOnly("AUTH_SUB_JSONPATH", cfg.Auth.SubJSONPath, "JSONPath of the user identity in the token claims")

@@ -85,6 +85,13 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad jwks uri", args: []string{"--jwks-uri", "file:///etc/keys"}, wantErr: "--jwks-uri/JWKS_URI"},
 		{name: "bad issuer", args: []string{"--auth-issuer", "issuer"}, wantErr: "--auth-issuer/AUTH_ISSUER"},
 		{name: "bad jsonpath", env: []string{"AUTH_SUB_JSONPATH=sub"}, wantErr: "AUTH_SUB_JSONPATH: must be a JSONPath"},
+		{name: "reaper interval", args: []string{"--reaper-interval", "5s"}, check: func(c *config) string {
+			if c.Kube.ReaperInterval.String() != "5s" {
+				return "reaper interval not applied"
+			}
+			return ""
+		}},
+		{name: "negative reaper interval", env: []string{"REAPER_INTERVAL=-1s"}, wantErr: "--reaper-interval/REAPER_INTERVAL: must not be negative"},
 		{name: "bad workspace port", args: []string{"--default-workspace-port", "0"}, wantErr: "--default-workspace-port/DEFAULT_WORKSPACE_PORT"},
 		{name: "unknown flag", args: []string{"--bogus"}, wantErr: "flag provided but not defined: -bogus"},
 		{name: "stray argument", args: []string{"serve"}, wantErr: `unexpected argument "serve"`},

@@ -94,6 +94,17 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 		"mode", kube.Mode(), "namespace", kube.DefaultNamespace())
 
 	defer srv.Close()
+	if cfg.Kube.ReaperInterval > 0 {
+		rctx, stopReaper := context.WithCancel(ctx)
+		reaperDone := make(chan struct{})
+		go func() {
+			defer close(reaperDone)
+			if err := kube.RunReaper(rctx, cfg.Kube.ReaperInterval, "", log); err != nil {
+				log.Error("workspace reaper", "err", err)
+			}
+		}()
+		defer func() { stopReaper(); <-reaperDone }()
+	}
 	errc := make(chan error, 2)
 	running := 0
 	if cfg.Serve.Transport == "http" || cfg.Serve.Transport == "both" {

@@ -80,6 +80,10 @@ func Kubeconfig(t testing.TB) string {
 	return kubeconfig
 }
 
+// KubeconfigPath is Kubeconfig for code without a testing.TB, such as
+// testable examples; it is empty outside Main.
+func KubeconfigPath() string { return kubeconfig }
+
 // AdminConfig returns a system:masters REST config for the test cluster.
 func AdminConfig(t testing.TB) *rest.Config {
 	t.Helper()
