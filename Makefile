@@ -46,8 +46,9 @@ test: deps build lint ## run every test against a real cluster started (and stop
 	$(CLUSTER) run -dir $(TEST_CLUSTER_DIR) -- env NOCRD_BIN=$(NOCRD) $(GO) test $(GOTEST_FLAGS) ./...
 
 .PHONY: bench
-bench: ## run the Go benchmarks (medians of several runs)
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee $(BIN)/bench.txt
+bench: build ## run the Go benchmarks (several runs each) against a cluster started for the run
+	@mkdir -p $(BIN)
+	$(CLUSTER) run -dir $(TEST_CLUSTER_DIR) -- $(GO) test -run '^$$' -bench . -benchmem -count 3 ./... | tee $(BIN)/bench.txt
 
 .PHONY: lint
 lint: ## go vet, gofmt check and staticcheck

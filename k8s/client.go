@@ -114,10 +114,12 @@ func NewForConfig(cfg Config, rc *rest.Config) (*Client, error) {
 	if rc.UserAgent == "" {
 		rc.UserAgent = "nocrd"
 	}
-	// client-go's defaults (5 QPS, burst 10) throttle a server that checks a
-	// dozen permissions at start and serves many callers at once.
-	if rc.QPS == 0 {
-		rc.QPS, rc.Burst = 50, 100
+	// client-go's client-side limiter (5 QPS, burst 10, unless set) would
+	// queue a server's many concurrent callers behind each other; the API
+	// server protects itself with Priority and Fairness, so nocrd leaves
+	// throttling to it, as controller-runtime does.
+	if rc.QPS == 0 && rc.RateLimiter == nil {
+		rc.QPS = -1
 	}
 	kube, err := kubernetes.NewForConfig(rc)
 	if err != nil {

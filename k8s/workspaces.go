@@ -72,6 +72,9 @@ type SpawnRequest struct {
 	Context map[string]string
 	// Owner is the verified subject; empty means Anonymous.
 	Owner string
+	// PodAnnotations are extra annotations for the pod (for a service mesh,
+	// a metrics scraper, ...). Keys under nogoo9/ are nocrd's and refused.
+	PodAnnotations map[string]string
 }
 
 // Workspace is a workspace pod seen through its labels.
@@ -87,6 +90,10 @@ type Workspace struct {
 	Created   time.Time
 	// Existing is set by SpawnWorkspace when the workspace already existed.
 	Existing bool
+
+	// pod is the object this view was read from, so WaitReady can watch
+	// from it without reading it again.
+	pod *corev1.Pod
 }
 
 // OwnershipError is returned when a caller acts on another owner's workspace.
@@ -221,7 +228,14 @@ func BuildWorkspacePod(req SpawnRequest, spec *corev1.PodSpec, annotations map[s
 		return nil, err
 	}
 
-	podAnn := map[string]string{AnnotationOwner: owner}
+	podAnn := map[string]string{}
+	for k, v := range req.PodAnnotations {
+		if strings.HasPrefix(k, "nogoo9/") {
+			return nil, inputErr("podAnnotations", "%s: keys under nogoo9/ are set by nocrd", k)
+		}
+		podAnn[k] = v
+	}
+	podAnn[AnnotationOwner] = owner
 	if template != "" {
 		podAnn[AnnotationTemplate] = template
 	}
@@ -290,6 +304,7 @@ func workspaceFrom(p *corev1.Pod) Workspace {
 		ID: p.Labels[LabelWorkspaceID], PodName: p.Name, Namespace: p.Namespace,
 		Owner: p.Annotations[AnnotationOwner], Phase: string(p.Status.Phase), PodIP: p.Status.PodIP,
 		Template: p.Annotations[AnnotationTemplate], Created: p.CreationTimestamp.Time,
+		pod: p,
 	}
 	if w.Owner == "" {
 		w.Owner = p.Labels[LabelUserSub]
@@ -597,10 +612,13 @@ func (c *Client) WaitReady(ctx context.Context, w *Workspace, progress func(stag
 	}
 	// The pod exists: that is the first stage, however far it has got.
 	report(StageCreated)
+	p := w.pod // as spawned: watch from there without another read
 	for {
-		p, err := pods.Get(ctx, w.PodName, metav1.GetOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("wait for workspace %s: %w", w.ID, err)
+		if p == nil {
+			var err error
+			if p, err = pods.Get(ctx, w.PodName, metav1.GetOptions{}); err != nil {
+				return nil, fmt.Errorf("wait for workspace %s: %w", w.ID, err)
+			}
 		}
 		watcher, err := pods.Watch(ctx, metav1.ListOptions{
 			FieldSelector:   "metadata.name=" + w.PodName,
@@ -624,7 +642,8 @@ func (c *Client) WaitReady(ctx context.Context, w *Workspace, progress func(stag
 			}
 			ev, ok := <-watcher.ResultChan()
 			if !ok {
-				break // the watch ended: get the pod again and re-watch
+				p = nil // the watch ended: get the pod again and re-watch
+				break
 			}
 			if ev.Type == watch.Deleted {
 				watcher.Stop()

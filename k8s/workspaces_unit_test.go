@@ -123,6 +123,14 @@ func TestBuildWorkspacePod(t *testing.T) {
 		{map[string]string{AnnotationWorkspacePort: "99999"}, nil, "nogoo9/workspace-port must be a port"},
 		{map[string]string{AnnotationTTL: "forever"}, nil, "nogoo9/ttl must be a positive duration"},
 	}
+	if _, err := BuildWorkspacePod(SpawnRequest{ID: "x", PodAnnotations: map[string]string{AnnotationOwner: "mallory"}}, spec, nil, "", "", now); err == nil ||
+		!strings.Contains(err.Error(), "keys under nogoo9/ are set by nocrd") {
+		t.Errorf("a forged owner annotation was accepted: %v", err)
+	}
+	pod, err = BuildWorkspacePod(SpawnRequest{ID: "x", PodAnnotations: map[string]string{"prometheus.io/scrape": "true"}}, spec, nil, "", "", now)
+	if err != nil || pod.Annotations["prometheus.io/scrape"] != "true" || pod.Annotations[AnnotationOwner] != "anonymous" {
+		t.Errorf("pod annotations: %v %v", err, pod)
+	}
 	for _, b := range bad {
 		if _, err := BuildWorkspacePod(SpawnRequest{ID: "x", Context: b.ctx}, spec, b.ann, "", "", now); err == nil || !strings.Contains(err.Error(), b.wantErr) {
 			t.Errorf("annotations %v: error %v, want %q", b.ann, err, b.wantErr)

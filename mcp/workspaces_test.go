@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/nocrd/nocrd/internal/testcluster"
 	"github.com/nocrd/nocrd/internal/testenv"
 	"github.com/nocrd/nocrd/k8s"
 )
@@ -70,8 +71,8 @@ func TestWorkspaceLifecycle(t *testing.T) {
 	out := res.StructuredContent.(map[string]any)
 	txt := res.Content[0].(*mcpsdk.TextContent).Text
 	if out["id"] != "session-1" || out["podName"] != "ws-anonymous-session-1" || out["ready"] != true ||
-		!strings.HasPrefix(out["podIP"].(string), "127.0.1.") || out["existing"] != false ||
-		!strings.HasPrefix(txt, "Spawned workspace session-1 (Pod: ws-anonymous-session-1); ready at 127.0.1.") {
+		!testcluster.InPodCIDR(out["podIP"].(string)) || out["existing"] != false ||
+		txt != "Spawned workspace session-1 (Pod: ws-anonymous-session-1); ready at "+out["podIP"].(string) {
 		t.Errorf("spawn_workspace = %q %v", txt, out)
 	}
 	// The client handles notifications asynchronously: the last one may be

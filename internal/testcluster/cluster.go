@@ -27,11 +27,19 @@ import (
 )
 
 // NodeName is the simulated node. Its pod CIDR lies in 127.0.0.0/8, so a
-// test server bound on podIP:port stands in for a workspace container.
+// test server bound on podIP:port stands in for a workspace container; a
+// /16 leaves room for benchmarks with hundreds of pods.
 const (
 	NodeName = "kwok-node-0"
-	PodCIDR  = "127.0.1.0/24"
+	PodCIDR  = "127.1.0.0/16"
 )
+
+// InPodCIDR reports whether ip is a pod IP of the test cluster.
+func InPodCIDR(ip string) bool {
+	_, n, _ := net.ParseCIDR(PodCIDR)
+	a := net.ParseIP(ip)
+	return a != nil && n.Contains(a)
+}
 
 // Cluster is a running (or recorded) test cluster.
 type Cluster struct {
