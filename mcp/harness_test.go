@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"k8s.io/client-go/rest"
 
+	"github.com/nocrd/nocrd/internal/auth"
 	"github.com/nocrd/nocrd/internal/testenv"
 	"github.com/nocrd/nocrd/k8s"
 	"github.com/nocrd/nocrd/mcp"
@@ -27,6 +29,10 @@ type server struct {
 	mcp  mcp.Config
 	// rest, when set, is the identity the server uses instead of admin.
 	rest *rest.Config
+	// auth, when Enabled, makes the HTTP endpoints require bearer tokens.
+	auth auth.Config
+	// token is the bearer token the client sends.
+	token string
 }
 
 // newServer builds an in-process MCP server against the test cluster.
@@ -46,7 +52,15 @@ func newServer(t *testing.T, s server) *mcp.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := mcp.New(context.Background(), s.mcp, kube, mcp.Options{Version: "test", Logger: slog.New(slog.DiscardHandler)})
+	opts := mcp.Options{Version: "test", Logger: slog.New(slog.DiscardHandler), Identity: s.auth}
+	if s.auth.Enabled {
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		if opts.Verifier, err = auth.NewVerifier(ctx, s.auth, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv, err := mcp.New(context.Background(), s.mcp, kube, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,10 +87,11 @@ func connectWith(t *testing.T, transport string, s server, opts *mcpsdk.ClientOp
 	case "streamable", "sse":
 		hs := httptest.NewServer(newServer(t, s).Handler())
 		t.Cleanup(hs.Close)
+		client := &http.Client{Transport: bearer{token: s.token}}
 		if transport == "sse" {
-			tr = &mcpsdk.SSEClientTransport{Endpoint: hs.URL + s.mcp.BasePath() + mcp.PathSSE}
+			tr = &mcpsdk.SSEClientTransport{Endpoint: hs.URL + s.mcp.BasePath() + mcp.PathSSE, HTTPClient: client}
 		} else {
-			tr = &mcpsdk.StreamableClientTransport{Endpoint: hs.URL + s.mcp.BasePath() + mcp.PathStreamable}
+			tr = &mcpsdk.StreamableClientTransport{Endpoint: hs.URL + s.mcp.BasePath() + mcp.PathStreamable, HTTPClient: client}
 		}
 	case "stdio":
 		rc := s.rest
@@ -110,6 +125,17 @@ func connectWith(t *testing.T, transport string, s server, opts *mcpsdk.ClientOp
 	timer.Stop()
 	t.Cleanup(func() { _ = cs.Close() })
 	return cs
+}
+
+// bearer adds an Authorization header when it has a token.
+type bearer struct{ token string }
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if b.token != "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+b.token)
+	}
+	return http.DefaultTransport.RoundTrip(r)
 }
 
 type testWriter struct{ t *testing.T }

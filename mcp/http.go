@@ -1,12 +1,15 @@
 package mcp
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
+	sdkauth "github.com/modelcontextprotocol/go-sdk/auth"
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -38,8 +41,15 @@ func (s *Server) Handler() http.Handler {
 		sessions:  mcpsdk.NewStreamableHTTPHandler(getServer, &mcpsdk.StreamableHTTPOptions{Logger: s.log, SessionTimeout: SessionIdleTimeout}),
 		stateless: mcpsdk.NewStreamableHTTPHandler(getServer, &mcpsdk.StreamableHTTPOptions{Logger: s.log, Stateless: true}),
 	}
-	sse := mcpsdk.NewSSEHandler(getServer, nil)
-	mux.Handle(base+PathStreamable, streamable)
+	var sse http.Handler = mcpsdk.NewSSEHandler(getServer, nil)
+	var mcpHandler http.Handler = streamable
+	if s.identity.Enabled {
+		// Every MCP request carries a bearer token the verifier accepts; its
+		// subject reaches the tools as TokenInfo.UserID.
+		require := sdkauth.RequireBearerToken(s.verifyToken, &sdkauth.RequireBearerTokenOptions{})
+		mcpHandler, sse = challenge(require, mcpHandler), challenge(require, sse)
+	}
+	mux.Handle(base+PathStreamable, mcpHandler)
 	mux.Handle(base+PathSSE, sse)
 	mux.HandleFunc(base+PathHealth, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -55,6 +65,44 @@ func (s *Server) Handler() http.Handler {
 		})
 	})
 	return s.cors(mux)
+}
+
+// challenge runs next behind require and makes every 401 carry the
+// WWW-Authenticate challenge RFC 6750 asks for (go-sdk adds one only when
+// it has parameters to put in it). Only require's refusal writes through
+// the wrapper; a request it lets through is served with the original
+// writer, so streaming responses keep their Flusher.
+func challenge(require func(http.Handler) http.Handler, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pass := http.HandlerFunc(func(_ http.ResponseWriter, authed *http.Request) { next.ServeHTTP(w, authed) })
+		require(pass).ServeHTTP(&challengeWriter{ResponseWriter: w, hadToken: r.Header.Get("Authorization") != ""}, r)
+	})
+}
+
+type challengeWriter struct {
+	http.ResponseWriter
+	hadToken bool
+}
+
+func (c *challengeWriter) WriteHeader(code int) {
+	if code == http.StatusUnauthorized && c.Header().Get("WWW-Authenticate") == "" {
+		v := `Bearer realm="nocrd"`
+		if c.hadToken {
+			v += `, error="invalid_token"`
+		}
+		c.Header().Set("WWW-Authenticate", v)
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+// verifyToken adapts the Verifier to go-sdk's bearer-token middleware.
+func (s *Server) verifyToken(ctx context.Context, token string, _ *http.Request) (*sdkauth.TokenInfo, error) {
+	id, err := s.verifier.Verify(ctx, token)
+	if err != nil {
+		s.log.Debug("bearer token refused", "err", err)
+		return nil, fmt.Errorf("%w: %v", sdkauth.ErrInvalidToken, err)
+	}
+	return &sdkauth.TokenInfo{UserID: id.Subject, Expiration: id.Expiry}, nil
 }
 
 // statelessProtocol is the first MCP version without sessions (SEP-2575).

@@ -67,6 +67,14 @@ type Options struct {
 	// Identity says whether workspace tools require a verified identity and
 	// where a jwtPayload's subject is.
 	Identity auth.Config
+	// Verifier checks bearer tokens on the HTTP endpoints; required when
+	// Identity.Enabled.
+	Verifier Verifier
+}
+
+// Verifier checks a bearer token and says whom it identifies.
+type Verifier interface {
+	Verify(ctx context.Context, token string) (*auth.Identity, error)
 }
 
 // Server is nocrd's MCP server.
@@ -77,6 +85,7 @@ type Server struct {
 	sdk  *mcpsdk.Server
 	// identity is how workspace tools find their caller.
 	identity auth.Config
+	verifier Verifier
 }
 
 // toolSpec is a tool with the Kubernetes accesses it needs and a function
@@ -106,7 +115,10 @@ func New(ctx context.Context, cfg Config, kube *k8s.Client, opts Options) (*Serv
 	if opts.Identity.SubJSONPath == "" {
 		opts.Identity.SubJSONPath = "$.sub"
 	}
-	s := &Server{cfg: cfg, kube: kube, log: opts.Logger, identity: opts.Identity}
+	if opts.Identity.Enabled && opts.Verifier == nil {
+		return nil, errors.New("AUTH_ENABLED needs a token verifier")
+	}
+	s := &Server{cfg: cfg, kube: kube, log: opts.Logger, identity: opts.Identity, verifier: opts.Verifier}
 	s.sdk = mcpsdk.NewServer(&mcpsdk.Implementation{Name: "nocrd", Title: "nocrd", Version: opts.Version}, &mcpsdk.ServerOptions{
 		Instructions: "nocrd manages pods, pod templates (ConfigMaps labelled nogoo9/pod-template=true) and agent workspaces on Kubernetes without CRDs.",
 		Logger:       opts.Logger,

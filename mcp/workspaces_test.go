@@ -3,18 +3,23 @@ package mcp_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwt"
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/nocrd/nocrd/internal/auth"
 	"github.com/nocrd/nocrd/internal/testcluster"
 	"github.com/nocrd/nocrd/internal/testenv"
 	"github.com/nocrd/nocrd/k8s"
@@ -226,4 +231,69 @@ func TestWorkspaceErrors(t *testing.T) {
 		"unschedulable")
 	ok(t, cs, "stop_workspace", map[string]any{"id": "nowhere"})
 	ok(t, cs, "stop_workspace", map[string]any{"id": "mine", "jwtPayload": alice})
+}
+
+func hs256(t *testing.T, secret, sub string) string {
+	t.Helper()
+	tok := jwt.New()
+	_ = tok.Set(jwt.SubjectKey, sub)
+	_ = tok.Set(jwt.ExpirationKey, time.Now().Add(time.Hour))
+	b, err := jwt.Sign(tok, jwt.WithKey(jwa.HS256, []byte(secret)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestWorkspacesWithAuth: with AUTH_ENABLED every MCP request needs a
+// verified bearer token, its subject owns the workspaces, and jwtPayload
+// cannot claim another identity.
+func TestWorkspacesWithAuth(t *testing.T) {
+	ns := testenv.Namespace(t)
+	cfg := auth.Config{Enabled: true, SubJSONPath: "$.sub", JWTSecret: "s3cret"}
+	inline := map[string]any{"containers": []any{map[string]any{"name": "w", "image": "busybox"}}}
+
+	// No token, or a bad one: the HTTP layer refuses before MCP starts.
+	for _, token := range []string{"", hs256(t, "wrong-secret", "alice"), "garbage"} {
+		hs := httptest.NewServer(newServer(t, server{kube: k8s.Config{Namespace: ns}, auth: cfg}).Handler())
+		req, _ := http.NewRequest(http.MethodPost, hs.URL+"/mcp", strings.NewReader(initBody))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("token %q: %s, WWW-Authenticate %q", token, resp.Status, resp.Header.Get("WWW-Authenticate"))
+		}
+		hs.Close()
+	}
+
+	alice := connect(t, "streamable", server{kube: k8s.Config{Namespace: ns}, auth: cfg, token: hs256(t, "s3cret", "alice")})
+	bob := connect(t, "streamable", server{kube: k8s.Config{Namespace: ns}, auth: cfg, token: hs256(t, "s3cret", "bob")})
+	r := ok(t, alice, "spawn_workspace", map[string]any{"id": "a1", "spec": inline})
+	if r.structured["podName"] != "ws-alice-a1" {
+		t.Errorf("alice's spawn = %v", r.structured)
+	}
+	// jwtPayload is ignored when auth is on: bob stays bob.
+	r = ok(t, bob, "spawn_workspace", map[string]any{"id": "b1", "spec": inline, "jwtPayload": map[string]any{"sub": "alice"}})
+	if r.structured["podName"] != "ws-bob-b1" {
+		t.Errorf("bob's spawn with alice's jwtPayload = %v", r.structured)
+	}
+	fails(t, bob, "stop_workspace", map[string]any{"id": "a1"}, "belongs to another owner")
+	fails(t, bob, "stop_workspace", map[string]any{"id": "a1", "jwtPayload": map[string]any{"sub": "alice"}}, "belongs to another owner")
+	fails(t, bob, "spawn_workspace", map[string]any{"id": "a1", "spec": inline}, "belongs to another owner")
+	for who, cs := range map[string]*mcpsdk.ClientSession{"alice": alice, "bob": bob} {
+		r = ok(t, cs, "list_workspaces", map[string]any{})
+		rows := get(r.structured, "workspaces").([]any)
+		if len(rows) != 1 || get(rows[0], "owner") != who {
+			t.Errorf("%s lists %v", who, rows)
+		}
+	}
+	ok(t, alice, "stop_workspace", map[string]any{"id": "a1"})
+	ok(t, bob, "stop_workspace", map[string]any{"id": "b1"})
 }

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nocrd/nocrd/internal/auth"
 	"github.com/nocrd/nocrd/k8s"
 	"github.com/nocrd/nocrd/mcp"
 )
@@ -86,7 +87,13 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv, err := mcp.New(ctx, cfg.MCP, kube, mcp.Options{Version: versionString(), Logger: log, Identity: cfg.Auth})
+	opts := mcp.Options{Version: versionString(), Logger: log, Identity: cfg.Auth}
+	if cfg.Auth.Enabled {
+		if opts.Verifier, err = auth.NewVerifier(ctx, cfg.Auth, nil); err != nil {
+			return err
+		}
+	}
+	srv, err := mcp.New(ctx, cfg.MCP, kube, opts)
 	if err != nil {
 		return err
 	}
