@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -147,6 +148,42 @@ func TestValidateID(t *testing.T) {
 	for _, bad := range []string{"", "-x", "x y", "a/b", strings.Repeat("x", 64), "../etc"} {
 		if err := validateID(bad); err == nil {
 			t.Errorf("validateID(%q) accepted", bad)
+		}
+	}
+}
+
+func TestStageOf(t *testing.T) {
+	cond := func(typ corev1.PodConditionType, status corev1.ConditionStatus, reason string) corev1.PodCondition {
+		return corev1.PodCondition{Type: typ, Status: status, Reason: reason, Message: "msg"}
+	}
+	waiting := func(name, reason string) corev1.ContainerStatus {
+		return corev1.ContainerStatus{Name: name, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: "detail"}}}
+	}
+	scheduled := cond(corev1.PodScheduled, corev1.ConditionTrue, "")
+	now := metav1.Now()
+	cases := []struct {
+		name      string
+		pod       corev1.Pod
+		wantStage string
+		wantStuck string
+	}{
+		{"new", corev1.Pod{}, StageCreated, ""},
+		{"scheduled", corev1.Pod{Status: corev1.PodStatus{Conditions: []corev1.PodCondition{scheduled}}}, StageScheduled, ""},
+		{"unschedulable", corev1.Pod{Status: corev1.PodStatus{Conditions: []corev1.PodCondition{cond(corev1.PodScheduled, corev1.ConditionFalse, corev1.PodReasonUnschedulable)}}}, StageCreated, "unschedulable: msg"},
+		{"init running", corev1.Pod{Status: corev1.PodStatus{Conditions: []corev1.PodCondition{scheduled},
+			InitContainerStatuses: []corev1.ContainerStatus{{Name: "spawner-init", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}}, StageInitRunning, ""},
+		{"image pull", corev1.Pod{Status: corev1.PodStatus{Conditions: []corev1.PodCondition{scheduled}, ContainerStatuses: []corev1.ContainerStatus{waiting("w", "ErrImagePull")}}}, StageScheduled, "container w: ErrImagePull: detail"},
+		{"init crash loop", corev1.Pod{Status: corev1.PodStatus{Conditions: []corev1.PodCondition{scheduled}, InitContainerStatuses: []corev1.ContainerStatus{waiting("spawner-init", "CrashLoopBackOff")}}}, StageScheduled, "container spawner-init: CrashLoopBackOff"},
+		{"still creating", corev1.Pod{Status: corev1.PodStatus{Conditions: []corev1.PodCondition{scheduled}, ContainerStatuses: []corev1.ContainerStatus{waiting("w", "ContainerCreating")}}}, StageScheduled, ""},
+		{"failed", corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted", Message: "low memory"}}, StageCreated, "pod failed: Evicted low memory"},
+		{"deleting", corev1.Pod{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &now}}, StageCreated, "pod is being deleted"},
+		{"ready without ip", corev1.Pod{Status: corev1.PodStatus{Conditions: []corev1.PodCondition{scheduled, cond(corev1.PodReady, corev1.ConditionTrue, "")}}}, StageScheduled, ""},
+		{"ready", corev1.Pod{Status: corev1.PodStatus{PodIP: "127.1.0.5", Conditions: []corev1.PodCondition{scheduled, cond(corev1.PodReady, corev1.ConditionTrue, "")}}}, StageReady, ""},
+	}
+	for _, c := range cases {
+		stage, stuck := stageOf(&c.pod)
+		if stage != c.wantStage || !strings.HasPrefix(stuck, c.wantStuck) || (c.wantStuck == "") != (stuck == "") {
+			t.Errorf("%s: stageOf = %q, %q; want %q, %q", c.name, stage, stuck, c.wantStage, c.wantStuck)
 		}
 	}
 }
