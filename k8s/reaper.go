@@ -57,6 +57,10 @@ func (c *Client) RunReaper(ctx context.Context, interval time.Duration, identity
 		host, _ := os.Hostname()
 		identity = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
+	if _, err := c.kube.CoreV1().Namespaces().Get(ctx, c.cfg.Namespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		log.Warn("workspace reaper disabled: its lease namespace does not exist", "namespace", c.cfg.Namespace)
+		return nil
+	}
 	for _, verb := range []string{"get", "create", "update"} {
 		if ok, err := c.allowed(ctx, c.cfg.Namespace, Access{Group: "coordination.k8s.io", Resource: "leases", Verb: verb}); err != nil || !ok {
 			log.Warn("workspace reaper disabled: this identity may not "+verb+" leases", "namespace", c.cfg.Namespace, "err", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,4 +64,22 @@ func TestReaperDeletesExpiredWorkspaces(t *testing.T) {
 		l, err := admin.CoordinationV1().Leases(ns).Get(ctx, k8s.ReaperLease, metav1.GetOptions{})
 		return err == nil && (l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == ""), fmt.Errorf("%v %+v", err, l)
 	})
+}
+
+// TestReaperWithoutItsNamespace returns at once, saying why, instead of
+// failing to take its Lease every few seconds forever.
+func TestReaperWithoutItsNamespace(t *testing.T) {
+	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeCluster, Namespace: "no-such-namespace"}, testenv.AdminConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := kube.RunReaper(ctx, time.Second, "t", slog.New(slog.NewTextHandler(&logs, nil))); err != nil || ctx.Err() != nil {
+		t.Fatalf("RunReaper = %v (ctx %v)", err, ctx.Err())
+	}
+	if !strings.Contains(logs.String(), "lease namespace does not exist") {
+		t.Errorf("log = %q", logs.String())
+	}
 }

@@ -432,6 +432,9 @@ func (c *Client) existing(p *corev1.Pod, owner string) (*Workspace, error) {
 	if w.Owner != owner {
 		return nil, &OwnershipError{ID: w.ID, Namespace: p.Namespace}
 	}
+	if p.DeletionTimestamp != nil {
+		return nil, fmt.Errorf("workspace %s in %s is still terminating: spawn it again once it is gone", w.ID, p.Namespace)
+	}
 	w.Existing = true
 	return &w, nil
 }

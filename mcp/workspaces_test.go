@@ -142,6 +142,8 @@ func TestWorkspaceLifecycle(t *testing.T) {
 	if r.text != "Stopped workspace session-1 (Pod: ws-anonymous-session-1)" || r.structured["status"] != "terminating" {
 		t.Errorf("stop_workspace = %q %v", r.text, r.structured)
 	}
+	fails(t, cs, "spawn_workspace", map[string]any{"id": "session-1", "templateRef": "full", "context": map[string]any{"PROJECT_NAME": "demo", "REPO_URL": "x"}},
+		"workspace session-1 in "+ns+" is still terminating")
 	pod, err = admin.CoreV1().Pods(ns).Get(ctx, "ws-anonymous-session-1", metav1.GetOptions{})
 	if err == nil && (pod.DeletionTimestamp == nil || pod.DeletionGracePeriodSeconds == nil || *pod.DeletionGracePeriodSeconds != 3) {
 		t.Errorf("stopped pod is not terminating with the 3 s grace period: %+v", pod.ObjectMeta)
