@@ -69,7 +69,7 @@ cluster-down: ## stop the local cluster
 	@if [ -x $(CLUSTER) ]; then $(CLUSTER) down -dir $(CLUSTER_DIR); else $(GO) run ./internal/testcluster/cmd/nocrd-cluster down -dir $(CLUSTER_DIR); fi
 
 .PHONY: demo
-demo: build ## run nocrd on 127.0.0.1:$(DEMO_PORT); without a kubeconfig, on the local cluster
+demo: build ## run nocrd on 127.0.0.1:3000 (DEMO_PORT); without a kubeconfig, on the local cluster
 	@set -e; \
 	if [ -n "$$KUBECONFIG" ] || [ -f "$$HOME/.kube/config" ]; then \
 	  echo "demo: using your kubeconfig ($${KUBECONFIG:-$$HOME/.kube/config})"; kc="$${KUBECONFIG:-$$HOME/.kube/config}"; \
