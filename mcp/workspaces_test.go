@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -225,6 +226,42 @@ func TestWorkspaceErrors(t *testing.T) {
 	pods, err := admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "nogoo9/workspace-id=race"})
 	if err != nil || len(pods.Items) != 1 {
 		t.Errorf("concurrent spawns made %d pods (%v)", len(pods.Items), err)
+	}
+
+	// Two owners racing for one id: exactly one pod survives, and every
+	// caller is told either that it has the workspace or that it is not
+	// theirs.
+	var winners, refused atomic.Int32
+	for i := range 8 {
+		who := alice
+		if i%2 == 1 {
+			who = bob
+		}
+		wg.Go(func() {
+			r := call(t, cs, "spawn_workspace", map[string]any{"id": "contested", "spec": inline, "jwtPayload": who})
+			switch {
+			case !r.isError:
+				winners.Add(1)
+			case strings.Contains(r.text, "belongs to another owner"):
+				refused.Add(1)
+			default:
+				t.Errorf("contested spawn: %s", r.text)
+			}
+		})
+	}
+	wg.Wait()
+	testenv.Eventually(t, 30*time.Second, "one contested pod", func() (bool, error) {
+		pods, err := admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "nogoo9/workspace-id=contested"})
+		live := 0
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil {
+				live++
+			}
+		}
+		return err == nil && live == 1, fmt.Errorf("%d live pods (%v)", live, err)
+	})
+	if winners.Load() == 0 || winners.Load()+refused.Load() != 8 {
+		t.Errorf("contested: %d winners, %d refused", winners.Load(), refused.Load())
 	}
 
 	// A pod that cannot be scheduled fails the wait with the reason.
