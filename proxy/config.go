@@ -1,7 +1,12 @@
 // Package proxy is nocrd's edge proxy: it routes /route/<workspace-id>/<path>
-// to the workspace pod that owns it. The routing engine arrives with its own
-// issue; its settings are parsed and validated now so that a bad value
-// fails at start.
+// to the pod of that workspace, over fasthttp.
+//
+// It parses the route from the raw request target and refuses path tricks
+// (route.go), checks the caller's bearer token and workspace ownership
+// through its Authorizer, finds the pod through its Resolver, and forwards
+// with one keep-alive client per upstream, hop-by-hop headers and the
+// credentials it consumed removed (proxy.go). Its callers supply the
+// Resolver and Authorizer.
 package proxy
 
 import "fmt"

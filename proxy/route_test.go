@@ -95,3 +95,13 @@ func FuzzParseRoute(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseRoute(b *testing.B) {
+	uri, base := []byte("/gw/route/agent-session-42/api/v1/files/src/main.go?raw=1&token=x"), []byte("/gw")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseRoute(uri, base); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

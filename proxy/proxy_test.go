@@ -1,0 +1,289 @@
+package proxy_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwt"
+	"github.com/valyala/fasthttp"
+
+	"github.com/nocrd/nocrd/internal/auth"
+	"github.com/nocrd/nocrd/proxy"
+)
+
+// seen is what the backend received.
+type seen struct {
+	Method, URI, Body string
+	Header            map[string]string
+}
+
+// backend starts a real HTTP server on loopback that echoes each request as
+// JSON, standing in for a workspace container.
+func backend(t *testing.T) (addr string, hits *atomic.Int32) {
+	t.Helper()
+	hits = &atomic.Int32{}
+	srv := &fasthttp.Server{
+		DisableHeaderNamesNormalizing: true,
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			hits.Add(1)
+			s := seen{Method: string(ctx.Method()), URI: string(ctx.Request.Header.RequestURI()), Body: string(ctx.PostBody()), Header: map[string]string{}}
+			for k, v := range ctx.Request.Header.All() {
+				s.Header[string(k)] = string(v)
+			}
+			b, _ := json.Marshal(s)
+			ctx.Response.Header.Set("Connection", "X-Backend-Private")
+			ctx.Response.Header.Set("X-Backend-Private", "hop")
+			ctx.Response.Header.Set("X-Backend", "yes")
+			ctx.SetContentType("application/json")
+			ctx.SetBody(b)
+		},
+	}
+	return serve(t, srv), hits
+}
+
+func serve(t *testing.T, srv *fasthttp.Server) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = srv.Serve(l); close(done) }()
+	t.Cleanup(func() { _ = srv.Shutdown(); <-done })
+	return l.Addr().String()
+}
+
+type staticResolver map[string]proxy.Endpoint
+
+func (s staticResolver) Resolve(_ context.Context, id string) (proxy.Endpoint, error) {
+	switch ep, ok := s[id]; {
+	case id == "starting":
+		return proxy.Endpoint{}, &proxy.Error{Status: http.StatusServiceUnavailable, Detail: "workspace starting is not ready"}
+	case !ok:
+		return proxy.Endpoint{}, &proxy.Error{Status: http.StatusNotFound, Detail: "no workspace " + id}
+	default:
+		return ep, nil
+	}
+}
+
+type verifierAuthorizer struct{ v *auth.Verifier }
+
+func (a verifierAuthorizer) Authorize(ctx context.Context, token string) (string, error) {
+	id, err := a.v.Verify(ctx, token)
+	if err != nil {
+		return "", err
+	}
+	return id.Subject, nil
+}
+
+func startProxy(t *testing.T, r proxy.Resolver, opts proxy.Options) (string, *proxy.Proxy) {
+	t.Helper()
+	p := proxy.New(r, opts)
+	t.Cleanup(p.Close)
+	return "http://" + serve(t, &fasthttp.Server{Handler: p.ServeFastHTTP, DisableHeaderNamesNormalizing: true}), p
+}
+
+// raw sends exact request bytes and returns the status code and body.
+func raw(t *testing.T, base, request string) (int, string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, request); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func get(t *testing.T, url string, header map[string]string) (*http.Response, seen) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var s seen
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(b, &s); err != nil {
+			t.Fatalf("backend answer %q: %v", b, err)
+		}
+	} else {
+		s.Body = string(b)
+	}
+	return resp, s
+}
+
+func TestForwarding(t *testing.T) {
+	addr, hits := backend(t)
+	base, _ := startProxy(t, staticResolver{"ws1": {Addr: addr, Owner: "alice"}}, proxy.Options{BaseURL: "/gw/"})
+
+	resp, s := get(t, base+"/gw/route/ws1/a/b%20c?x=1&token=secret&y=2", map[string]string{
+		"X-Custom": "kept", "Connection": "X-Secret", "X-Secret": "dropped", "Proxy-Authorization": "Basic x",
+		"X-Forwarded-For": "10.9.8.7", "Authorization": "Bearer passes-without-auth",
+	})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.StatusCode, s.Body)
+	}
+	checks := map[string]bool{
+		"path and query, token removed":        s.URI == "/a/b%20c?x=1&y=2",
+		"custom header":                        s.Header["X-Custom"] == "kept",
+		"Connection-named header":              s.Header["X-Secret"] == "",
+		"hop-by-hop":                           s.Header["Proxy-Authorization"] == "" && s.Header["Connection"] != "X-Secret",
+		"X-Forwarded-For appended":             s.Header["X-Forwarded-For"] == "10.9.8.7, 127.0.0.1",
+		"X-Forwarded-Proto":                    s.Header["X-Forwarded-Proto"] == "http",
+		"X-Forwarded-Host":                     strings.HasPrefix(s.Header["X-Forwarded-Host"], "127.0.0.1:"),
+		"X-Forwarded-Prefix":                   s.Header["X-Forwarded-Prefix"] == "/gw/route/ws1",
+		"Authorization untouched without auth": s.Header["Authorization"] == "Bearer passes-without-auth",
+		"response header":                      resp.Header.Get("X-Backend") == "yes",
+		"response hop-by-hop":                  resp.Header.Get("X-Backend-Private") == "",
+	}
+	for what, ok := range checks {
+		if !ok {
+			t.Errorf("%s: %+v / %v", what, s, resp.Header)
+		}
+	}
+
+	// A body, and a query made only of the token.
+	req, _ := http.NewRequest(http.MethodPost, base+"/gw/route/ws1/upload?token=t", strings.NewReader("payload"))
+	r2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s2 seen
+	_ = json.NewDecoder(r2.Body).Decode(&s2)
+	r2.Body.Close()
+	if s2.Method != "POST" || s2.Body != "payload" || s2.URI != "/upload" {
+		t.Errorf("POST forwarded as %+v", s2)
+	}
+
+	// Errors are JSON with the right status, and nothing reaches the backend.
+	before := hits.Load()
+	for _, c := range []struct {
+		request string
+		status  int
+	}{
+		{"GET /gw/route/ghost/x HTTP/1.1\r\nHost: h\r\n\r\n", 404},
+		{"GET /gw/route/starting/x HTTP/1.1\r\nHost: h\r\n\r\n", 503},
+		{"GET /gw/route/ws1/../ws2/x HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+		{"GET /gw/route/ws1/%2e%2e/ws2 HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+		{"GET /gw/route/ws1/a%2Fb HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+		{"GET /gw/route/..%2Fws2/x HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+		{"GET /route/ws1/x HTTP/1.1\r\nHost: h\r\n\r\n", 404},
+	} {
+		status, body := raw(t, base, c.request)
+		var e struct{ Error, Detail string }
+		if status != c.status || json.Unmarshal([]byte(body), &e) != nil || e.Error == "" || e.Detail == "" {
+			t.Errorf("%q: %d %s; want %d with a JSON error", strings.Fields(c.request)[1], status, body, c.status)
+		}
+	}
+	if hits.Load() != before {
+		t.Errorf("refused requests reached the backend")
+	}
+}
+
+func TestRetryAfterAndUpstreamDown(t *testing.T) {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := l.Addr().String()
+	l.Close()
+	base, _ := startProxy(t, staticResolver{"gone": {Addr: dead}}, proxy.Options{})
+	resp, _ := get(t, base+"/route/starting/", nil)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("not ready: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	resp, s := get(t, base+"/route/gone/", nil)
+	if resp.StatusCode != 502 || !strings.Contains(s.Body, "cannot be reached") {
+		t.Errorf("upstream down: %d %s", resp.StatusCode, s.Body)
+	}
+}
+
+func TestUpstreamTimeout(t *testing.T) {
+	slow := serve(t, &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { time.Sleep(500 * time.Millisecond) }})
+	base, _ := startProxy(t, staticResolver{"slow": {Addr: slow}}, proxy.Options{UpstreamTimeout: 100 * time.Millisecond})
+	resp, s := get(t, base+"/route/slow/", nil)
+	if resp.StatusCode != 504 {
+		t.Errorf("slow upstream: %d %s", resp.StatusCode, s.Body)
+	}
+}
+
+func token(t *testing.T, secret, sub string, exp time.Duration) string {
+	t.Helper()
+	tok := jwt.New()
+	_ = tok.Set(jwt.SubjectKey, sub)
+	_ = tok.Set(jwt.ExpirationKey, time.Now().Add(exp))
+	b, err := jwt.Sign(tok, jwt.WithKey(jwa.HS256, []byte(secret)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestOwnership: with an Authorizer, only the owner's verified token
+// reaches a workspace, and the proxy's credentials are not forwarded.
+func TestOwnership(t *testing.T) {
+	addr, hits := backend(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	v, err := auth.NewVerifier(ctx, auth.Config{SubJSONPath: "$.sub", JWTSecret: "s3cret"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, _ := startProxy(t, staticResolver{"a": {Addr: addr, Owner: "alice"}, "b": {Addr: addr, Owner: "bob"}},
+		proxy.Options{Authorizer: verifierAuthorizer{v}})
+	alice := token(t, "s3cret", "alice", time.Hour)
+
+	resp, s := get(t, base+"/route/a/x?q=1", map[string]string{"Authorization": "Bearer " + alice})
+	if resp.StatusCode != 200 || s.Header["Authorization"] != "" || s.URI != "/x?q=1" {
+		t.Errorf("owner with header: %d %+v", resp.StatusCode, s)
+	}
+	resp, s = get(t, base+"/route/a/x?token="+alice+"&q=1", nil)
+	if resp.StatusCode != 200 || s.URI != "/x?q=1" {
+		t.Errorf("owner with query token: %d %+v", resp.StatusCode, s)
+	}
+	before := hits.Load()
+	for name, c := range map[string]struct {
+		url    string
+		header map[string]string
+		status int
+	}{
+		"no token":        {"/route/a/x", nil, 401},
+		"garbage":         {"/route/a/x", map[string]string{"Authorization": "Bearer garbage"}, 401},
+		"wrong key":       {"/route/a/x", map[string]string{"Authorization": "Bearer " + token(t, "other", "alice", time.Hour)}, 401},
+		"expired":         {"/route/a/x", map[string]string{"Authorization": "Bearer " + token(t, "s3cret", "alice", -time.Hour)}, 401},
+		"other's space":   {"/route/b/x", map[string]string{"Authorization": "Bearer " + alice}, 403},
+		"basic auth":      {"/route/a/x", map[string]string{"Authorization": "Basic YWxpY2U6eA=="}, 401},
+		"unknown with ok": {"/route/ghost/x", map[string]string{"Authorization": "Bearer " + alice}, 404},
+	} {
+		resp, s := get(t, base+c.url, c.header)
+		if resp.StatusCode != c.status {
+			t.Errorf("%s: %d %s, want %d", name, resp.StatusCode, s.Body, c.status)
+		}
+		if c.status == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("%s: no WWW-Authenticate challenge", name)
+		}
+	}
+	if hits.Load() != before {
+		t.Errorf("refused requests reached the backend")
+	}
+}
