@@ -5,8 +5,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -130,7 +130,7 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	defer p.bufs.Put(bp)
 	*bp = upstreamURI((*bp)[:0], route)
 	req.SetRequestURIBytes(*bp) // on the Request: CopyTo brought a parsed URI that would win
-	p.rewriteHeaders(ctx, req, route)
+	p.rewriteHeaders(ctx, req, route, bp)
 
 	resp := &ctx.Response
 	if err := p.client(ep.Addr).DoTimeout(req, resp, p.opts.UpstreamTimeout); err != nil {
@@ -142,7 +142,7 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		}
 		return
 	}
-	stripHopByHop(&resp.Header)
+	stripHopByHop(&resp.Header, bp)
 }
 
 // token returns the bearer token of the request, from the Authorization
@@ -190,40 +190,53 @@ func upstreamURI(dst []byte, r Route) []byte {
 	return dst
 }
 
-func (p *Proxy) rewriteHeaders(ctx *fasthttp.RequestCtx, req *fasthttp.Request, r Route) {
+// rewriteHeaders prepares the upstream request's headers, building values
+// in buf (the handler's pooled scratch) so that nothing is allocated.
+func (p *Proxy) rewriteHeaders(ctx *fasthttp.RequestCtx, req *fasthttp.Request, r Route, buf *[]byte) {
 	h := &req.Header
-	stripHopByHop(h)
+	stripHopByHop(h, buf)
 	if p.opts.Authorizer != nil && !p.opts.PassAuthorization {
 		h.Del("Authorization")
 	}
-	ip, _, err := net.SplitHostPort(ctx.RemoteAddr().String())
-	if err != nil {
-		ip = ctx.RemoteAddr().String()
-	}
+	b := (*buf)[:0]
 	if prior := h.Peek("X-Forwarded-For"); len(prior) > 0 {
-		h.Set("X-Forwarded-For", string(prior)+", "+ip)
-	} else {
-		h.Set("X-Forwarded-For", ip)
+		b = append(append(b, prior...), ", "...)
 	}
-	proto := "http"
+	if ip, ok := netip.AddrFromSlice(ctx.RemoteIP()); ok {
+		b = ip.Unmap().AppendTo(b)
+	}
+	h.SetBytesV("X-Forwarded-For", b)
 	if ctx.IsTLS() {
-		proto = "https"
+		h.Set("X-Forwarded-Proto", "https")
+	} else {
+		h.Set("X-Forwarded-Proto", "http")
 	}
-	h.Set("X-Forwarded-Proto", proto)
 	h.SetBytesV("X-Forwarded-Host", ctx.Host())
-	h.Set("X-Forwarded-Prefix", string(p.base)+RoutePrefix+string(r.ID))
+	b = append(append(append(b[:0], p.base...), RoutePrefix...), r.ID...)
+	h.SetBytesV("X-Forwarded-Prefix", b)
+	*buf = b
 }
 
 // stripHopByHop removes hop-by-hop headers and those the Connection header
-// names.
+// names. buf is scratch space for the Connection value, which is copied
+// because deleting headers may move the bytes Peek returned.
 func stripHopByHop(h interface {
 	Peek(string) []byte
 	Del(string)
-}) {
+	DelBytes([]byte)
+}, buf *[]byte) {
 	if c := h.Peek("Connection"); len(c) > 0 {
-		for _, name := range strings.Split(string(c), ",") {
-			if name = strings.TrimSpace(name); name != "" {
-				h.Del(name)
+		names := append((*buf)[:0], c...)
+		*buf = names
+		for len(names) > 0 {
+			name := names
+			if i := bytes.IndexByte(names, ','); i >= 0 {
+				name, names = names[:i], names[i+1:]
+			} else {
+				names = nil
+			}
+			if name = bytes.TrimSpace(name); len(name) > 0 {
+				h.DelBytes(name)
 			}
 		}
 	}

@@ -50,7 +50,7 @@ func backend(t *testing.T) (addr string, hits *atomic.Int32) {
 	return serve(t, srv), hits
 }
 
-func serve(t *testing.T, srv *fasthttp.Server) string {
+func serve(t testing.TB, srv *fasthttp.Server) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
