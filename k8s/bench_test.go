@@ -38,7 +38,8 @@ var noKWOKDelay = map[string]string{
 // BenchmarkSpawnToReady spawns N workspaces at once through the SDK against
 // the test cluster and measures, per workspace, the time from the spawn
 // call to Running-and-Ready with an IP, and the API requests each spawn
-// costs. The client keeps nocrd's production rate limit (50 QPS, burst 100).
+// costs. The client is configured as nocrd configures its own: no
+// client-side rate limit, the API server's Priority and Fairness deciding.
 func BenchmarkSpawnToReady(b *testing.B) {
 	for _, n := range []int{1, 50, 500} {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {

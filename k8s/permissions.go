@@ -2,6 +2,7 @@ package k8s
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -29,31 +30,43 @@ func (c *Client) CheckAccess(ctx context.Context, accesses []Access) (map[Access
 	if c.cfg.Mode == ModeNamespaced {
 		ns = c.cfg.Namespace
 	}
+	reviews := make([]review, len(accesses))
+	for i, a := range accesses {
+		reviews[i] = review{ns: ns, access: a}
+	}
+	allowed, err := c.allowedEach(ctx, reviews)
+	if err != nil {
+		return nil, err
+	}
 	out := make(map[Access]bool, len(accesses))
-	var (
-		mu       sync.Mutex
-		wg       sync.WaitGroup
-		firstErr error
-	)
-	for _, a := range accesses {
+	for i, a := range accesses {
+		out[a] = allowed[i]
+	}
+	return out, nil
+}
+
+// review asks whether access is allowed in namespace ns ("" for all).
+type review struct {
+	ns     string
+	access Access
+}
+
+// allowedEach asks the API server every review, at most 8 at a time, and
+// returns the answers in order.
+func (c *Client) allowedEach(ctx context.Context, reviews []review) ([]bool, error) {
+	out := make([]bool, len(reviews))
+	errs := make([]error, len(reviews))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, r := range reviews {
 		wg.Go(func() {
-			ok, err := c.allowed(ctx, ns, a)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				if firstErr == nil {
-					firstErr = err
-				}
-				return
-			}
-			out[a] = ok
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i], errs[i] = c.allowed(ctx, r.ns, r.access)
 		})
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // allowed asks the API server whether this identity has access a in

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -260,19 +258,12 @@ func (c *Client) ListNamespaces(ctx context.Context) ([]string, error) {
 	if err != nil || everywhere {
 		return names, err
 	}
-	allowed := make([]bool, len(names))
-	errs := make([]error, len(names))
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
+	reviews := make([]review, len(names))
 	for i, ns := range names {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			allowed[i], errs[i] = c.allowed(ctx, ns, listPods)
-		})
+		reviews[i] = review{ns: ns, access: listPods}
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	allowed, err := c.allowedEach(ctx, reviews)
+	if err != nil {
 		return nil, err
 	}
 	out := names[:0]

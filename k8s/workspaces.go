@@ -167,6 +167,11 @@ func WorkspacePodName(owner, id string) string {
 // the ServiceAccount the pod runs as (made for nogoo9/iam-role-arn).
 func BuildWorkspacePod(req SpawnRequest, spec *corev1.PodSpec, annotations map[string]string, template, serviceAccount string, now time.Time) (*corev1.Pod, error) {
 	owner := ownerOf(req.Owner)
+	// The spec as given must be sound before the spawner builds on it (it
+	// adds to the first container); the result is checked again below.
+	if err := CheckPodSpec("spec", spec); err != nil {
+		return nil, err
+	}
 	if missing := missingContext(annotations[AnnotationRequiredContext], req.Context); len(missing) > 0 {
 		return nil, inputErr("context", "missing required context keys %s (required by %s)", strings.Join(missing, ", "), AnnotationRequiredContext)
 	}
@@ -485,9 +490,7 @@ func (c *Client) workspaceSource(ctx context.Context, ns string, req SpawnReques
 		maps.Copy(ann, req.Annotations)
 		return t.Spec, ann, t.Namespace + "/" + t.Name, nil
 	case req.Spec != nil:
-		if err := CheckPodSpec("spec", req.Spec); err != nil {
-			return nil, nil, "", err
-		}
+		// BuildWorkspacePod checks it.
 		return req.Spec, maps.Clone(nonNil(req.Annotations)), "", nil
 	default:
 		return nil, nil, "", inputErr("templateRef", "give a templateRef or an inline spec")

@@ -124,6 +124,10 @@ func TestBuildWorkspacePod(t *testing.T) {
 		{map[string]string{AnnotationWorkspacePort: "99999"}, nil, "nogoo9/workspace-port must be a port"},
 		{map[string]string{AnnotationTTL: "forever"}, nil, "nogoo9/ttl must be a positive duration"},
 	}
+	if _, err := BuildWorkspacePod(SpawnRequest{ID: "x"}, &corev1.PodSpec{}, map[string]string{AnnotationPreStopCommand: "x"}, "", "", now); err == nil ||
+		!strings.Contains(err.Error(), "at least one container") {
+		t.Errorf("a spec without containers: %v", err)
+	}
 	if _, err := BuildWorkspacePod(SpawnRequest{ID: "x", PodAnnotations: map[string]string{AnnotationOwner: "mallory"}}, spec, nil, "", "", now); err == nil ||
 		!strings.Contains(err.Error(), "keys under nogoo9/ are set by nocrd") {
 		t.Errorf("a forged owner annotation was accepted: %v", err)
