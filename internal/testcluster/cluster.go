@@ -53,6 +53,8 @@ type Cluster struct {
 	KWOKModuleDir string
 
 	out io.Writer
+	// tied daemons get SIGKILL when the process that started them dies.
+	tied bool
 	// exited holds, per daemon started by this process, a channel closed
 	// when it exits, so waits end at once when a daemon dies.
 	exited map[string]chan struct{}
@@ -63,8 +65,21 @@ type Cluster struct {
 var order = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
 
 // Start builds (or reuses) the binaries and starts a cluster in dir, which
-// must not hold a running cluster. Progress goes to out.
-func Start(ctx context.Context, dir string, out io.Writer) (c *Cluster, err error) {
+// must not hold a running cluster, that outlives this process (until Stop).
+// Progress goes to out.
+func Start(ctx context.Context, dir string, out io.Writer) (*Cluster, error) {
+	return start(ctx, dir, out, false)
+}
+
+// StartTied is Start for a cluster that must not outlive this process: the
+// kernel kills every daemon when the process dies, even by a panic or
+// SIGKILL that leaves no chance to call Stop. Tests and nocrd-cluster run
+// use it.
+func StartTied(ctx context.Context, dir string, out io.Writer) (*Cluster, error) {
+	return start(ctx, dir, out, true)
+}
+
+func start(ctx context.Context, dir string, out io.Writer, tied bool) (c *Cluster, err error) {
 	bins, err := EnsureBinaries(ctx, out)
 	if err != nil {
 		return nil, err
@@ -87,7 +102,7 @@ func Start(ctx context.Context, dir string, out io.Writer) (c *Cluster, err erro
 			return nil, err
 		}
 	}
-	c = &Cluster{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), KWOKModuleDir: bins.KWOKModuleDir, out: out, exited: map[string]chan struct{}{}}
+	c = &Cluster{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), KWOKModuleDir: bins.KWOKModuleDir, out: out, tied: tied, exited: map[string]chan struct{}{}}
 	defer func() {
 		if err != nil {
 			fmt.Fprintln(out, c.LogTails(30))
@@ -248,6 +263,11 @@ func (c *Cluster) start(bin, name string, args ...string) error {
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if c.tied {
+		// Delivered when the starting thread exits; the Go runtime keeps its
+		// threads for the life of the process.
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}

@@ -26,7 +26,7 @@ func ForTests(out io.Writer) (kubeconfig string, stop func(), err error) {
 	if err != nil {
 		return "", nil, err
 	}
-	c, err := Start(context.Background(), dir, out)
+	c, err := StartTied(context.Background(), dir, out)
 	if err != nil {
 		return "", nil, err
 	}

@@ -80,7 +80,7 @@ func runWith(ctx context.Context, dir string, args []string) int {
 	if testcluster.Running(dir) {
 		fail(fmt.Errorf("a cluster is already running in %s; use another -dir", dir))
 	}
-	c, err := testcluster.Start(ctx, dir, os.Stdout)
+	c, err := testcluster.StartTied(ctx, dir, os.Stdout)
 	if err != nil {
 		fail(err)
 	}
