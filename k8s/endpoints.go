@@ -1,0 +1,449 @@
+package k8s
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+)
+
+// EndpointState says whether a workspace can take traffic.
+type EndpointState uint8
+
+const (
+	// EndpointAbsent: no workspace pod has this id.
+	EndpointAbsent EndpointState = iota
+	// EndpointNotReady: the pod exists but is not Ready, is terminating or
+	// has no IP yet.
+	EndpointNotReady
+	// EndpointReady: traffic may go to Addr.
+	EndpointReady
+)
+
+// Endpoint is where a workspace's traffic goes, as the route cache knows it.
+type Endpoint struct {
+	ID      string
+	PodName string
+	UID     types.UID
+	// Addr is the pod's ip:port: its IP and the nogoo9/workspace-port
+	// annotation, else the default workspace port.
+	Addr  string
+	Owner string
+	State EndpointState
+}
+
+// EndpointCacheOptions configure an EndpointCache.
+type EndpointCacheOptions struct {
+	// Size bounds how many workspace ids are cached.
+	Size int
+	// DefaultPort is used for pods without nogoo9/workspace-port.
+	DefaultPort int
+	// OnGone is called with an address that no longer belongs to the
+	// workspace it was cached for (pod deleted, IP changed, not ready), so
+	// that the caller can close connections to it.
+	OnGone func(addr string)
+	Logger *slog.Logger
+}
+
+// EndpointCache maps workspace ids of one namespace to their pods' addresses.
+// Entries are filled on a miss from the API server and kept correct by a
+// watch on every workspace pod of the namespace: an event for a cached id
+// updates or drops it before the next lookup sees it. Every entry carries
+// the resourceVersion it was read at, and an event or a list answer only
+// replaces what is older, so a list that raced with a delete can never bring
+// a deleted pod back. While the watch is not running nothing is cached and
+// every lookup asks the API server.
+type EndpointCache struct {
+	c    *Client
+	ns   string
+	opts EndpointCacheOptions
+	log  *slog.Logger
+
+	lru *lru.Cache[string, *cacheEntry]
+	// mu serialises every change to the cache, the IP index and flights;
+	// reads of the LRU take only its own lock.
+	mu      sync.Mutex
+	byIP    map[string]string // pod IP -> id, for ready entries
+	flights map[string]*flight
+	gen     uint64 // bumped when the cache is cleared
+	synced  atomic.Bool
+	// misses is a semaphore bounding concurrent lookups at the API server,
+	// so a flood of unknown ids cannot become a flood of LIST calls.
+	misses chan struct{}
+
+	hits, missCount, evictions, invalidations atomic.Uint64
+	removing                                  bool // set while mu is held: the eviction is ours
+
+	afterFetch func(id string) // test hook: runs between a list and its use
+}
+
+type cacheEntry struct {
+	rv uint64
+	ep Endpoint
+}
+
+// flight is a lookup at the API server in progress; events that arrive for
+// its id meanwhile are recorded so the lookup can tell if it is stale.
+type flight struct {
+	done    chan struct{}
+	eventRV uint64
+	ep      Endpoint
+	err     error
+}
+
+// ErrWorkspaceID is returned for an id that cannot be a workspace id.
+var ErrWorkspaceID = errors.New("not a valid workspace id")
+
+// NewEndpointCache returns a cache for the workspaces of namespace ns (the
+// client's default namespace when empty). Run must be running for entries
+// to be cached.
+func (c *Client) NewEndpointCache(ns string, opts EndpointCacheOptions) (*EndpointCache, error) {
+	ns, err := c.Namespace(ns)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Size <= 0 {
+		opts.Size = 4096
+	}
+	if opts.DefaultPort == 0 {
+		opts.DefaultPort = 3000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	e := &EndpointCache{
+		c: c, ns: ns, opts: opts, log: opts.Logger,
+		byIP: map[string]string{}, flights: map[string]*flight{},
+		misses: make(chan struct{}, 16),
+	}
+	e.lru, err = newLRU(opts.Size, e.onEvict)
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func newLRU(size int, onEvict func(string, *cacheEntry)) (*lru.Cache[string, *cacheEntry], error) {
+	return lru.NewWithEvict(size, onEvict)
+}
+
+// onEvict runs with mu held (every Add and Remove is made under it).
+func (e *EndpointCache) onEvict(id string, ent *cacheEntry) {
+	if e.byIP[ipOf(ent.ep.Addr)] == id {
+		delete(e.byIP, ipOf(ent.ep.Addr))
+	}
+	if e.removing {
+		e.invalidations.Add(1)
+	} else {
+		e.evictions.Add(1)
+	}
+}
+
+func ipOf(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return ""
+}
+
+// Synced reports whether the watch is running, so cached answers are
+// current.
+func (e *EndpointCache) Synced() bool { return e.synced.Load() }
+
+// Stats are the cache's counters since it was made.
+type EndpointCacheStats struct {
+	Hits, Misses, Evictions, Invalidations uint64
+	Len                                    int
+}
+
+// Stats returns the cache's counters.
+func (e *EndpointCache) Stats() EndpointCacheStats {
+	return EndpointCacheStats{
+		Hits: e.hits.Load(), Misses: e.missCount.Load(), Evictions: e.evictions.Load(),
+		Invalidations: e.invalidations.Load(), Len: e.lru.Len(),
+	}
+}
+
+// Lookup returns the endpoint of workspace id. id is not retained on a hit,
+// so callers may pass a string that aliases a reused buffer; it is copied
+// before being cached.
+func (e *EndpointCache) Lookup(ctx context.Context, id string) (Endpoint, error) {
+	if ent, ok := e.lru.Get(id); ok {
+		e.hits.Add(1)
+		return ent.ep, nil
+	}
+	e.missCount.Add(1)
+	if validateID(id) != nil {
+		return Endpoint{}, fmt.Errorf("%w: %q", ErrWorkspaceID, id)
+	}
+	id = string([]byte(id)) // owned copy: it becomes a map key
+	e.mu.Lock()
+	if ent, ok := e.lru.Peek(id); ok {
+		e.mu.Unlock()
+		return ent.ep, nil
+	}
+	if f := e.flights[id]; f != nil {
+		e.mu.Unlock()
+		select {
+		case <-f.done:
+			return f.ep, f.err
+		case <-ctx.Done():
+			return Endpoint{}, ctx.Err()
+		}
+	}
+	f := &flight{done: make(chan struct{})}
+	e.flights[id] = f
+	defer close(f.done)
+	for attempt := 0; ; attempt++ {
+		gen, cacheable := e.gen, e.synced.Load()
+		e.mu.Unlock()
+		ep, rv, err := e.fetch(ctx, id)
+		if e.afterFetch != nil {
+			e.afterFetch(id)
+		}
+		e.mu.Lock()
+		// An event newer than the list, or a cache reset, came in while the
+		// list was on its way: ask again rather than guess which is right.
+		stale := err == nil && (f.eventRV > rv || gen != e.gen)
+		if stale && attempt < 3 {
+			continue
+		}
+		delete(e.flights, id)
+		f.ep, f.err = ep, err
+		if err == nil && cacheable && !stale {
+			e.put(id, &cacheEntry{rv: rv, ep: ep})
+		}
+		e.mu.Unlock()
+		return ep, err
+	}
+}
+
+// fetch reads workspace id from the API server: its endpoint and the
+// resourceVersion of the list it came from.
+func (e *EndpointCache) fetch(ctx context.Context, id string) (Endpoint, uint64, error) {
+	select {
+	case e.misses <- struct{}{}:
+		defer func() { <-e.misses }()
+	case <-ctx.Done():
+		return Endpoint{}, 0, ctx.Err()
+	}
+	list, err := e.c.kube.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{
+		LabelSelector: LabelType + "=" + TypeWorkspace + "," + LabelWorkspaceID + "=" + id,
+	})
+	if err != nil {
+		return Endpoint{}, 0, fmt.Errorf("look up workspace %s in %s: %w", id, e.ns, err)
+	}
+	rv, err := strconv.ParseUint(list.ResourceVersion, 10, 64)
+	if err != nil {
+		return Endpoint{}, 0, fmt.Errorf("look up workspace %s: resourceVersion %q: %w", id, list.ResourceVersion, err)
+	}
+	var found *corev1.Pod
+	for i := range list.Items {
+		p := &list.Items[i]
+		if found == nil || p.CreationTimestamp.Before(&found.CreationTimestamp) ||
+			p.CreationTimestamp.Equal(&found.CreationTimestamp) && p.Name < found.Name {
+			found = p
+		}
+	}
+	if found == nil {
+		return Endpoint{ID: id, State: EndpointAbsent}, rv, nil
+	}
+	return e.endpointOf(found), rv, nil
+}
+
+// endpointOf reads the endpoint of a workspace pod.
+func (e *EndpointCache) endpointOf(p *corev1.Pod) Endpoint {
+	ep := Endpoint{ID: p.Labels[LabelWorkspaceID], PodName: p.Name, UID: p.UID, Owner: p.Annotations[AnnotationOwner], State: EndpointNotReady}
+	if ep.Owner == "" {
+		ep.Owner = p.Labels[LabelUserSub]
+	}
+	port := e.opts.DefaultPort
+	if v, err := strconv.Atoi(p.Annotations[AnnotationWorkspacePort]); err == nil && v > 0 && v < 65536 {
+		port = v
+	}
+	if p.Status.PodIP != "" {
+		ep.Addr = net.JoinHostPort(p.Status.PodIP, strconv.Itoa(port))
+	}
+	if p.DeletionTimestamp != nil || p.Status.PodIP == "" || p.Status.Phase != corev1.PodRunning {
+		return ep
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			ep.State = EndpointReady
+		}
+	}
+	return ep
+}
+
+// put stores an entry; mu is held. A ready entry claims its IP: any other
+// cached id still holding that IP is dropped, whatever the order in which
+// events arrived.
+func (e *EndpointCache) put(id string, ent *cacheEntry) {
+	if ent.ep.State == EndpointReady {
+		ip := ipOf(ent.ep.Addr)
+		if other, ok := e.byIP[ip]; ok && other != id {
+			e.remove(other)
+		}
+		e.byIP[ip] = id
+	}
+	e.lru.Add(id, ent)
+}
+
+// remove drops id; mu is held.
+func (e *EndpointCache) remove(id string) {
+	e.removing = true
+	e.lru.Remove(id)
+	e.removing = false
+}
+
+// apply folds one watch event into the cache.
+func (e *EndpointCache) apply(typ watch.EventType, p *corev1.Pod) {
+	id := p.Labels[LabelWorkspaceID]
+	rv, err := strconv.ParseUint(p.ResourceVersion, 10, 64)
+	if id == "" || err != nil {
+		return
+	}
+	ep := e.endpointOf(p)
+	if typ == watch.Deleted {
+		ep = Endpoint{ID: id, State: EndpointAbsent}
+	}
+	var gone string
+	e.mu.Lock()
+	if f := e.flights[id]; f != nil && rv > f.eventRV {
+		f.eventRV = rv
+	}
+	if old, ok := e.lru.Peek(id); ok && rv > old.rv {
+		var replace, drop bool
+		switch {
+		case old.ep.UID == p.UID:
+			replace = true // the cached pod changed or was deleted
+		case typ == watch.Deleted:
+			// Another pod with this id went away: the cached one stands,
+			// unless the id was cached as absent, which was then wrong.
+			drop = old.ep.UID == ""
+		case old.ep.UID == "":
+			replace = true // a pod appeared for an id cached as absent
+		default:
+			drop = true // two pods claim the id: the next lookup settles it
+		}
+		if (replace || drop) && old.ep.State == EndpointReady && (!replace || ep.State != EndpointReady || ep.Addr != old.ep.Addr) {
+			gone = old.ep.Addr
+		}
+		if replace || drop {
+			e.remove(id)
+		}
+		if replace {
+			e.put(id, &cacheEntry{rv: rv, ep: ep})
+		}
+	}
+	if ep.State == EndpointReady {
+		// A pod that now holds an IP takes it from any cached workspace
+		// that had it.
+		ip := ipOf(ep.Addr)
+		if other, ok := e.byIP[ip]; ok && other != id {
+			if o, ok := e.lru.Peek(other); ok {
+				e.remove(other)
+				if gone == "" {
+					gone = o.ep.Addr
+				}
+			}
+		}
+	}
+	e.mu.Unlock()
+	if gone != "" && e.opts.OnGone != nil {
+		e.opts.OnGone(gone)
+	}
+}
+
+// clear empties the cache, for when the watch stops or restarts.
+func (e *EndpointCache) clear() {
+	e.mu.Lock()
+	e.gen++
+	var gone []string
+	for _, id := range e.lru.Keys() {
+		if ent, ok := e.lru.Peek(id); ok && ent.ep.State == EndpointReady {
+			gone = append(gone, ent.ep.Addr)
+		}
+		e.remove(id)
+	}
+	e.mu.Unlock()
+	if e.opts.OnGone != nil {
+		for _, a := range gone {
+			e.opts.OnGone(a)
+		}
+	}
+}
+
+// Run watches the namespace's workspace pods until ctx ends, restarting
+// the watch when it breaks (after a fresh list when its resourceVersion has
+// expired). Entries are cached only while the watch runs.
+func (e *EndpointCache) Run(ctx context.Context) error {
+	backoff := 500 * time.Millisecond
+	for {
+		err := e.watchOnce(ctx)
+		e.synced.Store(false)
+		e.clear()
+		if ctx.Err() != nil {
+			return nil
+		}
+		e.log.Warn("workspace watch stopped; restarting", "namespace", e.ns, "err", err, "in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// watchOnce lists to learn the current resourceVersion, then watches from
+// it until the watch ends; it returns why it ended.
+func (e *EndpointCache) watchOnce(ctx context.Context) error {
+	sel := LabelType + "=" + TypeWorkspace
+	list, err := e.c.kube.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{LabelSelector: sel, Limit: 1})
+	if err != nil {
+		return fmt.Errorf("list workspace pods in %s: %w", e.ns, err)
+	}
+	rv := list.ResourceVersion
+	w, err := e.c.kube.CoreV1().Pods(e.ns).Watch(ctx, metav1.ListOptions{
+		LabelSelector: sel, ResourceVersion: rv, AllowWatchBookmarks: true,
+	})
+	if err != nil {
+		return fmt.Errorf("watch workspace pods in %s: %w", e.ns, err)
+	}
+	defer w.Stop()
+	// Anything cached before this point may have missed events.
+	e.clear()
+	e.synced.Store(true)
+	e.log.Debug("workspace watch running", "namespace", e.ns, "resourceVersion", rv)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return errors.New("watch closed")
+			}
+			switch ev.Type {
+			case watch.Error:
+				return fmt.Errorf("watch error: %w", apierrors.FromObject(ev.Object))
+			case watch.Added, watch.Modified, watch.Deleted:
+				if p, ok := ev.Object.(*corev1.Pod); ok {
+					e.apply(ev.Type, p)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,162 @@
+package k8s
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/nocrd/nocrd/internal/testenv"
+)
+
+func testPod(uid, rv, ip string, ready bool, deleting bool) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "ws-" + uid, UID: types.UID(uid), ResourceVersion: rv,
+			Labels:      map[string]string{LabelType: TypeWorkspace, LabelWorkspaceID: "w", LabelUserSub: "alice"},
+			Annotations: map[string]string{AnnotationOwner: "alice"}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip},
+	}
+	if ready {
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	}
+	if deleting {
+		now := metav1.Now()
+		p.DeletionTimestamp = &now
+	}
+	return p
+}
+
+// TestApplyOrdering folds event sequences into a cache entry and checks
+// the result: only newer resourceVersions win, a different pod claiming the
+// id drops the entry, and an IP taken by another workspace is given up.
+func TestApplyOrdering(t *testing.T) {
+	type ev struct {
+		typ watch.EventType
+		pod *corev1.Pod
+	}
+	cases := []struct {
+		name   string
+		start  *cacheEntry // cached for id "w"
+		events []ev
+		want   EndpointState // EndpointAbsent with cached=false means dropped
+		cached bool
+		gone   string
+	}{
+		{"older event ignored", &cacheEntry{rv: 10, ep: Endpoint{UID: "a", Addr: "10.0.0.1:3000", State: EndpointReady}},
+			[]ev{{watch.Deleted, testPod("a", "9", "10.0.0.1", true, false)}}, EndpointReady, true, ""},
+		{"newer delete makes absent", &cacheEntry{rv: 10, ep: Endpoint{UID: "a", Addr: "10.0.0.1:3000", State: EndpointReady}},
+			[]ev{{watch.Deleted, testPod("a", "11", "10.0.0.1", true, false)}}, EndpointAbsent, true, "10.0.0.1:3000"},
+		{"terminating is not ready", &cacheEntry{rv: 10, ep: Endpoint{UID: "a", Addr: "10.0.0.1:3000", State: EndpointReady}},
+			[]ev{{watch.Modified, testPod("a", "11", "10.0.0.1", true, true)}}, EndpointNotReady, true, "10.0.0.1:3000"},
+		{"becomes ready", &cacheEntry{rv: 10, ep: Endpoint{UID: "a", State: EndpointNotReady}},
+			[]ev{{watch.Modified, testPod("a", "11", "10.0.0.1", true, false)}}, EndpointReady, true, ""},
+		{"absent id appears", &cacheEntry{rv: 10, ep: Endpoint{State: EndpointAbsent}},
+			[]ev{{watch.Added, testPod("b", "11", "", false, false)}}, EndpointNotReady, true, ""},
+		{"second pod claims the id", &cacheEntry{rv: 10, ep: Endpoint{UID: "a", Addr: "10.0.0.1:3000", State: EndpointReady}},
+			[]ev{{watch.Added, testPod("b", "11", "", false, false)}}, EndpointAbsent, false, "10.0.0.1:3000"},
+		{"other pod's deletion leaves entry", &cacheEntry{rv: 10, ep: Endpoint{UID: "a", Addr: "10.0.0.1:3000", State: EndpointReady}},
+			[]ev{{watch.Deleted, testPod("b", "11", "10.0.0.9", true, false)}}, EndpointReady, true, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var gone string
+			e := &EndpointCache{opts: EndpointCacheOptions{DefaultPort: 3000, OnGone: func(a string) { gone = a }},
+				byIP: map[string]string{}, flights: map[string]*flight{}}
+			var err error
+			if e.lru, err = newLRU(4, e.onEvict); err != nil {
+				t.Fatal(err)
+			}
+			e.mu.Lock()
+			e.put("w", tc.start)
+			e.mu.Unlock()
+			for _, x := range tc.events {
+				e.apply(x.typ, x.pod)
+			}
+			ent, ok := e.lru.Peek("w")
+			if ok != tc.cached {
+				t.Fatalf("cached = %v, want %v", ok, tc.cached)
+			}
+			if ok && ent.ep.State != tc.want {
+				t.Fatalf("state %v, want %v", ent.ep.State, tc.want)
+			}
+			if gone != tc.gone {
+				t.Fatalf("OnGone(%q), want %q", gone, tc.gone)
+			}
+		})
+	}
+
+	// An IP taken by another workspace's pod is given up by the cached one.
+	e := &EndpointCache{opts: EndpointCacheOptions{DefaultPort: 3000}, byIP: map[string]string{}, flights: map[string]*flight{}}
+	e.lru, _ = newLRU(4, e.onEvict)
+	e.mu.Lock()
+	e.put("w", &cacheEntry{rv: 10, ep: Endpoint{UID: "a", Addr: "10.0.0.1:3000", State: EndpointReady}})
+	e.mu.Unlock()
+	other := testPod("z", "12", "10.0.0.1", true, false)
+	other.Labels[LabelWorkspaceID] = "other"
+	e.apply(watch.Modified, other)
+	if _, ok := e.lru.Peek("w"); ok {
+		t.Fatal("a workspace kept an IP another workspace's pod now has")
+	}
+}
+
+// TestMissRacingDelete: a lookup lists a ready pod, and before it can cache
+// the answer the watch delivers that pod's deletion. The stale list must
+// not be cached, and the lookup must not answer ready.
+func TestMissRacingDelete(t *testing.T) {
+	ns := testenv.Namespace(t)
+	kube, err := NewForConfig(Config{Mode: ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	w, err := kube.SpawnWorkspace(ctx, SpawnRequest{ID: "r", Spec: &corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "busybox"}}},
+		PodAnnotations: map[string]string{"pod-ready.stage.kwok.x-k8s.io/delay": "0ms", "pod-ready.stage.kwok.x-k8s.io/jitter-delay": "0ms"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.WaitReady(ctx, w, nil); err != nil {
+		t.Fatal(err)
+	}
+	cache, err := kube.NewEndpointCache("", EndpointCacheOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = cache.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	testenv.Eventually(t, 10*time.Second, "watch sync", func() (bool, error) { return cache.Synced(), nil })
+
+	raced := false
+	cache.afterFetch = func(id string) {
+		if raced {
+			return
+		}
+		raced = true
+		if err := kube.Kubernetes().CoreV1().Pods(ns).Delete(ctx, w.PodName, metav1.DeleteOptions{}); err != nil {
+			t.Error(err)
+		}
+		testenv.Eventually(t, 10*time.Second, "the watch to see the deletion", func() (bool, error) {
+			cache.mu.Lock()
+			defer cache.mu.Unlock()
+			return cache.flights[id] != nil && cache.flights[id].eventRV > 0, nil
+		})
+	}
+	ep, err := cache.Lookup(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !raced {
+		t.Fatal("the race was not staged")
+	}
+	if ep.State == EndpointReady {
+		t.Fatalf("a lookup that raced with a deletion answered ready: %+v", ep)
+	}
+	if ep, _ := cache.Lookup(ctx, "r"); ep.State == EndpointReady {
+		t.Fatalf("the stale answer was cached: %+v", ep)
+	}
+}

@@ -1,0 +1,191 @@
+package k8s_test
+
+import (
+	"context"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nocrd/nocrd/internal/testenv"
+	"github.com/nocrd/nocrd/k8s"
+)
+
+// runCache starts an endpoint cache on ns and waits for its watch.
+func runCache(t *testing.T, kube *k8s.Client, ns string, onGone func(string)) *k8s.EndpointCache {
+	t.Helper()
+	c, err := kube.NewEndpointCache(ns, k8s.EndpointCacheOptions{Size: 8, DefaultPort: 3000, OnGone: onGone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	testenv.Eventually(t, 10*time.Second, "the workspace watch to sync", func() (bool, error) { return c.Synced(), nil })
+	return c
+}
+
+func spawnReady(t *testing.T, kube *k8s.Client, id, owner string, podAnn, spawnAnn map[string]string) *k8s.Workspace {
+	t.Helper()
+	ctx := context.Background()
+	w, err := kube.SpawnWorkspace(ctx, k8s.SpawnRequest{ID: id, Owner: owner, PodAnnotations: podAnn, Annotations: spawnAnn,
+		Spec: &corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "busybox"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if w, err = kube.WaitReady(wctx, w, nil); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// stopAndWaitGone deletes a workspace and waits until its pod object is gone.
+func stopAndWaitGone(t *testing.T, kube *k8s.Client, ns string, w *k8s.Workspace) {
+	t.Helper()
+	if _, err := kube.StopWorkspace(context.Background(), ns, w.ID, w.Owner); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "pod "+w.PodName+" to be deleted", func() (bool, error) {
+		_, err := kube.Kubernetes().CoreV1().Pods(ns).Get(context.Background(), w.PodName, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+}
+
+func lookupState(t *testing.T, c *k8s.EndpointCache, id string) k8s.Endpoint {
+	t.Helper()
+	ep, err := c.Lookup(context.Background(), id)
+	if err != nil {
+		t.Fatalf("lookup %s: %v", id, err)
+	}
+	return ep
+}
+
+// TestEndpointCacheFollowsWorkspaces: a workspace is cached on its first
+// lookup and the watch then keeps the entry right through readiness,
+// port annotation, deletion, and another workspace taking over its IP
+// (KWOK hands a freed IP to the next pod, as real CNIs may).
+func TestEndpointCacheFollowsWorkspaces(t *testing.T) {
+	ns := testenv.Namespace(t)
+	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var gone []string
+	cache := runCache(t, kube, ns, func(a string) { mu.Lock(); gone = append(gone, a); mu.Unlock() })
+
+	if ep := lookupState(t, cache, "nobody"); ep.State != k8s.EndpointAbsent {
+		t.Fatalf("unknown id: state %v, want absent", ep.State)
+	}
+	if _, err := cache.Lookup(context.Background(), "bad/id"); err == nil {
+		t.Fatal("an invalid id was looked up")
+	}
+
+	// Cached before it is ready; the watch brings it to ready.
+	ctx := context.Background()
+	w, err := kube.SpawnWorkspace(ctx, k8s.SpawnRequest{ID: "alpha", Owner: "alice",
+		PodAnnotations: map[string]string{"pod-ready.stage.kwok.x-k8s.io/delay": "1s", "pod-ready.stage.kwok.x-k8s.io/jitter-delay": "1s", "pod-delete.stage.kwok.x-k8s.io/jitter-delay": "0ms"},
+		Spec:           &corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "busybox"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep := lookupState(t, cache, "alpha"); ep.State != k8s.EndpointNotReady || ep.Owner != "alice" {
+		t.Fatalf("new workspace: %+v, want not ready, owner alice", ep)
+	}
+	missesBefore := cache.Stats().Misses
+	testenv.Eventually(t, 30*time.Second, "alpha to become ready in the cache", func() (bool, error) {
+		return lookupState(t, cache, "alpha").State == k8s.EndpointReady, nil
+	})
+	if m := cache.Stats().Misses; m != missesBefore {
+		t.Fatalf("the watch did not keep alpha current: %d more lookups went to the API server", m-missesBefore)
+	}
+	alpha := lookupState(t, cache, "alpha")
+	pod, err := kube.GetPod(ctx, ns, w.PodName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := net.JoinHostPort(pod.Status.PodIP, "3000"); alpha.Addr != want {
+		t.Fatalf("alpha at %s, want %s", alpha.Addr, want)
+	}
+
+	// The workspace port annotation is honoured.
+	spawnReady(t, kube, "beta", "bob", nil, map[string]string{k8s.AnnotationWorkspacePort: "8080"})
+	var beta k8s.Endpoint
+	testenv.Eventually(t, 5*time.Second, "beta to be ready in the cache", func() (bool, error) {
+		beta = lookupState(t, cache, "beta")
+		return beta.State == k8s.EndpointReady, nil
+	})
+	if _, port, _ := net.SplitHostPort(beta.Addr); beta.State != k8s.EndpointReady || port != "8080" {
+		t.Fatalf("beta: %+v, want ready on port 8080", beta)
+	}
+
+	// Deleting: not ready as soon as the deletion starts, absent once gone.
+	if _, err := kube.StopWorkspace(ctx, ns, "alpha", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, "alpha to stop being routable", func() (bool, error) {
+		return lookupState(t, cache, "alpha").State != k8s.EndpointReady, nil
+	})
+	stopAndWaitGone(t, kube, ns, w)
+	testenv.Eventually(t, 5*time.Second, "alpha to be absent", func() (bool, error) {
+		return lookupState(t, cache, "alpha").State == k8s.EndpointAbsent, nil
+	})
+	mu.Lock()
+	if !slices.Contains(gone, alpha.Addr) {
+		t.Errorf("OnGone was not told about %s (got %v)", alpha.Addr, gone)
+	}
+	mu.Unlock()
+}
+
+// TestEndpointCacheIPReuse: after a workspace is deleted and a new one gets
+// its IP, the old id never resolves to that IP again, and the new id
+// resolves to it.
+func TestEndpointCacheIPReuse(t *testing.T) {
+	ns := testenv.Namespace(t)
+	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := runCache(t, kube, ns, nil)
+	fast := map[string]string{
+		"pod-ready.stage.kwok.x-k8s.io/delay": "0ms", "pod-ready.stage.kwok.x-k8s.io/jitter-delay": "0ms",
+		"pod-delete.stage.kwok.x-k8s.io/delay": "0ms", "pod-delete.stage.kwok.x-k8s.io/jitter-delay": "0ms",
+		"pod-create.stage.kwok.x-k8s.io/delay": "0ms",
+	}
+	// Other test packages share the cluster and may take a freed IP first;
+	// a few rounds make reuse certain in practice.
+	for round := 0; round < 5; round++ {
+		old := spawnReady(t, kube, "old", "alice", fast, nil)
+		oldEp := lookupState(t, cache, "old")
+		if oldEp.State != k8s.EndpointReady {
+			t.Fatalf("old: %+v", oldEp)
+		}
+		stopAndWaitGone(t, kube, ns, old)
+		nw := spawnReady(t, kube, "new", "bob", fast, nil)
+		var newEp k8s.Endpoint
+		testenv.Eventually(t, 5*time.Second, "the new workspace to be ready in the cache", func() (bool, error) {
+			newEp = lookupState(t, cache, "new")
+			return newEp.State == k8s.EndpointReady, nil
+		})
+		if ep := lookupState(t, cache, "old"); ep.State != k8s.EndpointAbsent {
+			t.Fatalf("round %d: deleted workspace still resolves: %+v", round, ep)
+		}
+		if newEp.Addr == oldEp.Addr {
+			if newEp.Owner != "bob" || newEp.State != k8s.EndpointReady {
+				t.Fatalf("reused IP resolves wrongly: %+v", newEp)
+			}
+			t.Logf("round %d: %s moved from workspace old to workspace new", round, newEp.Addr)
+			return
+		}
+		stopAndWaitGone(t, kube, ns, nw)
+	}
+	t.Fatal("KWOK did not reuse a freed IP in 5 rounds")
+}
