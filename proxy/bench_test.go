@@ -1,6 +1,8 @@
 package proxy_test
 
 import (
+	"bufio"
+	"io"
 	"net"
 	"testing"
 
@@ -17,6 +19,7 @@ func BenchmarkServeFastHTTP(b *testing.B) {
 	p := proxy.New(staticResolver{"ws1": {Addr: addr, Owner: "alice"}}, proxy.Options{BaseURL: "/gw"})
 	b.Cleanup(p.Close)
 	var ctx fasthttp.RequestCtx
+	bw := bufio.NewWriter(io.Discard)
 	var req fasthttp.Request
 	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
 	b.ReportAllocs()
@@ -31,5 +34,11 @@ func BenchmarkServeFastHTTP(b *testing.B) {
 		if ctx.Response.StatusCode() != 200 {
 			b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 		}
+		// Write the response as the server would, which also ends the
+		// streamed body and gives the upstream connection back.
+		if err := ctx.Response.Write(bw); err != nil {
+			b.Fatal(err)
+		}
+		ctx.Response.Reset()
 	}
 }

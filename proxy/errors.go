@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/http"
 	"strconv"
+	"sync"
 )
 
 // Error is a proxy failure and the HTTP status it is answered with, as
@@ -10,15 +11,33 @@ import (
 type Error struct {
 	Status int
 	Detail string
+
+	once sync.Once
+	body []byte
 }
 
 func (e *Error) Error() string { return strconv.Itoa(e.Status) + " " + e.Detail }
 
-// body renders the JSON error body into dst.
-func (e *Error) body(dst []byte) []byte {
-	dst = append(dst, `{"error":`...)
-	dst = strconv.AppendQuote(dst, http.StatusText(e.Status))
-	dst = append(dst, `,"detail":`...)
-	dst = strconv.AppendQuote(dst, e.Detail)
-	return append(dst, '}')
+// json returns the JSON error body, rendered once: errors are usually
+// shared values, so answering one costs no allocation.
+func (e *Error) json() []byte {
+	e.once.Do(func() {
+		dst := append([]byte(nil), `{"error":`...)
+		dst = strconv.AppendQuote(dst, http.StatusText(e.Status))
+		dst = append(dst, `,"detail":`...)
+		dst = strconv.AppendQuote(dst, e.Detail)
+		e.body = append(dst, '}')
+	})
+	return e.body
 }
+
+// The proxy's own answers.
+var (
+	errMissingToken = &Error{Status: http.StatusUnauthorized, Detail: "a bearer token is required (Authorization header or token query parameter)"}
+	errInvalidToken = &Error{Status: http.StatusUnauthorized, Detail: "invalid token"}
+	errForbidden    = &Error{Status: http.StatusForbidden, Detail: "the workspace belongs to another user"}
+	errResolve      = &Error{Status: http.StatusBadGateway, Detail: "cannot resolve the workspace"}
+	errTimeout      = &Error{Status: http.StatusGatewayTimeout, Detail: "the workspace did not answer in time"}
+	errUnreachable  = &Error{Status: http.StatusBadGateway, Detail: "the workspace cannot be reached"}
+	errUpgrade      = &Error{Status: http.StatusBadRequest, Detail: "only WebSocket upgrades are proxied"}
+)

@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/nocrd/nocrd/internal/metrics"
 )
 
 // Endpoint is where a workspace's traffic goes and who owns it.
@@ -23,12 +28,16 @@ type Endpoint struct {
 }
 
 // Resolver finds the endpoint of a workspace id. It answers *Error with
-// status 404 for an unknown workspace and 503 for one not ready yet.
+// status 404 for an unknown workspace and 503 for one not ready yet. id
+// aliases the request's buffer and is valid only during the call: a
+// Resolver that keeps it must copy it.
 type Resolver interface {
 	Resolve(ctx context.Context, id string) (Endpoint, error)
 }
 
-// Authorizer verifies a bearer token and returns its subject.
+// Authorizer verifies a bearer token and returns its subject. token is
+// valid only during the call, like Resolver's id. Errors that implement
+// Reason() string are counted in metrics under that reason.
 type Authorizer interface {
 	Authorize(ctx context.Context, token string) (subject string, err error)
 }
@@ -44,19 +53,41 @@ type Options struct {
 	// verified; by default it is removed, so a workspace can never replay
 	// its caller's token.
 	PassAuthorization bool
-	// UpstreamTimeout bounds each request to a workspace (default 60 s).
+	// SubjectHeader, when set, carries the verified subject to the
+	// workspace. A client's own value of that header is always dropped.
+	SubjectHeader string
+	// KeepPrefix forwards the whole path, /route/<id> included, instead of
+	// the path inside the workspace.
+	KeepPrefix bool
+	// ResourceMetadataURL, when set, is named in the WWW-Authenticate
+	// challenge of 401 answers (RFC 9728 section 5.1).
+	ResourceMetadataURL string
+	// UpstreamTimeout bounds how long the proxy waits for the workspace to
+	// send anything, headers or the next bytes of a body, as nginx's
+	// proxy_read_timeout does (default 60 s). Streams that keep sending
+	// are never cut.
 	UpstreamTimeout time.Duration
-	Logger          *slog.Logger
+	// DialTimeout bounds connecting to a workspace (default 5 s).
+	DialTimeout time.Duration
+	// Metrics, when set, receives the proxy's metrics.
+	Metrics *metrics.Registry
+	Logger  *slog.Logger
 }
 
 // Proxy routes /route/<workspace-id>/<path> to the workspace's pod.
 type Proxy struct {
-	opts     Options
-	base     []byte
-	resolver Resolver
+	opts      Options
+	base      []byte
+	challenge string
+	resolver  Resolver
 	// clients holds one keep-alive client per upstream address.
 	clients sync.Map // string -> *fasthttp.HostClient
 	bufs    sync.Pool
+	streams sync.Pool
+	// upgraded holds the live WebSocket (and other upgraded) connections,
+	// so Close can end them.
+	upgraded sync.Map // net.Conn -> struct{}
+	m        proxyMetrics
 }
 
 // New returns a proxy resolving workspaces with r.
@@ -64,15 +95,25 @@ func New(r Resolver, opts Options) *Proxy {
 	if opts.UpstreamTimeout == 0 {
 		opts.UpstreamTimeout = 60 * time.Second
 	}
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = 5 * time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Proxy{
+	p := &Proxy{
 		opts:     opts,
 		base:     []byte(strings.TrimRight(opts.BaseURL, "/")),
 		resolver: r,
 		bufs:     sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }},
 	}
+	p.streams = sync.Pool{New: func() any { return &bodyStream{p: p} }}
+	p.challenge = `Bearer realm="nocrd"`
+	if opts.ResourceMetadataURL != "" {
+		p.challenge += `, resource_metadata="` + opts.ResourceMetadataURL + `"`
+	}
+	p.m.register(opts.Metrics)
+	return p
 }
 
 // hopByHop are the headers that describe one connection, not the message
@@ -82,74 +123,155 @@ var hopByHop = []string{
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
+// b2s views b as a string without copying; the string must not outlive b.
+func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
 // ServeFastHTTP proxies one request. It keeps nothing of ctx after it
-// returns.
+// returns: a streamed response body belongs to the upstream response,
+// which fasthttp closes when it has written it.
 func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
 	route, perr := ParseRoute(ctx.Request.Header.RequestURI(), p.base)
 	if perr != nil {
-		writeError(ctx, perr)
+		p.fail(ctx, outcomeBadRequest, perr)
 		return
 	}
-	token := p.token(ctx, route.Query)
-	var subject string
+	var subject []byte
 	if p.opts.Authorizer != nil {
+		token := p.token(ctx, route.Query)
 		if len(token) == 0 {
-			ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="nocrd"`)
-			writeError(ctx, &Error{Status: http.StatusUnauthorized, Detail: "a bearer token is required (Authorization header or token query parameter)"})
+			p.m.authFailure(reasonMissing)
+			ctx.Response.Header.Set("WWW-Authenticate", p.challenge)
+			p.fail(ctx, outcomeUnauthorized, errMissingToken)
 			return
 		}
-		var err error
-		if subject, err = p.opts.Authorizer.Authorize(ctx, string(token)); err != nil {
-			ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="nocrd", error="invalid_token"`)
-			writeError(ctx, &Error{Status: http.StatusUnauthorized, Detail: "invalid token"})
+		sub, err := p.opts.Authorizer.Authorize(ctx, b2s(token))
+		if err != nil {
+			p.m.authFailure(reasonOf(err))
+			ctx.Response.Header.Set("WWW-Authenticate", p.challenge+`, error="invalid_token"`)
+			p.fail(ctx, outcomeUnauthorized, errInvalidToken)
 			return
 		}
+		subject = unsafe.Slice(unsafe.StringData(sub), len(sub))
 	}
-	ep, err := p.resolver.Resolve(ctx, string(route.ID))
+	ep, err := p.resolver.Resolve(ctx, b2s(route.ID))
 	if err != nil {
 		var pe *Error
 		if !errors.As(err, &pe) {
-			pe = &Error{Status: http.StatusBadGateway, Detail: "cannot resolve the workspace"}
+			pe = errResolve
 			p.opts.Logger.Warn("resolve workspace", "id", string(route.ID), "err", err)
 		}
-		if pe.Status == http.StatusServiceUnavailable {
+		outcome := outcomeBadGateway
+		switch pe.Status {
+		case http.StatusNotFound:
+			outcome = outcomeNotFound
+		case http.StatusServiceUnavailable:
+			outcome = outcomeNotReady
 			ctx.Response.Header.Set("Retry-After", "2")
 		}
-		writeError(ctx, pe)
+		p.fail(ctx, outcome, pe)
 		return
 	}
-	if p.opts.Authorizer != nil && subject != ep.Owner {
-		writeError(ctx, &Error{Status: http.StatusForbidden, Detail: "the workspace belongs to another user"})
+	if p.opts.Authorizer != nil && b2s(subject) != ep.Owner {
+		p.m.authFailure(reasonWrongOwner)
+		p.fail(ctx, outcomeForbidden, errForbidden)
+		return
+	}
+	if isUpgrade(&ctx.Request.Header) {
+		p.upgrade(ctx, ep.Addr, route, subject)
 		return
 	}
 
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
-	ctx.Request.CopyTo(req)
+	ctx.Request.Header.CopyTo(&req.Header)
 	bp := p.bufs.Get().(*[]byte)
 	defer p.bufs.Put(bp)
-	*bp = upstreamURI((*bp)[:0], route)
-	req.SetRequestURIBytes(*bp) // on the Request: CopyTo brought a parsed URI that would win
-	p.rewriteHeaders(ctx, req, route, bp)
-
-	resp := &ctx.Response
-	if err := p.client(ep.Addr).DoTimeout(req, resp, p.opts.UpstreamTimeout); err != nil {
-		resp.Reset()
-		if errors.Is(err, fasthttp.ErrTimeout) {
-			writeError(ctx, &Error{Status: http.StatusGatewayTimeout, Detail: "the workspace did not answer in time"})
+	*bp = p.upstreamURI((*bp)[:0], route)
+	req.SetRequestURIBytes(*bp)
+	p.rewriteHeaders(ctx, &req.Header, route, subject, bp)
+	if cl := ctx.Request.Header.ContentLength(); cl > 0 || cl == -1 {
+		if s := ctx.RequestBodyStream(); s != nil {
+			req.SetBodyStream(s, cl)
 		} else {
-			writeError(ctx, &Error{Status: http.StatusBadGateway, Detail: "the workspace cannot be reached"})
+			req.SetBodyRaw(ctx.Request.Body())
+		}
+	}
+
+	resp := fasthttp.AcquireResponse()
+	err = p.client(ep.Addr).Do(req, resp)
+	p.m.upstream.Observe(time.Since(start).Seconds())
+	if err != nil {
+		fasthttp.ReleaseResponse(resp)
+		if errors.Is(err, fasthttp.ErrTimeout) {
+			p.fail(ctx, outcomeTimeout, errTimeout)
+		} else {
+			p.opts.Logger.Debug("upstream request failed", "addr", ep.Addr, "err", err)
+			p.fail(ctx, outcomeBadGateway, errUnreachable)
 		}
 		return
 	}
-	stripHopByHop(&resp.Header, bp)
+	p.respond(ctx, resp, bp)
+	p.m.request(outcomeProxied, ctx.Response.StatusCode())
+}
+
+// respond hands the upstream response to the client: its headers now, its
+// body as a stream fasthttp reads while writing, so no body is held whole
+// and server-sent events go out as they arrive.
+func (p *Proxy) respond(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, bp *[]byte) {
+	out := &ctx.Response
+	resp.Header.CopyTo(&out.Header)
+	stripHopByHop(&out.Header, bp)
+	body := resp.BodyStream()
+	if body == nil {
+		out.SetBodyRaw(nil)
+		out.Header.SetContentLength(len(resp.Body()))
+		if len(resp.Body()) > 0 {
+			out.SetBody(resp.Body())
+		}
+		fasthttp.ReleaseResponse(resp)
+		return
+	}
+	n := resp.Header.ContentLength()
+	if n < 0 {
+		n = -1 // chunked, or until the upstream closes: re-framed as chunked
+	}
+	if ctx.IsHead() || out.StatusCode() == http.StatusNoContent || out.StatusCode() == http.StatusNotModified {
+		cl := out.Header.ContentLength()
+		out.SkipBody = true
+		_ = resp.CloseBodyStream()
+		fasthttp.ReleaseResponse(resp)
+		out.Header.SetContentLength(cl)
+		return
+	}
+	bs := p.streams.Get().(*bodyStream)
+	bs.resp, bs.r = resp, body
+	out.SetBodyStream(bs, n)
+}
+
+// bodyStream is an upstream response body on its way to the client; Close
+// releases the upstream response (and with it the connection).
+type bodyStream struct {
+	p    *Proxy
+	resp *fasthttp.Response
+	r    io.Reader
+}
+
+func (s *bodyStream) Read(b []byte) (int, error) { return s.r.Read(b) }
+
+func (s *bodyStream) Close() error {
+	err := s.resp.CloseBodyStream()
+	fasthttp.ReleaseResponse(s.resp)
+	s.resp, s.r = nil, nil
+	s.p.streams.Put(s)
+	return err
 }
 
 // token returns the bearer token of the request, from the Authorization
 // header or the token query parameter, or nil.
 func (p *Proxy) token(ctx *fasthttp.RequestCtx, query []byte) []byte {
-	if a := ctx.Request.Header.Peek("Authorization"); len(a) > 7 && strings.EqualFold(string(a[:7]), "bearer ") {
-		return a[7:]
+	if a := ctx.Request.Header.Peek("Authorization"); len(a) > 7 && strings.EqualFold(b2s(a[:7]), "bearer ") {
+		return bytes.TrimSpace(a[7:])
 	}
 	if len(query) > 0 {
 		if t := ctx.QueryArgs().Peek("token"); len(t) > 0 {
@@ -160,10 +282,18 @@ func (p *Proxy) token(ctx *fasthttp.RequestCtx, query []byte) []byte {
 }
 
 // upstreamURI writes the path and query sent to the workspace: the route's
-// path as the client sent it, and its query without the token parameter,
-// which is the proxy's and never the workspace's.
-func upstreamURI(dst []byte, r Route) []byte {
-	dst = append(dst, r.Path...)
+// path as the client sent it (or the whole path with KeepPrefix), and its
+// query without the token parameter, which is the proxy's and never the
+// workspace's.
+func (p *Proxy) upstreamURI(dst []byte, r Route) []byte {
+	if p.opts.KeepPrefix {
+		dst = append(append(append(dst, p.base...), RoutePrefix...), r.ID...)
+		if len(r.Path) > 1 || len(r.Query) == 0 {
+			dst = append(dst, r.Path...)
+		}
+	} else {
+		dst = append(dst, r.Path...)
+	}
 	if len(r.Query) == 0 {
 		return dst
 	}
@@ -192,11 +322,16 @@ func upstreamURI(dst []byte, r Route) []byte {
 
 // rewriteHeaders prepares the upstream request's headers, building values
 // in buf (the handler's pooled scratch) so that nothing is allocated.
-func (p *Proxy) rewriteHeaders(ctx *fasthttp.RequestCtx, req *fasthttp.Request, r Route, buf *[]byte) {
-	h := &req.Header
+func (p *Proxy) rewriteHeaders(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHeader, r Route, subject []byte, buf *[]byte) {
 	stripHopByHop(h, buf)
 	if p.opts.Authorizer != nil && !p.opts.PassAuthorization {
 		h.Del("Authorization")
+	}
+	if p.opts.SubjectHeader != "" {
+		h.Del(p.opts.SubjectHeader)
+		if len(subject) > 0 {
+			h.SetBytesV(p.opts.SubjectHeader, subject)
+		}
 	}
 	b := (*buf)[:0]
 	if prior := h.Peek("X-Forwarded-For"); len(prior) > 0 {
@@ -252,13 +387,53 @@ func (p *Proxy) client(addr string) *fasthttp.HostClient {
 	}
 	c, _ := p.clients.LoadOrStore(addr, &fasthttp.HostClient{
 		Addr:                          addr,
+		Dial:                          p.dial,
 		MaxIdleConnDuration:           30 * time.Second,
 		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,
 		NoDefaultUserAgentHeader:      true,
+		StreamResponseBody:            true,
+		// Only idempotent requests are retried on a fresh connection.
+		MaxIdemponentCallAttempts: 2,
 	})
 	return c.(*fasthttp.HostClient)
 }
+
+// dial connects to a workspace; every read and write on the connection then
+// has UpstreamTimeout to make progress.
+func (p *Proxy) dial(addr string) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, p.opts.DialTimeout)
+	if err != nil {
+		return nil, err
+	}
+	return &idleConn{Conn: c, timeout: p.opts.UpstreamTimeout}, nil
+}
+
+// idleConn refreshes its deadline before each read and write, so the
+// timeout bounds silence, not the length of a stream.
+type idleConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *idleConn) Read(b []byte) (int, error) {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *idleConn) Write(b []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
+}
+
+// The client's own deadlines are replaced by the per-operation ones.
+func (c *idleConn) SetDeadline(time.Time) error      { return nil }
+func (c *idleConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *idleConn) SetWriteDeadline(time.Time) error { return nil }
 
 // Forget closes the idle connections to an upstream address and drops its
 // client, for when the pod behind it is gone.
@@ -268,16 +443,27 @@ func (p *Proxy) Forget(addr string) {
 	}
 }
 
-// Close drops every upstream client and its idle connections.
+// Close drops every upstream client and its idle connections, and ends
+// every upgraded connection.
 func (p *Proxy) Close() {
 	p.clients.Range(func(addr, _ any) bool {
 		p.Forget(addr.(string))
 		return true
 	})
+	p.upgraded.Range(func(c, _ any) bool {
+		_ = c.(net.Conn).Close()
+		return true
+	})
+}
+
+// fail answers with e and counts the outcome.
+func (p *Proxy) fail(ctx *fasthttp.RequestCtx, o outcome, e *Error) {
+	writeError(ctx, e)
+	p.m.request(o, e.Status)
 }
 
 func writeError(ctx *fasthttp.RequestCtx, e *Error) {
 	ctx.Response.SetStatusCode(e.Status)
 	ctx.Response.Header.SetContentType("application/json")
-	ctx.Response.SetBodyRaw(e.body(nil))
+	ctx.Response.SetBodyRaw(e.json())
 }
