@@ -10,6 +10,8 @@ import (
 	"time"
 
 	sdkauth "github.com/modelcontextprotocol/go-sdk/auth"
+
+	"github.com/nocrd/nocrd/internal/auth"
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -47,7 +49,7 @@ func (s *Server) Handler() http.Handler {
 		// Every MCP request carries a bearer token the verifier accepts; its
 		// subject reaches the tools as TokenInfo.UserID.
 		require := sdkauth.RequireBearerToken(s.verifyToken, &sdkauth.RequireBearerTokenOptions{})
-		mcpHandler, sse = challenge(require, mcpHandler), challenge(require, sse)
+		mcpHandler, sse = challenge(require, mcpHandler, base+PathStreamable), challenge(require, sse, base+PathSSE)
 	}
 	mux.Handle(base+PathStreamable, mcpHandler)
 	mux.Handle(base+PathSSE, sse)
@@ -68,29 +70,31 @@ func (s *Server) Handler() http.Handler {
 }
 
 // challenge runs next behind require and makes every 401 carry the
-// WWW-Authenticate challenge RFC 6750 asks for (go-sdk adds one only when
-// it has parameters to put in it). Only require's refusal writes through
+// WWW-Authenticate challenge RFC 6750 asks for, naming the RFC 9728
+// metadata of the resource at path (go-sdk adds one only when it has
+// parameters to put in it). Only require's refusal writes through
 // the wrapper; a request it lets through is served with the original
 // writer, so streaming responses keep their Flusher.
-func challenge(require func(http.Handler) http.Handler, next http.Handler) http.Handler {
+func challenge(require func(http.Handler) http.Handler, next http.Handler, path string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		pass := http.HandlerFunc(func(_ http.ResponseWriter, authed *http.Request) { next.ServeHTTP(w, authed) })
-		require(pass).ServeHTTP(&challengeWriter{ResponseWriter: w, hadToken: r.Header.Get("Authorization") != ""}, r)
+		require(pass).ServeHTTP(&challengeWriter{
+			ResponseWriter: w,
+			hadToken:       r.Header.Get("Authorization") != "",
+			metadata:       auth.ResourceMetadataURL(auth.Origin(r), path),
+		}, r)
 	})
 }
 
 type challengeWriter struct {
 	http.ResponseWriter
 	hadToken bool
+	metadata string
 }
 
 func (c *challengeWriter) WriteHeader(code int) {
-	if code == http.StatusUnauthorized && c.Header().Get("WWW-Authenticate") == "" {
-		v := `Bearer realm="nocrd"`
-		if c.hadToken {
-			v += `, error="invalid_token"`
-		}
-		c.Header().Set("WWW-Authenticate", v)
+	if code == http.StatusUnauthorized {
+		c.Header().Set("WWW-Authenticate", auth.Challenge(c.metadata, c.hadToken))
 	}
 	c.ResponseWriter.WriteHeader(code)
 }

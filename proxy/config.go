@@ -9,19 +9,43 @@
 // Resolver and Authorizer.
 package proxy
 
-import "fmt"
+import (
+	"fmt"
+	"net/textproto"
+	"strings"
+	"time"
+)
 
-// Config configures the proxy.
+// Config configures the proxy and its route cache.
 type Config struct {
 	// DefaultWorkspacePort is the pod port traffic goes to when the pod has
 	// no nogoo9/workspace-port annotation.
 	DefaultWorkspacePort int `env:"DEFAULT_WORKSPACE_PORT" envDefault:"3000"`
+	// RouteCacheSize bounds how many workspace ids the route cache holds.
+	RouteCacheSize int `env:"ROUTE_CACHE_SIZE" envDefault:"4096"`
+	// UpstreamTimeout is how long a workspace may stay silent.
+	UpstreamTimeout time.Duration `env:"PROXY_UPSTREAM_TIMEOUT" envDefault:"60s"`
+	// PassAuthorization forwards the verified Authorization header.
+	PassAuthorization bool `env:"PROXY_PASS_AUTHORIZATION" envDefault:"false"`
+	// SubjectHeader, when set, carries the verified subject to workspaces.
+	SubjectHeader string `env:"PROXY_SUBJECT_HEADER"`
+	// KeepPrefix forwards /route/<id> as part of the path.
+	KeepPrefix bool `env:"PROXY_KEEP_PREFIX" envDefault:"false"`
 }
 
 // Validate reports the first invalid field, naming its flag and variable.
 func (c Config) Validate() error {
 	if c.DefaultWorkspacePort < 1 || c.DefaultWorkspacePort > 65535 {
 		return fmt.Errorf("--default-workspace-port/DEFAULT_WORKSPACE_PORT: must be a port between 1 and 65535, got %d", c.DefaultWorkspacePort)
+	}
+	if c.RouteCacheSize < 1 {
+		return fmt.Errorf("--route-cache-size/ROUTE_CACHE_SIZE: must be at least 1, got %d", c.RouteCacheSize)
+	}
+	if c.UpstreamTimeout <= 0 {
+		return fmt.Errorf("--proxy-upstream-timeout/PROXY_UPSTREAM_TIMEOUT: must be positive, got %s", c.UpstreamTimeout)
+	}
+	if h := c.SubjectHeader; h != "" && (strings.ContainsAny(h, " :\r\n\t") || textproto.CanonicalMIMEHeaderKey(h) == "Authorization") {
+		return fmt.Errorf("--proxy-subject-header/PROXY_SUBJECT_HEADER: must be a header name other than Authorization, got %q", h)
 	}
 	return nil
 }

@@ -59,9 +59,10 @@ type Options struct {
 	// KeepPrefix forwards the whole path, /route/<id> included, instead of
 	// the path inside the workspace.
 	KeepPrefix bool
-	// ResourceMetadataURL, when set, is named in the WWW-Authenticate
+	// ResourceMetadataPath, when set, is the path of the RFC 9728 metadata
+	// named (with the request's scheme and host) in the WWW-Authenticate
 	// challenge of 401 answers (RFC 9728 section 5.1).
-	ResourceMetadataURL string
+	ResourceMetadataPath string
 	// UpstreamTimeout bounds how long the proxy waits for the workspace to
 	// send anything, headers or the next bytes of a body, as nginx's
 	// proxy_read_timeout does (default 60 s). Streams that keep sending
@@ -76,10 +77,9 @@ type Options struct {
 
 // Proxy routes /route/<workspace-id>/<path> to the workspace's pod.
 type Proxy struct {
-	opts      Options
-	base      []byte
-	challenge string
-	resolver  Resolver
+	opts     Options
+	base     []byte
+	resolver Resolver
 	// clients holds one keep-alive client per upstream address.
 	clients sync.Map // string -> *fasthttp.HostClient
 	bufs    sync.Pool
@@ -108,10 +108,6 @@ func New(r Resolver, opts Options) *Proxy {
 		bufs:     sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }},
 	}
 	p.streams = sync.Pool{New: func() any { return &bodyStream{p: p} }}
-	p.challenge = `Bearer realm="nocrd"`
-	if opts.ResourceMetadataURL != "" {
-		p.challenge += `, resource_metadata="` + opts.ResourceMetadataURL + `"`
-	}
 	p.m.register(opts.Metrics)
 	return p
 }
@@ -141,14 +137,14 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		token := p.token(ctx, route.Query)
 		if len(token) == 0 {
 			p.m.authFailure(reasonMissing)
-			ctx.Response.Header.Set("WWW-Authenticate", p.challenge)
+			p.challenge(ctx, false)
 			p.fail(ctx, outcomeUnauthorized, errMissingToken)
 			return
 		}
 		sub, err := p.opts.Authorizer.Authorize(ctx, b2s(token))
 		if err != nil {
 			p.m.authFailure(reasonOf(err))
-			ctx.Response.Header.Set("WWW-Authenticate", p.challenge+`, error="invalid_token"`)
+			p.challenge(ctx, true)
 			p.fail(ctx, outcomeUnauthorized, errInvalidToken)
 			return
 		}
@@ -213,6 +209,23 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	}
 	p.respond(ctx, resp, bp)
 	p.m.request(outcomeProxied, ctx.Response.StatusCode())
+}
+
+// challenge sets the WWW-Authenticate header of a 401 (RFC 6750, with the
+// RFC 9728 resource_metadata parameter).
+func (p *Proxy) challenge(ctx *fasthttp.RequestCtx, hadToken bool) {
+	v := `Bearer realm="nocrd"`
+	if p.opts.ResourceMetadataPath != "" {
+		scheme := "http://"
+		if ctx.IsTLS() {
+			scheme = "https://"
+		}
+		v += `, resource_metadata="` + scheme + string(ctx.Host()) + p.opts.ResourceMetadataPath + `"`
+	}
+	if hadToken {
+		v += `, error="invalid_token"`
+	}
+	ctx.Response.Header.Set("WWW-Authenticate", v)
 }
 
 // respond hands the upstream response to the client: its headers now, its

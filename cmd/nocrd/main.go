@@ -14,14 +14,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strconv"
 	"syscall"
-	"time"
 
 	"github.com/nocrd/nocrd/internal/auth"
 	"github.com/nocrd/nocrd/k8s"
@@ -88,10 +84,12 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return err
 	}
 	opts := mcp.Options{Version: versionString(), Logger: log, Identity: cfg.Auth}
+	var verifier *auth.Verifier
 	if cfg.Auth.Enabled {
-		if opts.Verifier, err = auth.NewVerifier(ctx, cfg.Auth, nil); err != nil {
+		if verifier, err = auth.NewVerifier(ctx, cfg.Auth, nil); err != nil {
 			return err
 		}
+		opts.Verifier = verifier
 	}
 	srv, err := mcp.New(ctx, cfg.MCP, kube, opts)
 	if err != nil {
@@ -118,7 +116,11 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 		running++
 		// Sessions end before the HTTP server shuts down, so that open
 		// event streams do not hold the shutdown up.
-		go func() { errc <- serveHTTP(ctx, cfg, srv.Handler(), func() { _ = srv.Close() }, log) }()
+		fd, err := newFrontDoor(cfg, kube, verifier, srv.Handler(), log)
+		if err != nil {
+			return err
+		}
+		go func() { errc <- fd.serve(ctx, func() { _ = srv.Close() }) }()
 	}
 	if cfg.Serve.Transport == "stdio" || cfg.Serve.Transport == "both" {
 		running++
@@ -140,47 +142,4 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 		}
 	}
 	return first
-}
-
-// serveHTTP serves h until ctx ends, then calls beforeShutdown, shuts the
-// server down (force-closing connections still busy after 5 s) and returns
-// only when it has stopped.
-func serveHTTP(ctx context.Context, cfg *config, h http.Handler, beforeShutdown func(), log *slog.Logger) error {
-	addr := net.JoinHostPort(cfg.Serve.Host, strconv.Itoa(cfg.Serve.Port))
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", addr, err)
-	}
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	scheme := "http"
-	if cfg.Serve.TLSCert != "" {
-		scheme = "https"
-	}
-	log.Info("serving MCP over HTTP", "addr", ln.Addr().String(),
-		"streamable", fmt.Sprintf("%s://%s%s%s", scheme, ln.Addr(), cfg.MCP.BasePath(), mcp.PathStreamable),
-		"sse", fmt.Sprintf("%s://%s%s%s", scheme, ln.Addr(), cfg.MCP.BasePath(), mcp.PathSSE))
-	served := make(chan error, 1)
-	go func() {
-		if scheme == "https" {
-			served <- hs.ServeTLS(ln, cfg.Serve.TLSCert, cfg.Serve.TLSKey)
-		} else {
-			served <- hs.Serve(ln)
-		}
-	}()
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
-	}
-	beforeShutdown()
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		log.Warn("HTTP shutdown timed out; closing connections", "err", err)
-		_ = hs.Close()
-	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }

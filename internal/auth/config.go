@@ -1,7 +1,8 @@
-// Package auth holds nocrd's identity settings: how bearer tokens are
-// verified (HMAC secret, PEM public key or JWKS) and where the subject is
-// read from. Token verification itself arrives with the edge proxy; the
-// settings are parsed and validated now so that a bad value fails at start.
+// Package auth is nocrd's one notion of identity, shared by the MCP
+// endpoint and the edge proxy: how bearer tokens are verified (HMAC
+// secret, PEM public key or JWKS, with verified tokens cached), where the
+// subject is read from, and the OAuth protected-resource metadata
+// (RFC 9728) that tells clients how to get a token.
 package auth
 
 import (
@@ -22,6 +23,10 @@ type Config struct {
 	JWTPublicKey string `env:"JWT_PUBLIC_KEY"`
 	JWKSURI      string `env:"JWKS_URI"`
 	Issuer       string `env:"AUTH_ISSUER"`
+	// Audience, when set, must be among the token's aud values.
+	Audience string `env:"AUTH_AUDIENCE"`
+	// Scopes are advertised as scopes_supported in the RFC 9728 metadata.
+	Scopes string `env:"AUTH_SCOPES"`
 }
 
 // Validate reports the first invalid field, naming its flag and variable.

@@ -5,7 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
@@ -26,13 +31,76 @@ type Identity struct {
 // ErrInvalidToken is wrapped by every verification failure.
 var ErrInvalidToken = errors.New("invalid token")
 
+// TokenError is a refused token and the reason, one of expired,
+// not_yet_valid, wrong_issuer, wrong_audience, bad_signature, no_subject
+// and invalid_token. It wraps ErrInvalidToken.
+type TokenError struct {
+	reason string
+	err    error
+}
+
+func (e *TokenError) Error() string  { return "invalid token: " + e.err.Error() }
+func (e *TokenError) Reason() string { return e.reason }
+func (e *TokenError) Unwrap() []error {
+	return []error{ErrInvalidToken, e.err}
+}
+
+func tokenError(err error) *TokenError {
+	reason := "invalid_token"
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired()):
+		reason = "expired"
+	case errors.Is(err, jwt.ErrTokenNotYetValid()):
+		reason = "not_yet_valid"
+	case errors.Is(err, jwt.ErrInvalidIssuer()):
+		reason = "wrong_issuer"
+	case errors.Is(err, jwt.ErrInvalidAudience()):
+		reason = "wrong_audience"
+	case strings.Contains(err.Error(), "verify"):
+		reason = "bad_signature"
+	}
+	return &TokenError{reason: reason, err: err}
+}
+
+// CacheSize bounds how many verified tokens are remembered.
+const CacheSize = 8192
+
+// jwksRefreshEvery is the least time between refreshes of the JWKS caused
+// by tokens naming an unknown key id.
+const jwksRefreshEvery = 30 * time.Second
+
 // Verifier checks bearer tokens against the configured key: an HMAC secret
 // (HS256), a PEM public key (RS256, ES256/384/512 or EdDSA, fixed by the
 // key) or a JWKS endpoint. The algorithm always comes from the key, never
 // from the token, so "none" and HMAC-with-a-public-key are refused.
+//
+// Verified tokens are cached, keyed by the whole token, so that a repeated
+// token costs a map lookup. An entry is never used past the token's exp,
+// and with a JWKS it is dropped when the key set changes, so a rotated-out
+// key stops being honoured. Tokens without exp are verified every time.
 type Verifier struct {
 	subPath string
 	opts    []jwt.ParseOption
+	cache   *lru.Cache[string, cached]
+
+	jwks        *jwk.Cache
+	jwksURI     string
+	keys        atomic.Pointer[keyGeneration]
+	refreshMu   sync.Mutex
+	lastRefresh time.Time
+	now         func() time.Time
+}
+
+type cached struct {
+	id    *Identity
+	gen   uint64
+	until time.Time
+}
+
+// keyGeneration is the key set a cache entry was verified with.
+type keyGeneration struct {
+	set jwk.Set
+	gen uint64
 }
 
 // NewVerifier builds the verifier for cfg. A JWKS is fetched in the
@@ -41,7 +109,9 @@ func NewVerifier(ctx context.Context, cfg Config, client *http.Client) (*Verifie
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	v := &Verifier{subPath: cfg.SubJSONPath}
+	v := &Verifier{subPath: cfg.SubJSONPath, now: time.Now}
+	v.cache, _ = lru.New[string, cached](CacheSize)
+	v.keys.Store(&keyGeneration{})
 	switch {
 	case cfg.JWTSecret != "":
 		v.opts = append(v.opts, jwt.WithKey(jwa.HS256, []byte(cfg.JWTSecret)))
@@ -63,6 +133,7 @@ func NewVerifier(ctx context.Context, cfg Config, client *http.Client) (*Verifie
 		if err := cache.Register(cfg.JWKSURI, jwk.WithMinRefreshInterval(5*time.Minute), jwk.WithHTTPClient(client)); err != nil {
 			return nil, fmt.Errorf("--jwks-uri/JWKS_URI: %w", err)
 		}
+		v.jwks, v.jwksURI = cache, cfg.JWKSURI
 		v.opts = append(v.opts, jwt.WithKeySet(jwk.NewCachedSet(cache, cfg.JWKSURI), jws.WithInferAlgorithmFromKey(true)))
 	default:
 		return nil, errors.New("no verification key: set --jwt-secret/JWT_SECRET, --jwt-public-key/JWT_PUBLIC_KEY or --jwks-uri/JWKS_URI")
@@ -70,6 +141,9 @@ func NewVerifier(ctx context.Context, cfg Config, client *http.Client) (*Verifie
 	v.opts = append(v.opts, jwt.WithValidate(true), jwt.WithAcceptableSkew(ClockSkew))
 	if cfg.Issuer != "" {
 		v.opts = append(v.opts, jwt.WithIssuer(cfg.Issuer))
+	}
+	if cfg.Audience != "" {
+		v.opts = append(v.opts, jwt.WithAudience(cfg.Audience))
 	}
 	return v, nil
 }
@@ -96,22 +170,99 @@ func algorithmOf(key jwk.Key) (jwa.SignatureAlgorithm, error) {
 	return "", fmt.Errorf("unsupported key type %v (want RSA, EC or Ed25519)", key.KeyType())
 }
 
-// Verify checks a token's signature, expiry, not-before and issuer and
-// reads its subject with AUTH_SUB_JSONPATH.
+// Verify checks a token's signature, expiry, not-before, issuer and
+// audience and reads its subject with AUTH_SUB_JSONPATH. token is not
+// retained unless it verifies; it may alias a reused buffer. Failures are
+// *TokenError.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) {
+	gen := v.generation(ctx)
+	if e, ok := v.cache.Get(token); ok {
+		if e.gen == gen.gen && v.now().Before(e.until) {
+			return e.id, nil
+		}
+		v.cache.Remove(token)
+	}
+	id, err := v.verify(ctx, token)
+	if err != nil && v.jwks != nil && v.unknownKey(ctx, token) {
+		// A key id the set does not know: the issuer may have rotated
+		// keys. Refresh (at most every jwksRefreshEvery) and try again.
+		if v.refresh(ctx) {
+			gen = v.generation(ctx)
+			id, err = v.verify(ctx, token)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !id.Expiry.IsZero() {
+		v.cache.Add(strings.Clone(token), cached{id: id, gen: gen.gen, until: id.Expiry.Add(ClockSkew)})
+	}
+	return id, nil
+}
+
+// generation returns the key set in force; with a JWKS, a new set (after a
+// refresh) starts a new generation, which invalidates every cache entry.
+func (v *Verifier) generation(ctx context.Context) *keyGeneration {
+	cur := v.keys.Load()
+	if v.jwks == nil {
+		return cur
+	}
+	set, err := v.jwks.Get(ctx, v.jwksURI)
+	if err != nil || set == cur.set {
+		return cur
+	}
+	next := &keyGeneration{set: set, gen: cur.gen + 1}
+	if v.keys.CompareAndSwap(cur, next) {
+		return next
+	}
+	return v.keys.Load()
+}
+
+// unknownKey reports whether token names a key id the current set lacks.
+func (v *Verifier) unknownKey(ctx context.Context, token string) bool {
+	msg, err := jws.Parse([]byte(token))
+	if err != nil || len(msg.Signatures()) == 0 {
+		return false
+	}
+	kid := msg.Signatures()[0].ProtectedHeaders().KeyID()
+	if kid == "" {
+		return false
+	}
+	set, err := v.jwks.Get(ctx, v.jwksURI)
+	if err != nil {
+		return true
+	}
+	_, ok := set.LookupKeyID(kid)
+	return !ok
+}
+
+// refresh fetches the JWKS again unless that was done recently; it reports
+// whether it fetched.
+func (v *Verifier) refresh(ctx context.Context) bool {
+	v.refreshMu.Lock()
+	defer v.refreshMu.Unlock()
+	if v.now().Sub(v.lastRefresh) < jwksRefreshEvery {
+		return false
+	}
+	v.lastRefresh = v.now()
+	_, err := v.jwks.Refresh(ctx, v.jwksURI)
+	return err == nil
+}
+
+func (v *Verifier) verify(ctx context.Context, token string) (*Identity, error) {
 	tok, err := jwt.ParseString(token, v.opts...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		return nil, tokenError(err)
 	}
 	claims, err := tok.AsMap(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		return nil, tokenError(err)
 	}
 	// Times come back as time.Time from AsMap; JSONPath reads strings and
 	// numbers, so give it the subject-bearing claims as they are.
 	sub, err := Subject(claims, v.subPath)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		return nil, &TokenError{reason: "no_subject", err: err}
 	}
 	return &Identity{Subject: sub, Expiry: tok.Expiration(), Claims: claims}, nil
 }

@@ -69,6 +69,12 @@ var leakIgnores = []goleak.Option{
 	// Connections to the API server held by client-go's process-wide
 	// transport cache.
 	goleak.IgnoreAnyFunction("golang.org/x/net/http2.(*ClientConn).readLoop"),
+	// fasthttp's worker-pool and idle-connection cleaners end on their own
+	// timers after a server shuts down or a client goes idle; its date
+	// updater lives for the process.
+	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
+	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 }
 
 // Kubeconfig returns the admin kubeconfig path of the test cluster.

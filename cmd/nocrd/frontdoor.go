@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/nocrd/nocrd/internal/auth"
+	"github.com/nocrd/nocrd/internal/httpadapt"
+	"github.com/nocrd/nocrd/internal/metrics"
+	"github.com/nocrd/nocrd/k8s"
+	"github.com/nocrd/nocrd/proxy"
+)
+
+// Paths the front door serves itself, under BASE_URL.
+const (
+	pathReady   = "/readyz"
+	pathMetrics = "/metrics"
+)
+
+// frontDoor is the one public listener: fasthttp serves /route/ natively
+// through the edge proxy and hands every other path to the net/http
+// handlers (MCP, health, readiness, metrics, OAuth metadata) through a
+// streaming adapter.
+type frontDoor struct {
+	cfg     *config
+	log     *slog.Logger
+	cache   *k8s.EndpointCache
+	proxy   *proxy.Proxy
+	adapter *httpadapt.Adapter
+	route   []byte
+}
+
+// routeResolver answers the proxy from the endpoint cache.
+type routeResolver struct{ cache *k8s.EndpointCache }
+
+var (
+	errNoWorkspace = &proxy.Error{Status: http.StatusNotFound, Detail: "no workspace with this id"}
+	errNotReady    = &proxy.Error{Status: http.StatusServiceUnavailable, Detail: "the workspace is not ready yet"}
+	errBadID       = &proxy.Error{Status: http.StatusBadRequest, Detail: "not a valid workspace id"}
+)
+
+func (r routeResolver) Resolve(ctx context.Context, id string) (proxy.Endpoint, error) {
+	ep, err := r.cache.Lookup(ctx, id)
+	if err != nil {
+		if errors.Is(err, k8s.ErrWorkspaceID) {
+			return proxy.Endpoint{}, errBadID
+		}
+		return proxy.Endpoint{}, err
+	}
+	switch ep.State {
+	case k8s.EndpointAbsent:
+		return proxy.Endpoint{}, errNoWorkspace
+	case k8s.EndpointNotReady:
+		return proxy.Endpoint{}, errNotReady
+	}
+	return proxy.Endpoint{Addr: ep.Addr, Owner: ep.Owner}, nil
+}
+
+// verifierAuthorizer lets the proxy check tokens with the verifier the MCP
+// endpoint uses: one notion of identity.
+type verifierAuthorizer struct{ v *auth.Verifier }
+
+func (a verifierAuthorizer) Authorize(ctx context.Context, token string) (string, error) {
+	id, err := a.v.Verify(ctx, token)
+	if err != nil {
+		return "", err
+	}
+	return id.Subject, nil
+}
+
+func newFrontDoor(cfg *config, kube *k8s.Client, verifier *auth.Verifier, app http.Handler, log *slog.Logger) (*frontDoor, error) {
+	base := cfg.MCP.BasePath()
+	reg := metrics.NewRegistry()
+	f := &frontDoor{cfg: cfg, log: log, route: []byte(base + proxy.RoutePrefix)}
+	var err error
+	f.cache, err = kube.NewEndpointCache("", k8s.EndpointCacheOptions{
+		Size: cfg.Proxy.RouteCacheSize, DefaultPort: cfg.Proxy.DefaultWorkspacePort, Logger: log,
+		OnGone: func(addr string) { f.proxy.Forget(addr) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	opts := proxy.Options{
+		BaseURL: base, KeepPrefix: cfg.Proxy.KeepPrefix, PassAuthorization: cfg.Proxy.PassAuthorization,
+		SubjectHeader: cfg.Proxy.SubjectHeader, UpstreamTimeout: cfg.Proxy.UpstreamTimeout,
+		Metrics: reg, Logger: log,
+	}
+	if verifier != nil {
+		opts.Authorizer = verifierAuthorizer{verifier}
+		opts.ResourceMetadataPath = auth.WellKnownPath + base + "/route"
+	}
+	f.proxy = proxy.New(routeResolver{f.cache}, opts)
+
+	stats := func(pick func(k8s.EndpointCacheStats) uint64) func() float64 {
+		return func() float64 { return float64(pick(f.cache.Stats())) }
+	}
+	reg.CounterFunc("nocrd_route_cache_hits_total", "Workspace lookups answered from the route cache.", stats(func(s k8s.EndpointCacheStats) uint64 { return s.Hits }))
+	reg.CounterFunc("nocrd_route_cache_misses_total", "Workspace lookups that asked the API server.", stats(func(s k8s.EndpointCacheStats) uint64 { return s.Misses }))
+	reg.CounterFunc("nocrd_route_cache_evictions_total", "Route cache entries evicted to make room.", stats(func(s k8s.EndpointCacheStats) uint64 { return s.Evictions }))
+	reg.CounterFunc("nocrd_route_cache_invalidations_total", "Route cache entries dropped because the watch saw their pod change.", stats(func(s k8s.EndpointCacheStats) uint64 { return s.Invalidations }))
+	reg.GaugeFunc("nocrd_route_cache_entries", "Workspace ids in the route cache.", func() float64 { return float64(f.cache.Stats().Len) })
+	reg.GaugeFunc("nocrd_route_watch_synced", "1 while the workspace watch runs.", func() float64 {
+		if f.cache.Synced() {
+			return 1
+		}
+		return 0
+	})
+
+	mux := http.NewServeMux()
+	mux.HandleFunc(base+pathReady, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if !f.cache.Synced() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, `{"error":"Service Unavailable","detail":"the workspace watch has not synced yet"}`+"\n")
+			return
+		}
+		fmt.Fprint(w, `{"status":"ready"}`+"\n")
+	})
+	mux.Handle(base+pathMetrics, reg.Handler())
+	meta := cfg.Auth.MetadataHandler(base)
+	mux.Handle(auth.WellKnownPath, meta)
+	mux.Handle(auth.WellKnownPath+"/", meta)
+	if base != "" {
+		mux.Handle(base+auth.WellKnownPath, meta)
+		mux.Handle(base+auth.WellKnownPath+"/", meta)
+	}
+	mux.Handle("/", app)
+	f.adapter = httpadapt.New(mux, log)
+	return f, nil
+}
+
+func (f *frontDoor) handle(ctx *fasthttp.RequestCtx) {
+	uri := ctx.Request.Header.RequestURI()
+	if bytes.HasPrefix(uri, f.route) || bytes.Equal(uri, f.route[:len(f.route)-1]) {
+		f.proxy.ServeFastHTTP(ctx)
+		return
+	}
+	f.adapter.ServeFastHTTP(ctx)
+}
+
+// serve runs the workspace watch and the listener until ctx ends, then
+// calls beforeShutdown, stops accepting, ends streams and upgraded
+// connections, and returns once everything has stopped.
+func (f *frontDoor) serve(ctx context.Context, beforeShutdown func()) error {
+	addr := net.JoinHostPort(f.cfg.Serve.Host, strconv.Itoa(f.cfg.Serve.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	wctx, stopWatch := context.WithCancel(context.Background())
+	watchDone := make(chan struct{})
+	go func() { defer close(watchDone); _ = f.cache.Run(wctx) }()
+
+	srv := &fasthttp.Server{
+		Handler:                       f.handle,
+		Name:                          "nocrd",
+		StreamRequestBody:             true,
+		ReadBufferSize:                16 << 10, // the largest request head accepted; more is 431
+		DisableHeaderNamesNormalizing: true,
+		NoDefaultServerHeader:         true,
+		NoDefaultContentType:          true,
+		// No ReadTimeout: it would cut long uploads and event streams.
+		IdleTimeout: 90 * time.Second,
+		Logger: slogPrinter{f.log},
+	}
+	scheme := "http"
+	if f.cfg.Serve.TLSCert != "" {
+		scheme = "https"
+	}
+	base := f.cfg.MCP.BasePath()
+	f.log.Info("serving HTTP", "addr", ln.Addr().String(),
+		"streamable", fmt.Sprintf("%s://%s%s/mcp", scheme, ln.Addr(), base),
+		"sse", fmt.Sprintf("%s://%s%s/sse", scheme, ln.Addr(), base),
+		"route", fmt.Sprintf("%s://%s%s/route/<workspace-id>/", scheme, ln.Addr(), base))
+	served := make(chan error, 1)
+	go func() {
+		if scheme == "https" {
+			served <- srv.ServeTLS(ln, f.cfg.Serve.TLSCert, f.cfg.Serve.TLSKey)
+		} else {
+			served <- srv.Serve(ln)
+		}
+	}()
+	var serveErr error
+	select {
+	case serveErr = <-served:
+	case <-ctx.Done():
+	}
+	beforeShutdown()
+	f.adapter.Close() // ends event streams still open
+	f.proxy.Close()   // ends upgraded connections
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.ShutdownWithContext(sctx); err != nil {
+		f.log.Warn("HTTP shutdown timed out", "err", err)
+	}
+	if serveErr == nil {
+		serveErr = <-served
+	}
+	stopWatch()
+	<-watchDone
+	return serveErr
+}
+
+// slogPrinter routes fasthttp's log lines to slog at debug level.
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Printf(format string, args ...any) {
+	p.log.Debug("fasthttp: " + fmt.Sprintf(format, args...))
+}
