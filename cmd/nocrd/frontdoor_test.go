@@ -1,0 +1,463 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwt"
+	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/net/websocket"
+
+	"github.com/nocrd/nocrd/internal/testenv"
+)
+
+const issuer = "https://issuer.example"
+
+// signer makes ES256 tokens for the front-door tests.
+type signer struct {
+	key *ecdsa.PrivateKey
+	pem string
+}
+
+func newSigner(t *testing.T) signer {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	return signer{key, string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))}
+}
+
+func (s signer) token(t *testing.T, sub string, mutate func(jwt.Token)) string {
+	t.Helper()
+	tok := jwt.New()
+	_ = tok.Set(jwt.SubjectKey, sub)
+	_ = tok.Set(jwt.IssuerKey, issuer)
+	_ = tok.Set(jwt.ExpirationKey, time.Now().Add(time.Hour))
+	if mutate != nil {
+		mutate(tok)
+	}
+	b, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256, s.key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// workspaceServer stands in for a workspace container: a real HTTP server
+// bound on the pod's IP and port, with echo, SSE and WebSocket endpoints.
+type workspaceServer struct {
+	name string
+	hits atomic.Int32
+	srv  *http.Server
+}
+
+func startWorkspaceServer(t *testing.T, name, addr string) *workspaceServer {
+	t.Helper()
+	w := &workspaceServer{name: name}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/events", func(rw http.ResponseWriter, r *http.Request) {
+		w.hits.Add(1)
+		rw.Header().Set("Content-Type", "text/event-stream")
+		for i := range 3 {
+			fmt.Fprintf(rw, "data: %s %d\n\n", w.name, i)
+			rw.(http.Flusher).Flush()
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	mux.Handle("/ws", websocket.Handler(func(c *websocket.Conn) {
+		w.hits.Add(1)
+		for {
+			var msg string
+			if websocket.Message.Receive(c, &msg) != nil || websocket.Message.Send(c, w.name+":"+msg) != nil {
+				return
+			}
+		}
+	}))
+	mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
+		w.hits.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		rw.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(rw).Encode(map[string]any{
+			"server": w.name, "uri": r.RequestURI, "method": r.Method, "body": string(body), "header": r.Header,
+		})
+	})
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("bind the stand-in workspace on %s: %v", addr, err)
+	}
+	w.srv = &http.Server{Handler: mux}
+	go func() { _ = w.srv.Serve(l) }()
+	t.Cleanup(func() { _ = w.srv.Close() })
+	return w
+}
+
+type echo struct {
+	Server, URI, Method, Body string
+	Header                    http.Header
+}
+
+// startNocrd runs the built binary serving HTTP with ES256 authentication.
+func startNocrd(t *testing.T, ns string, s signer, extraEnv ...string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	cmd := exec.Command(testenv.NocrdBinary(t), "--host", "127.0.0.1", "--port", port, "-n", ns, "--mode", "namespaced", "--log-level", "error")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+testenv.Kubeconfig(t), "AUTH_ENABLED=true", "JWT_PUBLIC_KEY="+s.pem,
+		"AUTH_ISSUER="+issuer, "AUTH_SCOPES=workspaces", "PROXY_SUBJECT_HEADER=X-Forwarded-User", "REAPER_INTERVAL=0")
+	cmd.Env = append(cmd.Env, extraEnv...)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("nocrd exited with %v after SIGINT: %s", err, stderr.String())
+			}
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("nocrd did not stop within 10 s of SIGINT")
+		}
+	})
+	base := "http://127.0.0.1:" + port
+	testenv.Eventually(t, 20*time.Second, "nocrd to be ready", func() (bool, error) {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Errorf("readyz %d; stderr %s", resp.StatusCode, stderr.String())
+	})
+	return base
+}
+
+type bearerRT struct{ token string }
+
+func (b bearerRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func mcpClient(t *testing.T, base, token string, progress func(string)) *mcpsdk.ClientSession {
+	t.Helper()
+	opts := &mcpsdk.ClientOptions{ProgressNotificationHandler: func(_ context.Context, r *mcpsdk.ProgressNotificationClientRequest) {
+		if progress != nil {
+			progress(r.Params.Message)
+		}
+	}}
+	cs, err := mcpsdk.NewClient(&mcpsdk.Implementation{Name: "e2e", Version: "1"}, opts).Connect(context.Background(),
+		&mcpsdk.StreamableClientTransport{Endpoint: base + "/mcp", HTTPClient: &http.Client{Transport: bearerRT{token}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cs.Close() })
+	return cs
+}
+
+// spawn creates a workspace through MCP on the public port, waiting for it
+// with progress notifications, and returns its pod IP.
+func spawn(t *testing.T, cs *mcpsdk.ClientSession, id string, progressSeen func() int) string {
+	t.Helper()
+	params := &mcpsdk.CallToolParams{Name: "spawn_workspace", Arguments: map[string]any{
+		"id": id, "wait": true, "timeoutSeconds": 60,
+		"annotations": map[string]string{"nogoo9/default-grace-period": "1"},
+		"spec":        map[string]any{"containers": []any{map[string]any{"name": "w", "image": "busybox"}}},
+	}}
+	params.SetProgressToken("p-" + id)
+	res, err := cs.CallTool(context.Background(), params)
+	if err != nil || res.IsError {
+		t.Fatalf("spawn %s: %v %+v", id, err, res)
+	}
+	if progressSeen != nil && progressSeen() == 0 {
+		t.Errorf("spawn %s: no progress notification arrived before the result", id)
+	}
+	return res.StructuredContent.(map[string]any)["podIP"].(string)
+}
+
+func do(t *testing.T, method, url string, header map[string]string, body io.Reader) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, b
+}
+
+// TestFrontDoor drives the whole binary: MCP and the edge proxy on one
+// port, with ES256 tokens, against workspaces on the test cluster.
+func TestFrontDoor(t *testing.T) {
+	ns := testenv.Namespace(t)
+	s := newSigner(t)
+	base := startNocrd(t, ns, s)
+	alice, bob := s.token(t, "alice", nil), s.token(t, "bob", nil)
+
+	var mu sync.Mutex
+	var progress int
+	cs := mcpClient(t, base, alice, func(string) { mu.Lock(); progress++; mu.Unlock() })
+	ip := spawn(t, cs, "w1", func() int { mu.Lock(); defer mu.Unlock(); return progress })
+	ws := startWorkspaceServer(t, "alice-w1", net.JoinHostPort(ip, "3000"))
+	auth := map[string]string{"Authorization": "Bearer " + alice}
+
+	t.Run("forwarding", func(t *testing.T) {
+		resp, b := do(t, "POST", base+"/route/w1/api/files?x=1&token="+alice+"&y=2", map[string]string{"X-Forwarded-User": "mallory", "Connection": "X-Private", "X-Private": "1"}, strings.NewReader("payload"))
+		var e echo
+		if err := json.Unmarshal(b, &e); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, b)
+		}
+		if e.Server != "alice-w1" || e.URI != "/api/files?x=1&y=2" || e.Body != "payload" || e.Method != "POST" {
+			t.Errorf("workspace saw %+v", e)
+		}
+		if e.Header.Get("X-Forwarded-User") != "alice" || e.Header.Get("X-Private") != "" || e.Header.Get("Authorization") != "" ||
+			e.Header.Get("X-Forwarded-Prefix") != "/route/w1" || e.Header.Get("X-Forwarded-For") == "" {
+			t.Errorf("workspace saw headers %v", e.Header)
+		}
+		// A large (but acceptable) header passes; the token header is gone.
+		resp, b = do(t, "GET", base+"/route/w1/", map[string]string{"Authorization": "Bearer " + alice, "X-Big": strings.Repeat("a", 8000)}, nil)
+		if err := json.Unmarshal(b, &e); err != nil || resp.StatusCode != 200 || len(e.Header.Get("X-Big")) != 8000 || e.Header.Get("Authorization") != "" {
+			t.Errorf("large header: %d %.200s", resp.StatusCode, b)
+		}
+	})
+
+	t.Run("server-sent events", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", base+"/route/w1/events", nil)
+		req.Header.Set("Authorization", "Bearer "+alice)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		r := bufio.NewReader(resp.Body)
+		for i := range 3 {
+			line, err := r.ReadString('\n')
+			if want := fmt.Sprintf("data: alice-w1 %d\n", i); err != nil || line != want {
+				t.Fatalf("event %d: %q %v", i, line, err)
+			}
+			_, _ = r.ReadString('\n')
+		}
+	})
+
+	t.Run("websocket", func(t *testing.T) {
+		cfg, _ := websocket.NewConfig("ws"+strings.TrimPrefix(base, "http")+"/route/w1/ws?token="+alice, base)
+		c, err := websocket.DialConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for _, msg := range []string{"ping", strings.Repeat("z", 70000)} {
+			var got string
+			if websocket.Message.Send(c, msg) != nil || websocket.Message.Receive(c, &got) != nil || got != "alice-w1:"+msg {
+				t.Fatalf("echo of %d bytes: got %d bytes", len(msg), len(got))
+			}
+		}
+	})
+
+	t.Run("attacks", func(t *testing.T) {
+		hs256 := func(secret []byte) string {
+			tok := jwt.New()
+			_ = tok.Set(jwt.SubjectKey, "alice")
+			_ = tok.Set(jwt.IssuerKey, issuer)
+			_ = tok.Set(jwt.ExpirationKey, time.Now().Add(time.Hour))
+			b, _ := jwt.Sign(tok, jwt.WithKey(jwa.HS256, secret))
+			return string(b)
+		}
+		enc := base64.RawURLEncoding
+		none := enc.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." +
+			enc.EncodeToString([]byte(fmt.Sprintf(`{"sub":"alice","iss":%q,"exp":%d}`, issuer, time.Now().Add(time.Hour).Unix()))) + "."
+		before := ws.hits.Load()
+		cases := []struct {
+			name, path string
+			header     map[string]string
+			status     int
+		}{
+			{"no token", "/route/w1/", nil, 401},
+			{"garbage", "/route/w1/", map[string]string{"Authorization": "Bearer not.a.jwt"}, 401},
+			{"alg none", "/route/w1/", map[string]string{"Authorization": "Bearer " + none}, 401},
+			{"HS256 with the public key", "/route/w1/", map[string]string{"Authorization": "Bearer " + hs256([]byte(s.pem))}, 401},
+			{"expired", "/route/w1/", map[string]string{"Authorization": "Bearer " + s.token(t, "alice", func(tok jwt.Token) { _ = tok.Set(jwt.ExpirationKey, time.Now().Add(-time.Hour)) })}, 401},
+			{"not yet valid", "/route/w1/", map[string]string{"Authorization": "Bearer " + s.token(t, "alice", func(tok jwt.Token) { _ = tok.Set(jwt.NotBeforeKey, time.Now().Add(time.Hour)) })}, 401},
+			{"wrong issuer", "/route/w1/", map[string]string{"Authorization": "Bearer " + s.token(t, "alice", func(tok jwt.Token) { _ = tok.Set(jwt.IssuerKey, "https://evil.example") })}, 401},
+			{"another user's workspace", "/route/w1/", map[string]string{"Authorization": "Bearer " + bob}, 403},
+			{"token in query for another user", "/route/w1/?token=" + bob, nil, 403},
+			{"dot-dot to another id", "/route/w1/../w2/", auth, 400},
+			{"encoded dot-dot", "/route/w1/%2e%2e/w2/", auth, 400},
+			{"encoded slash", "/route/w1%2Fx/", auth, 400},
+			{"unknown workspace", "/route/nope/", auth, 404},
+			{"oversized header", "/route/w1/", map[string]string{"Authorization": "Bearer " + alice, "X-Huge": strings.Repeat("h", 20000)}, 431},
+		}
+		for _, c := range cases {
+			resp, b := do(t, "GET", base+c.path, c.header, nil)
+			if resp.StatusCode != c.status {
+				t.Errorf("%s: %d %s, want %d", c.name, resp.StatusCode, b, c.status)
+				continue
+			}
+			if c.status == 431 {
+				continue // fasthttp answers before the request is parsed
+			}
+			var e map[string]string
+			if json.Unmarshal(b, &e) != nil || e["error"] == "" || e["detail"] == "" {
+				t.Errorf("%s: body %s is not {error, detail}", c.name, b)
+			}
+			if c.status == 401 && !strings.Contains(resp.Header.Get("WWW-Authenticate"), `resource_metadata="`+base+`/.well-known/oauth-protected-resource/route"`) {
+				t.Errorf("%s: WWW-Authenticate %q", c.name, resp.Header.Get("WWW-Authenticate"))
+			}
+		}
+		if n := ws.hits.Load(); n != before {
+			t.Errorf("%d refused requests reached the workspace", n-before)
+		}
+	})
+
+	t.Run("metadata, readiness and metrics", func(t *testing.T) {
+		resp, b := do(t, "GET", base+"/.well-known/oauth-protected-resource/mcp", nil, nil)
+		var md map[string]any
+		if json.Unmarshal(b, &md) != nil || resp.StatusCode != 200 || md["resource"] != base+"/mcp" ||
+			fmt.Sprint(md["authorization_servers"]) != "["+issuer+"]" || fmt.Sprint(md["scopes_supported"]) != "[workspaces]" ||
+			fmt.Sprint(md["bearer_methods_supported"]) != "[header query]" {
+			t.Errorf("metadata: %d %s", resp.StatusCode, b)
+		}
+		resp, _ = do(t, "POST", base+"/mcp", map[string]string{"Content-Type": "application/json"}, strings.NewReader(`{}`))
+		if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `resource_metadata="`+base+`/.well-known/oauth-protected-resource/mcp"`) {
+			t.Errorf("MCP without a token: %d, WWW-Authenticate %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+		_, b = do(t, "GET", base+"/metrics", nil, nil)
+		for _, want := range []string{
+			`nocrd_proxy_requests_total{outcome="proxied",status="200"}`,
+			`nocrd_proxy_requests_total{outcome="unauthorized",status="401"}`,
+			`nocrd_proxy_requests_total{outcome="forbidden",status="403"}`,
+			`nocrd_proxy_requests_total{outcome="upgraded",status="101"}`,
+			`nocrd_proxy_auth_failures_total{reason="expired"} 1`,
+			`nocrd_proxy_auth_failures_total{reason="wrong_owner"} 2`,
+			`nocrd_proxy_upstream_seconds_bucket{le="+Inf"}`,
+			`nocrd_route_cache_hits_total`, `nocrd_proxy_websocket_connections 0`, `nocrd_route_watch_synced 1`,
+		} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("metrics lack %s:\n%s", want, b)
+			}
+		}
+	})
+
+	t.Run("MCP event stream stays open on the public port", func(t *testing.T) {
+		post := func(sid, body string) *http.Response {
+			req, _ := http.NewRequest("POST", base+"/mcp", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+alice)
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			if sid != "" {
+				req.Header.Set("Mcp-Session-Id", sid)
+				req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp
+		}
+		resp := post("", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
+		sid := resp.Header.Get("Mcp-Session-Id")
+		resp.Body.Close()
+		post(sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`).Body.Close()
+		if sid == "" {
+			t.Fatal("no session id")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/mcp", nil)
+		req.Header.Set("Authorization", "Bearer "+alice)
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("Mcp-Session-Id", sid)
+		req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+			t.Fatalf("GET stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		_, err = io.ReadAll(resp.Body)
+		if ctx.Err() == nil {
+			t.Fatalf("the GET event stream ended by itself (%v)", err)
+		}
+	})
+
+	t.Run("deleted workspace and reused IP", func(t *testing.T) {
+		if res, err := cs.CallTool(context.Background(), &mcpsdk.CallToolParams{Name: "stop_workspace", Arguments: map[string]any{"id": "w1"}}); err != nil || res.IsError {
+			t.Fatalf("stop: %v %+v", err, res)
+		}
+		// Terminating: never routed again; then gone: 404.
+		resp, _ := do(t, "GET", base+"/route/w1/", auth, nil)
+		if resp.StatusCode == 200 {
+			t.Fatal("a terminating workspace was still routed")
+		}
+		testenv.Eventually(t, 30*time.Second, "w1 to be gone", func() (bool, error) {
+			resp, _ := do(t, "GET", base+"/route/w1/", auth, nil)
+			return resp.StatusCode == 404, fmt.Errorf("status %d", resp.StatusCode)
+		})
+		_ = ws.srv.Close()
+		bobCS := mcpClient(t, base, bob, nil)
+		// KWOK hands out the lowest free IP: workspaces that get a lower
+		// one keep it, until w1's comes up.
+		for round := range 12 {
+			id := fmt.Sprintf("b%d", round)
+			bip := spawn(t, bobCS, id, nil)
+			t.Logf("round %d: %s got %s (w1 had %s)", round, id, bip, ip)
+			bws := startWorkspaceServer(t, "bob-"+id, net.JoinHostPort(bip, "3000"))
+			resp, b := do(t, "GET", base+"/route/"+id+"/who", map[string]string{"Authorization": "Bearer " + bob}, nil)
+			var e echo
+			if json.Unmarshal(b, &e); resp.StatusCode != 200 || e.Server != "bob-"+id {
+				t.Fatalf("bob's workspace: %d %s", resp.StatusCode, b)
+			}
+			if resp, _ := do(t, "GET", base+"/route/w1/", auth, nil); resp.StatusCode != 404 {
+				t.Fatalf("the deleted workspace answers %d", resp.StatusCode)
+			}
+			if resp, _ := do(t, "GET", base+"/route/"+id+"/", auth, nil); resp.StatusCode != 403 {
+				t.Fatalf("alice reached bob's workspace: %d", resp.StatusCode)
+			}
+			if bip == ip {
+				t.Logf("round %d: %s now serves bob's %s; w1 answers 404", round, ip, id)
+				return
+			}
+			_ = bws
+		}
+		t.Fatalf("KWOK did not hand %s to a new workspace in 12 rounds", ip)
+	})
+}
