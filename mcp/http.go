@@ -11,8 +11,8 @@ import (
 
 	sdkauth "github.com/modelcontextprotocol/go-sdk/auth"
 
-	"github.com/nocrd/nocrd/internal/auth"
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/nocrd/nocrd/internal/auth"
 )
 
 // Paths of the HTTP endpoints, under Config.BaseURL.

@@ -170,7 +170,7 @@ func (f *frontDoor) serve(ctx context.Context, beforeShutdown func()) error {
 		NoDefaultContentType:          true,
 		// No ReadTimeout: it would cut long uploads and event streams.
 		IdleTimeout: 90 * time.Second,
-		Logger: slogPrinter{f.log},
+		Logger:      slogPrinter{f.log},
 	}
 	scheme := "http"
 	if f.cfg.Serve.TLSCert != "" {
