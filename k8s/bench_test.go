@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -99,5 +100,47 @@ func BenchmarkSpawnToReady(b *testing.B) {
 			b.ReportMetric(pct(0.99), "p99-ms")
 			b.ReportMetric(perSpawn/float64(b.N), "api-req/spawn")
 		})
+	}
+}
+
+// BenchmarkEndpointLookup measures the route cache on the proxy's hot
+// path: a hit is an LRU lookup; the watch keeps it current.
+func BenchmarkEndpointLookup(b *testing.B) {
+	ns := testenv.Namespace(b)
+	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, testenv.AdminConfig(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	w, err := kube.SpawnWorkspace(ctx, k8s.SpawnRequest{ID: "hot", PodAnnotations: noKWOKDelay,
+		Spec: &corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "busybox"}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := kube.WaitReady(ctx, w, nil); err != nil {
+		b.Fatal(err)
+	}
+	cache, err := kube.NewEndpointCache("", k8s.EndpointCacheOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = cache.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	for !cache.Synced() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ep, err := cache.Lookup(ctx, "hot"); err != nil || ep.State != k8s.EndpointReady {
+		b.Fatalf("%+v %v", ep, err)
+	}
+	// The proxy passes the id as a view of its request buffer.
+	buf := []byte("hot")
+	id := unsafe.String(unsafe.SliceData(buf), len(buf))
+	b.ReportAllocs()
+	for b.Loop() {
+		if ep, _ := cache.Lookup(ctx, id); ep.State != k8s.EndpointReady {
+			b.Fatal("not ready")
+		}
 	}
 }

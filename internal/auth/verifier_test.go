@@ -24,7 +24,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 )
 
-func sign(t *testing.T, alg jwa.SignatureAlgorithm, key any, claims map[string]any) string {
+func sign(t testing.TB, alg jwa.SignatureAlgorithm, key any, claims map[string]any) string {
 	t.Helper()
 	tok := jwt.New()
 	for k, v := range claims {
@@ -45,7 +45,7 @@ func sign(t *testing.T, alg jwa.SignatureAlgorithm, key any, claims map[string]a
 	return string(b)
 }
 
-func pemPublic(t *testing.T, pub crypto.PublicKey) string {
+func pemPublic(t testing.TB, pub crypto.PublicKey) string {
 	t.Helper()
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {

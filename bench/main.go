@@ -1,0 +1,451 @@
+// Command bench measures whole-system proxy throughput: one fasthttp
+// backend standing in for a workspace, reached directly, through nginx
+// configured as an equivalent keep-alive reverse proxy, and through the
+// nocrd binary (routing only, and with ES256 JWT ownership checks), each
+// loaded by wrk in the same run, interleaved, several times. It writes the
+// medians as a markdown table and an SVG chart into bench/results/.
+//
+//	go run ./bench -kubeconfig $KUBECONFIG -nocrd bin/nocrd [-runs 3] [-duration 5s]
+//
+// make bench runs it on a cluster started for the run.
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwt"
+	"github.com/valyala/fasthttp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nocrd/nocrd/k8s"
+)
+
+type target struct {
+	name   string
+	url    string
+	header string
+	pid    func() []int // processes whose peak RSS is reported
+}
+
+type sample struct {
+	rps, p50, p99 float64 // requests/s, ms, ms
+}
+
+func main() {
+	kubeconfig := flag.String("kubeconfig", os.Getenv("KUBECONFIG"), "cluster to spawn the workspace on")
+	nocrdBin := flag.String("nocrd", "bin/nocrd", "nocrd binary")
+	runs := flag.Int("runs", 3, "interleaved runs per target (the median is reported)")
+	duration := flag.Duration("duration", 5*time.Second, "length of each wrk run")
+	conns := flag.Int("connections", 64, "wrk connections")
+	out := flag.String("out", "bench/results", "directory for the table and chart")
+	flag.Parse()
+	if err := run(*kubeconfig, *nocrdBin, *runs, *duration, *conns, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(kubeconfig, nocrdBin string, runs int, duration time.Duration, conns int, out string) error {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return fmt.Errorf("wrk is not installed (make bench-deps installs it)")
+	}
+	if _, err := exec.LookPath(nginxBin()); err != nil {
+		return fmt.Errorf("nginx is not installed (make bench-deps installs it)")
+	}
+	ctx := context.Background()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	ns := "bench-" + hex.EncodeToString(b)
+	kube, err := k8s.New(k8s.Config{Mode: k8s.ModeCluster, Namespace: ns, Kubeconfig: kubeconfig})
+	if err != nil {
+		return err
+	}
+	if _, err := kube.Kubernetes().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	defer kube.Kubernetes().CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+	w, err := kube.SpawnWorkspace(ctx, k8s.SpawnRequest{ID: "bench", Owner: "alice",
+		Spec: &corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "busybox"}}}})
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if w, err = kube.WaitReady(wctx, w, nil); err != nil {
+		return err
+	}
+	backendAddr := net.JoinHostPort(w.PodIP, "3000")
+
+	// The backend: a fasthttp server answering 64 bytes, bound on the pod IP.
+	body := []byte(strings.Repeat("x", 63) + "\n")
+	ln, err := net.Listen("tcp", backendAddr)
+	if err != nil {
+		return fmt.Errorf("bind the backend on the workspace IP: %w", err)
+	}
+	backend := &fasthttp.Server{Handler: func(c *fasthttp.RequestCtx) { c.SetContentType("text/plain"); c.SetBody(body) }}
+	go func() { _ = backend.Serve(ln) }()
+	defer backend.Shutdown()
+
+	tmp, err := os.MkdirTemp("", "nocrd-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	nginxPort := freePort()
+	nginxPIDs, stopNginx, err := startNginx(tmp, nginxPort, backendAddr)
+	if err != nil {
+		return err
+	}
+	defer stopNginx()
+
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	pubPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	tok := jwt.New()
+	_ = tok.Set(jwt.SubjectKey, "alice")
+	_ = tok.Set(jwt.ExpirationKey, time.Now().Add(24*time.Hour))
+	signed, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256, key))
+	if err != nil {
+		return err
+	}
+
+	plainPort, jwtPort := freePort(), freePort()
+	plain, err := startNocrd(nocrdBin, kubeconfig, ns, plainPort, nil)
+	if err != nil {
+		return err
+	}
+	defer stop(plain)
+	withJWT, err := startNocrd(nocrdBin, kubeconfig, ns, jwtPort, []string{"AUTH_ENABLED=true", "JWT_PUBLIC_KEY=" + pubPEM})
+	if err != nil {
+		return err
+	}
+	defer stop(withJWT)
+
+	targets := []target{
+		{name: "direct", url: "http://" + backendAddr + "/api", pid: func() []int { return []int{os.Getpid()} }},
+		{name: "nginx", url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", nginxPort), pid: nginxPIDs},
+		{name: "nocrd", url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", plainPort), pid: func() []int { return []int{plain.Process.Pid} }},
+		{name: "nocrd + JWT (ES256)", url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", jwtPort), header: "Authorization: Bearer " + string(signed), pid: func() []int { return []int{withJWT.Process.Pid} }},
+	}
+	// Every target must answer 200 before anything is measured.
+	for _, t := range targets {
+		if err := check(t); err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+	}
+	results := map[string][]sample{}
+	for r := 1; r <= runs; r++ {
+		for _, t := range targets {
+			s, err := wrk(t, duration, conns)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			fmt.Fprintf(os.Stderr, "run %d/%d  %-22s %9.0f req/s  p50 %6.3f ms  p99 %6.3f ms\n", r, runs, t.name, s.rps, s.p50, s.p99)
+			results[t.name] = append(results[t.name], s)
+		}
+	}
+	rss := map[string]float64{}
+	for _, t := range targets {
+		for _, pid := range t.pid() {
+			rss[t.name] += peakRSS(pid)
+		}
+	}
+	table := render(targets, results, rss, runs, duration, conns)
+	fmt.Print(table)
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(out, "README.md"), []byte(table), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(out, "throughput.svg"), []byte(chart(targets, results)), 0o644)
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startNginx runs nginx as a keep-alive reverse proxy equivalent to nocrd's
+// routing: the /route/bench/ prefix stripped, HTTP/1.1 and pooled
+// connections upstream, one worker per core, no access log.
+func startNginx(dir string, port int, backend string) (func() []int, func(), error) {
+	conf := fmt.Sprintf(`daemon off;
+worker_processes %d;
+pid %s/nginx.pid;
+error_log %s/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %s;
+  proxy_temp_path %s;
+  upstream workspace { server %s; keepalive 128; }
+  server {
+    listen 127.0.0.1:%d;
+    location /route/bench/ {
+      proxy_pass http://workspace/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header X-Forwarded-Prefix /route/bench;
+    }
+  }
+}
+`, runtime.NumCPU(), dir, dir, dir, dir, backend, port)
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.Command(nginxBin(), "-c", path, "-p", dir)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	if err := waitPort(port); err != nil {
+		_ = cmd.Process.Kill()
+		return nil, nil, fmt.Errorf("nginx: %w", err)
+	}
+	pids := func() []int {
+		ps := []int{cmd.Process.Pid}
+		out, _ := exec.Command("pgrep", "-P", strconv.Itoa(cmd.Process.Pid)).Output()
+		for _, f := range strings.Fields(string(out)) {
+			if p, err := strconv.Atoi(f); err == nil {
+				ps = append(ps, p)
+			}
+		}
+		return ps
+	}
+	return pids, func() { stop(cmd) }, nil
+}
+
+// nginxBin is nginx on PATH, else Debian's /usr/sbin/nginx (not on the PATH
+// of ordinary users).
+func nginxBin() string {
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p
+	}
+	return "/usr/sbin/nginx"
+}
+
+func startNocrd(bin, kubeconfig, ns string, port int, env []string) (*exec.Cmd, error) {
+	cmd := exec.Command(bin, "--host", "127.0.0.1", "--port", strconv.Itoa(port), "-n", ns, "--log-level", "error")
+	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+kubeconfig, "REAPER_INTERVAL=0"), env...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", port))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return cmd, nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop(cmd)
+	return nil, fmt.Errorf("nocrd on port %d did not become ready", port)
+}
+
+func stop(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+	}
+}
+
+func waitPort(port int) error {
+	for range 100 {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("port %d never opened", port)
+}
+
+func check(t target) error {
+	req, _ := http.NewRequest("GET", t.url, nil)
+	if t.header != "" {
+		k, v, _ := strings.Cut(t.header, ": ")
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("answered %s", resp.Status)
+	}
+	return nil
+}
+
+var (
+	rpsRe = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
+	latRe = regexp.MustCompile(`(?m)^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$`)
+	errRe = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)|Socket errors: .*`)
+)
+
+// wrk runs one load test: one wrk thread, as the issue's anchors were
+// measured, so the load generator takes as little of the 2 cores as it can.
+func wrk(t target, d time.Duration, conns int) (sample, error) {
+	args := []string{"-t1", "-c" + strconv.Itoa(conns), "-d" + d.String(), "--latency"}
+	if t.header != "" {
+		args = append(args, "-H", t.header)
+	}
+	out, err := exec.Command("wrk", append(args, t.url)...).CombinedOutput()
+	if err != nil {
+		return sample{}, fmt.Errorf("wrk: %v: %s", err, out)
+	}
+	if m := errRe.FindString(string(out)); m != "" {
+		return sample{}, fmt.Errorf("wrk saw errors: %s\n%s", m, out)
+	}
+	var s sample
+	m := rpsRe.FindStringSubmatch(string(out))
+	if m == nil {
+		return s, fmt.Errorf("no Requests/sec in wrk output:\n%s", out)
+	}
+	s.rps, _ = strconv.ParseFloat(m[1], 64)
+	for _, l := range latRe.FindAllStringSubmatch(string(out), -1) {
+		v, _ := strconv.ParseFloat(l[2], 64)
+		switch l[3] {
+		case "us":
+			v /= 1000
+		case "s":
+			v *= 1000
+		}
+		if l[1] == "50" {
+			s.p50 = v
+		} else {
+			s.p99 = v
+		}
+	}
+	return s, nil
+}
+
+// peakRSS is the process's peak resident set (VmHWM) in MiB.
+func peakRSS(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func medians(ss []sample) sample {
+	var rps, p50, p99 []float64
+	for _, s := range ss {
+		rps, p50, p99 = append(rps, s.rps), append(p50, s.p50), append(p99, s.p99)
+	}
+	return sample{median(rps), median(p50), median(p99)}
+}
+
+func render(targets []target, results map[string][]sample, rss map[string]float64, runs int, d time.Duration, conns int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Proxy throughput\n\nMedians of %d interleaved runs, each `wrk -t1 -c%d -d%s --latency`, a 64-byte response from a fasthttp backend on the workspace pod's IP. wrk, the proxy and the backend share the machine (%d cores). Generated by `make bench` on %s.\n\n",
+		runs, conns, d, runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"))
+	b.WriteString("| target | requests/s | vs direct | vs nginx | p50 (ms) | p99 (ms) | p99 vs nginx | peak RSS (MiB) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	direct, nginx := medians(results["direct"]), medians(results["nginx"])
+	for _, t := range targets {
+		m := medians(results[t.name])
+		rssCell := fmt.Sprintf("%.1f", rss[t.name])
+		if t.name == "direct" {
+			rssCell = "(backend, in the harness)"
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %.2f× | %.2f× | %.3f | %.3f | %.2f× | %s |\n",
+			t.name, m.rps, m.rps/direct.rps, m.rps/nginx.rps, m.p50, m.p99, m.p99/nginx.p99, rssCell)
+	}
+	b.WriteString("\nEvery run:\n\n| target | requests/s per run | p99 (ms) per run |\n|---|---|---|\n")
+	for _, t := range targets {
+		var r, p []string
+		for _, s := range results[t.name] {
+			r, p = append(r, fmt.Sprintf("%.0f", s.rps)), append(p, fmt.Sprintf("%.3f", s.p99))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", t.name, strings.Join(r, ", "), strings.Join(p, ", "))
+	}
+	return b.String()
+}
+
+// chart draws the median requests/s of each target as horizontal bars.
+func chart(targets []target, results map[string][]sample) string {
+	const width, barH, gap, left = 640, 28, 12, 170
+	var max float64
+	for _, t := range targets {
+		max = mathMax(max, medians(results[t.name]).rps)
+	}
+	h := len(targets)*(barH+gap) + 50
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="13">`+"\n", width, h)
+	fmt.Fprintf(&b, `<text x="10" y="20" font-weight="bold">Proxy throughput, requests/s (median of %d runs)</text>`+"\n", len(results["direct"]))
+	for i, t := range targets {
+		m := medians(results[t.name]).rps
+		y := 35 + i*(barH+gap)
+		w := int(m / max * float64(width-left-90))
+		color := "#4e79a7"
+		if strings.HasPrefix(t.name, "nocrd") {
+			color = "#f28e2b"
+		}
+		fmt.Fprintf(&b, `<text x="10" y="%d">%s</text><rect x="%d" y="%d" width="%d" height="%d" fill="%s"/><text x="%d" y="%d">%.0f</text>`+"\n",
+			y+barH/2+5, t.name, left, y, w, barH, color, left+w+6, y+barH/2+5, m)
+	}
+	b.WriteString("</svg>\n")
+	return b.String()
+}
+
+func mathMax(a, b float64) float64 {
+	if a > b {
+		return a
+	}
+	return b
+}
