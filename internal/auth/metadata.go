@@ -69,10 +69,7 @@ func (c Config) MetadataHandler(base string) http.Handler {
 	if c.Issuer != "" {
 		servers = append(servers, c.Issuer)
 	}
-	scopes := []string{}
-	for _, s := range strings.FieldsFunc(c.Scopes, func(r rune) bool { return r == ',' || r == ' ' }) {
-		scopes = append(scopes, s)
-	}
+	scopes := append([]string{}, strings.FieldsFunc(c.Scopes, func(r rune) bool { return r == ',' || r == ' ' })...)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
