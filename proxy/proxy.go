@@ -215,17 +215,31 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 // RFC 9728 resource_metadata parameter).
 func (p *Proxy) challenge(ctx *fasthttp.RequestCtx, hadToken bool) {
 	v := `Bearer realm="nocrd"`
-	if p.opts.ResourceMetadataPath != "" {
+	if host := ctx.Host(); p.opts.ResourceMetadataPath != "" && safeHost(host) {
 		scheme := "http://"
 		if ctx.IsTLS() {
 			scheme = "https://"
 		}
-		v += `, resource_metadata="` + scheme + string(ctx.Host()) + p.opts.ResourceMetadataPath + `"`
+		v += `, resource_metadata="` + scheme + string(host) + p.opts.ResourceMetadataPath + `"`
 	}
 	if hadToken {
 		v += `, error="invalid_token"`
 	}
 	ctx.Response.Header.Set("WWW-Authenticate", v)
+}
+
+// safeHost reports whether a Host header may be quoted into a challenge:
+// letters, digits and the characters of names, IPv4 and IPv6 literals.
+func safeHost(h []byte) bool {
+	if len(h) == 0 || len(h) > 255 {
+		return false
+	}
+	for _, c := range h {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == ':' || c == '[' || c == ']') {
+			return false
+		}
+	}
+	return true
 }
 
 // respond hands the upstream response to the client: its headers now, its

@@ -138,7 +138,8 @@ func NewVerifier(ctx context.Context, cfg Config, client *http.Client) (*Verifie
 	default:
 		return nil, errors.New("no verification key: set --jwt-secret/JWT_SECRET, --jwt-public-key/JWT_PUBLIC_KEY or --jwks-uri/JWKS_URI")
 	}
-	v.opts = append(v.opts, jwt.WithValidate(true), jwt.WithAcceptableSkew(ClockSkew))
+	v.opts = append(v.opts, jwt.WithValidate(true), jwt.WithAcceptableSkew(ClockSkew),
+		jwt.WithClock(jwt.ClockFunc(func() time.Time { return v.now() })))
 	if cfg.Issuer != "" {
 		v.opts = append(v.opts, jwt.WithIssuer(cfg.Issuer))
 	}
