@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -62,6 +63,8 @@ type Client struct {
 	cfg  Config
 	rest *rest.Config
 	kube kubernetes.Interface
+	// spawns serialises spawns of one workspace id within this process.
+	spawns keyLocks
 }
 
 // New builds a Client from cfg, loading credentials by client-go's rules.
@@ -125,7 +128,7 @@ func NewForConfig(cfg Config, rc *rest.Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create kubernetes client: %w", err)
 	}
-	return &Client{cfg: cfg, rest: rc, kube: kube}, nil
+	return &Client{cfg: cfg, rest: rc, kube: kube, spawns: keyLocks{m: map[string]*keyLock{}}}, nil
 }
 
 // Mode returns the client's access scope.
@@ -162,4 +165,36 @@ func (c *Client) Namespace(requested string) (string, error) {
 		return "", err
 	}
 	return requested, nil
+}
+
+// keyLocks is a mutex per key, held only while someone uses it.
+type keyLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// lock takes key's mutex and returns its unlock.
+func (k *keyLocks) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	l := k.m[key]
+	if l == nil {
+		l = &keyLock{}
+		k.m[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
 }

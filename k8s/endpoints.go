@@ -249,14 +249,7 @@ func (e *EndpointCache) fetch(ctx context.Context, id string) (Endpoint, uint64,
 	if err != nil {
 		return Endpoint{}, 0, fmt.Errorf("look up workspace %s: resourceVersion %q: %w", id, list.ResourceVersion, err)
 	}
-	var found *corev1.Pod
-	for i := range list.Items {
-		p := &list.Items[i]
-		if found == nil || p.CreationTimestamp.Before(&found.CreationTimestamp) ||
-			p.CreationTimestamp.Equal(&found.CreationTimestamp) && p.Name < found.Name {
-			found = p
-		}
-	}
+	found := oldestPod(list.Items)
 	if found == nil {
 		return Endpoint{ID: id, State: EndpointAbsent}, rv, nil
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	mrand "math/rand/v2"
 	"regexp"
 	"slices"
 	"strconv"
@@ -325,23 +326,50 @@ func workspaceFrom(p *corev1.Pod) Workspace {
 	return w
 }
 
-// findWorkspace returns the pod of workspace id in ns, or nil.
+// findWorkspace returns the pod of workspace id in ns, or nil: the oldest
+// live pod, else (only terminating ones left) the oldest terminating one. A
+// pod that a spawn removed at once (grace period 0, after losing a race) is
+// waited out for a moment rather than reported as terminating.
 func (c *Client) findWorkspace(ctx context.Context, ns, id string) (*corev1.Pod, error) {
-	list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{
-		LabelSelector: LabelType + "=" + TypeWorkspace + "," + LabelWorkspaceID + "=" + id,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("look up workspace %s in %s: %w", id, ns, err)
+	for wait := 0; ; wait++ {
+		list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{
+			LabelSelector: LabelType + "=" + TypeWorkspace + "," + LabelWorkspaceID + "=" + id,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("look up workspace %s in %s: %w", id, ns, err)
+		}
+		found := oldestPod(list.Items)
+		if found == nil || found.DeletionTimestamp == nil || found.DeletionGracePeriodSeconds == nil ||
+			*found.DeletionGracePeriodSeconds != 0 || wait == 30 {
+			return found, nil
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
+}
+
+// oldestPod picks a workspace's pod among pods with its id: live before
+// terminating, then the oldest, then by name.
+func oldestPod(pods []corev1.Pod) *corev1.Pod {
 	var found *corev1.Pod
-	for i := range list.Items {
-		p := &list.Items[i]
-		if found == nil || p.CreationTimestamp.Before(&found.CreationTimestamp) ||
-			p.CreationTimestamp.Equal(&found.CreationTimestamp) && p.Name < found.Name {
+	for i := range pods {
+		p := &pods[i]
+		switch {
+		case found == nil:
+			found = p
+		case (p.DeletionTimestamp == nil) != (found.DeletionTimestamp == nil):
+			if p.DeletionTimestamp == nil {
+				found = p
+			}
+		case p.CreationTimestamp.Before(&found.CreationTimestamp) ||
+			p.CreationTimestamp.Equal(&found.CreationTimestamp) && p.Name < found.Name:
 			found = p
 		}
 	}
-	return found, nil
+	return found
 }
 
 func validateID(id string) error {
@@ -368,6 +396,9 @@ func (c *Client) SpawnWorkspace(ctx context.Context, req SpawnRequest) (*Workspa
 		return nil, err
 	}
 	owner := ownerOf(req.Owner)
+	// Spawns of one id through this client take turns, so that within one
+	// nocrd they never race; across replicas the checks below settle it.
+	defer c.spawns.lock(ns + "/" + req.ID)()
 	if existing, err := c.findWorkspace(ctx, ns, req.ID); err != nil {
 		return nil, err
 	} else if existing != nil {
@@ -404,32 +435,92 @@ func (c *Client) SpawnWorkspace(ctx context.Context, req SpawnRequest) (*Workspa
 			return nil, &SpawnError{Step: "create service account", Err: err}
 		}
 	}
-	created, err := c.kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
-	if err != nil {
+	for attempt := 0; ; attempt++ {
+		created, err := c.kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+		if err != nil {
+			if sa != nil {
+				c.cleanup(ns, "", sa)
+			}
+			if !apierrors.IsAlreadyExists(err) {
+				return nil, &SpawnError{Step: "create pod", Err: err}
+			}
+			// A concurrent spawn by the same owner made this pod. It may
+			// have stepped back from a race and removed it since: then the
+			// id is free again.
+			if p, ferr := c.findWorkspace(ctx, ns, req.ID); ferr != nil || p != nil && p.DeletionTimestamp == nil || attempt == 3 || sa != nil {
+				return c.afterRace(ctx, ns, req.ID, owner, "create pod", err)
+			}
+			if err := pause(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if sa != nil {
-			c.cleanup(ns, "", sa)
+			// The ServiceAccount goes away with its pod.
+			patch := fmt.Sprintf(`{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"Pod","name":%q,"uid":%q}]}}`, created.Name, created.UID)
+			if _, err := c.kube.CoreV1().ServiceAccounts(ns).Patch(ctx, sa.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+				c.cleanup(ns, created.Name, sa)
+				return nil, &SpawnError{Step: "own service account", Err: err}
+			}
 		}
-		if apierrors.IsAlreadyExists(err) {
-			return c.afterRace(ctx, ns, req.ID, owner, "create pod", err)
+		// Two owners spawning one id at once each create a pod (their pod
+		// names differ). A spawn keeps its pod only if it sees no other live
+		// pod for the id created in the same second or earlier; otherwise it
+		// removes its own. Creation times have one-second resolution, so two
+		// spawns may both step back: then the id is free again and the spawn
+		// tries once more after a short random pause.
+		rival, err := c.rival(ctx, ns, req.ID, created)
+		if err != nil || rival == nil {
+			w := workspaceFrom(created)
+			return &w, nil
 		}
-		return nil, &SpawnError{Step: "create pod", Err: err}
-	}
-	if sa != nil {
-		// The ServiceAccount goes away with its pod.
-		patch := fmt.Sprintf(`{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"Pod","name":%q,"uid":%q}]}}`, created.Name, created.UID)
-		if _, err := c.kube.CoreV1().ServiceAccounts(ns).Patch(ctx, sa.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-			c.cleanup(ns, created.Name, sa)
-			return nil, &SpawnError{Step: "own service account", Err: err}
+		c.cleanup(ns, created.Name, nil)
+		if first, err := c.findWorkspace(ctx, ns, req.ID); err == nil && first != nil && first.DeletionTimestamp == nil {
+			if sa != nil {
+				c.cleanup(ns, "", sa)
+			}
+			return c.existing(first, owner)
+		}
+		// A ServiceAccount was owned by the removed pod and is being
+		// collected with it: do not build on it again.
+		if attempt == 3 || sa != nil {
+			if sa != nil {
+				c.cleanup(ns, "", sa)
+			}
+			return nil, &SpawnError{Step: "create pod", Err: fmt.Errorf("workspace %s is being spawned concurrently; try again", req.ID)}
+		}
+		if err := pause(ctx); err != nil {
+			return nil, err
 		}
 	}
-	// Two owners spawning one id at once each create a pod; the older one
-	// wins and the newer removes itself.
-	if first, err := c.findWorkspace(ctx, ns, req.ID); err == nil && first != nil && first.UID != created.UID {
-		c.cleanup(ns, created.Name, sa)
-		return c.existing(first, owner)
+}
+
+// pause waits a short random time before a spawn tries again after a race.
+func pause(ctx context.Context) error {
+	select {
+	case <-time.After(time.Duration(20+mrand.IntN(200)) * time.Millisecond):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	w := workspaceFrom(created)
-	return &w, nil
+}
+
+// rival returns another live pod of workspace id created no later than
+// mine (to the second), or nil.
+func (c *Client) rival(ctx context.Context, ns, id string, mine *corev1.Pod) (*corev1.Pod, error) {
+	list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{
+		LabelSelector: LabelType + "=" + TypeWorkspace + "," + LabelWorkspaceID + "=" + id,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range list.Items {
+		p := &list.Items[i]
+		if p.UID != mine.UID && p.DeletionTimestamp == nil && !mine.CreationTimestamp.Before(&p.CreationTimestamp) {
+			return p, nil
+		}
+	}
+	return nil, nil
 }
 
 func (c *Client) existing(p *corev1.Pod, owner string) (*Workspace, error) {
