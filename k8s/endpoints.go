@@ -222,10 +222,12 @@ func (e *EndpointCache) Lookup(ctx context.Context, id string) (Endpoint, error)
 		}
 		delete(e.flights, id)
 		f.ep, f.err = ep, err
+		var gone string
 		if err == nil && cacheable && !stale {
-			e.put(id, &cacheEntry{rv: rv, ep: ep})
+			gone = e.put(id, &cacheEntry{rv: rv, ep: ep})
 		}
 		e.mu.Unlock()
+		e.forget(gone)
 		return ep, err
 	}
 }
@@ -240,7 +242,7 @@ func (e *EndpointCache) fetch(ctx context.Context, id string) (Endpoint, uint64,
 		return Endpoint{}, 0, ctx.Err()
 	}
 	list, err := e.c.kube.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{
-		LabelSelector: LabelType + "=" + TypeWorkspace + "," + LabelWorkspaceID + "=" + id,
+		LabelSelector: workspaceSelector(id),
 	})
 	if err != nil {
 		return Endpoint{}, 0, fmt.Errorf("look up workspace %s in %s: %w", id, e.ns, err)
@@ -280,18 +282,42 @@ func (e *EndpointCache) endpointOf(p *corev1.Pod) Endpoint {
 	return ep
 }
 
-// put stores an entry; mu is held. A ready entry claims its IP: any other
-// cached id still holding that IP is dropped, whatever the order in which
-// events arrived.
-func (e *EndpointCache) put(id string, ent *cacheEntry) {
+// put stores an entry and returns the address of a workspace it displaced
+// from its IP, if any; mu is held.
+func (e *EndpointCache) put(id string, ent *cacheEntry) (gone string) {
+	gone = e.takeIP(id, ent.ep)
 	if ent.ep.State == EndpointReady {
-		ip := ipOf(ent.ep.Addr)
-		if other, ok := e.byIP[ip]; ok && other != id {
-			e.remove(other)
-		}
-		e.byIP[ip] = id
+		e.byIP[ipOf(ent.ep.Addr)] = id
 	}
 	e.lru.Add(id, ent)
+	return gone
+}
+
+// takeIP gives ep's IP to workspace id: any other cached workspace still
+// holding it is dropped, whatever the order in which events arrived, and
+// its address returned. mu is held.
+func (e *EndpointCache) takeIP(id string, ep Endpoint) (gone string) {
+	if ep.State != EndpointReady {
+		return ""
+	}
+	other, ok := e.byIP[ipOf(ep.Addr)]
+	if !ok || other == id {
+		return ""
+	}
+	if o, ok := e.lru.Peek(other); ok {
+		gone = o.ep.Addr
+	}
+	e.remove(other)
+	return gone
+}
+
+// forget tells OnGone about addresses no longer held; mu is not held.
+func (e *EndpointCache) forget(addrs ...string) {
+	for _, a := range addrs {
+		if a != "" && e.opts.OnGone != nil {
+			e.opts.OnGone(a)
+		}
+	}
 }
 
 // remove drops id; mu is held.
@@ -312,7 +338,8 @@ func (e *EndpointCache) apply(typ watch.EventType, p *corev1.Pod) {
 	if typ == watch.Deleted {
 		ep = Endpoint{ID: id, State: EndpointAbsent}
 	}
-	var gone string
+	var gone []string
+	replaced := false
 	e.mu.Lock()
 	if f := e.flights[id]; f != nil && rv > f.eventRV {
 		f.eventRV = rv
@@ -332,32 +359,24 @@ func (e *EndpointCache) apply(typ watch.EventType, p *corev1.Pod) {
 			drop = true // two pods claim the id: the next lookup settles it
 		}
 		if (replace || drop) && old.ep.State == EndpointReady && (!replace || ep.State != EndpointReady || ep.Addr != old.ep.Addr) {
-			gone = old.ep.Addr
+			gone = append(gone, old.ep.Addr)
 		}
 		if replace || drop {
 			e.remove(id)
 		}
 		if replace {
-			e.put(id, &cacheEntry{rv: rv, ep: ep})
+			gone = append(gone, e.put(id, &cacheEntry{rv: rv, ep: ep}))
+			replaced = true
 		}
 	}
-	if ep.State == EndpointReady {
+	if !replaced {
 		// A pod that now holds an IP takes it from any cached workspace
-		// that had it.
-		ip := ipOf(ep.Addr)
-		if other, ok := e.byIP[ip]; ok && other != id {
-			if o, ok := e.lru.Peek(other); ok {
-				e.remove(other)
-				if gone == "" {
-					gone = o.ep.Addr
-				}
-			}
-		}
+		// that had it, even when its own id is not cached (put does this
+		// for an entry it stores).
+		gone = append(gone, e.takeIP(id, ep))
 	}
 	e.mu.Unlock()
-	if gone != "" && e.opts.OnGone != nil {
-		e.opts.OnGone(gone)
-	}
+	e.forget(gone...)
 }
 
 // clear empties the cache, for when the watch stops or restarts.
@@ -372,11 +391,7 @@ func (e *EndpointCache) clear() {
 		e.remove(id)
 	}
 	e.mu.Unlock()
-	if e.opts.OnGone != nil {
-		for _, a := range gone {
-			e.opts.OnGone(a)
-		}
-	}
+	e.forget(gone...)
 }
 
 // Run watches the namespace's workspace pods until ctx ends, restarting

@@ -333,7 +333,7 @@ func workspaceFrom(p *corev1.Pod) Workspace {
 func (c *Client) findWorkspace(ctx context.Context, ns, id string) (*corev1.Pod, error) {
 	for wait := 0; ; wait++ {
 		list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{
-			LabelSelector: LabelType + "=" + TypeWorkspace + "," + LabelWorkspaceID + "=" + id,
+			LabelSelector: workspaceSelector(id),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("look up workspace %s in %s: %w", id, ns, err)
@@ -349,6 +349,11 @@ func (c *Client) findWorkspace(ctx context.Context, ns, id string) (*corev1.Pod,
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// workspaceSelector selects the pods of workspace id.
+func workspaceSelector(id string) string {
+	return LabelType + "=" + TypeWorkspace + "," + LabelWorkspaceID + "=" + id
 }
 
 // oldestPod picks a workspace's pod among pods with its id: live before
@@ -509,7 +514,7 @@ func pause(ctx context.Context) error {
 // mine (to the second), or nil.
 func (c *Client) rival(ctx context.Context, ns, id string, mine *corev1.Pod) (*corev1.Pod, error) {
 	list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{
-		LabelSelector: LabelType + "=" + TypeWorkspace + "," + LabelWorkspaceID + "=" + id,
+		LabelSelector: workspaceSelector(id),
 	})
 	if err != nil {
 		return nil, err

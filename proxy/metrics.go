@@ -49,12 +49,8 @@ func reasonOf(err error) string {
 type proxyMetrics struct {
 	requests [numOutcomes][600]atomic.Uint64
 	upstream *metrics.Histogram
-	auth     *authCounts
+	auth     map[string]*metrics.Counter // auth failures by reason
 	ws       *metrics.Gauge
-}
-
-type authCounts struct {
-	byReason map[string]*metrics.Counter
 }
 
 // latencyBounds are upstream latency buckets in seconds.
@@ -75,9 +71,9 @@ func (m *proxyMetrics) register(r *metrics.Registry) {
 			}
 		})
 	m.upstream = r.Histogram("nocrd_proxy_upstream_seconds", "Time from receiving a request to the workspace's response headers.", latencyBounds)
-	m.auth = &authCounts{byReason: map[string]*metrics.Counter{}}
+	m.auth = map[string]*metrics.Counter{}
 	for _, reason := range []string{reasonMissing, reasonInvalid, "expired", "not_yet_valid", "bad_signature", "wrong_issuer", "wrong_audience", reasonWrongOwner} {
-		m.auth.byReason[reason] = r.Counter("nocrd_proxy_auth_failures_total", "Requests refused by authentication or ownership, by reason.", "reason", reason)
+		m.auth[reason] = r.Counter("nocrd_proxy_auth_failures_total", "Requests refused by authentication or ownership, by reason.", "reason", reason)
 	}
 	m.ws = r.Gauge("nocrd_proxy_websocket_connections", "Upgraded (WebSocket) connections open now.")
 }
@@ -90,9 +86,9 @@ func (m *proxyMetrics) request(o outcome, status int) {
 }
 
 func (m *proxyMetrics) authFailure(reason string) {
-	c := m.auth.byReason[reason]
+	c := m.auth[reason]
 	if c == nil {
-		c = m.auth.byReason[reasonInvalid]
+		c = m.auth[reasonInvalid]
 	}
 	c.Inc()
 }

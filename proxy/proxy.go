@@ -251,25 +251,17 @@ func (p *Proxy) respond(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, bp *[
 	stripHopByHop(&out.Header, bp)
 	body := resp.BodyStream()
 	if body == nil {
-		out.SetBodyRaw(nil)
-		out.Header.SetContentLength(len(resp.Body()))
-		if len(resp.Body()) > 0 {
-			out.SetBody(resp.Body())
-		}
+		// HEAD, 204 and 304 answers have no body (the client read none);
+		// the workspace's Content-Length stays as it sent it.
+		cl := out.Header.ContentLength()
+		out.SkipBody = true
+		out.Header.SetContentLength(cl)
 		fasthttp.ReleaseResponse(resp)
 		return
 	}
 	n := resp.Header.ContentLength()
 	if n < 0 {
 		n = -1 // chunked, or until the upstream closes: re-framed as chunked
-	}
-	if ctx.IsHead() || out.StatusCode() == http.StatusNoContent || out.StatusCode() == http.StatusNotModified {
-		cl := out.Header.ContentLength()
-		out.SkipBody = true
-		_ = resp.CloseBodyStream()
-		fasthttp.ReleaseResponse(resp)
-		out.Header.SetContentLength(cl)
-		return
 	}
 	bs := p.streams.Get().(*bodyStream)
 	bs.resp, bs.r = resp, body

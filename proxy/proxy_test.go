@@ -75,16 +75,6 @@ func (s staticResolver) Resolve(_ context.Context, id string) (proxy.Endpoint, e
 	}
 }
 
-type verifierAuthorizer struct{ v *auth.Verifier }
-
-func (a verifierAuthorizer) Authorize(ctx context.Context, token string) (string, error) {
-	id, err := a.v.Verify(ctx, token)
-	if err != nil {
-		return "", err
-	}
-	return id.Subject, nil
-}
-
 func startProxy(t *testing.T, r proxy.Resolver, opts proxy.Options) (string, *proxy.Proxy) {
 	t.Helper()
 	p := proxy.New(r, opts)
@@ -250,7 +240,7 @@ func TestOwnership(t *testing.T) {
 		t.Fatal(err)
 	}
 	base, _ := startProxy(t, staticResolver{"a": {Addr: addr, Owner: "alice"}, "b": {Addr: addr, Owner: "bob"}},
-		proxy.Options{Authorizer: verifierAuthorizer{v}})
+		proxy.Options{Authorizer: v})
 	alice := token(t, "s3cret", "alice", time.Hour)
 
 	resp, s := get(t, base+"/route/a/x?q=1", map[string]string{"Authorization": "Bearer " + alice})

@@ -32,9 +32,6 @@ func (p *pattern) Read(b []byte) (int, error) {
 // and checks that nobody in the process (client, proxy, backend) allocated
 // anything near that: bodies are streamed, never held whole.
 func TestStreamsLargeBodies(t *testing.T) {
-	if testing.Short() {
-		t.Skip("moves 2 GiB")
-	}
 	const size = 1 << 30
 	srv := &fasthttp.Server{
 		StreamRequestBody: true,
@@ -198,4 +195,20 @@ func TestWebSocketEcho(t *testing.T) {
 	}
 	_ = c.Close()
 	_ = p
+}
+
+// TestHeadKeepsContentLength: a HEAD answer carries the workspace's
+// Content-Length and no body.
+func TestHeadKeepsContentLength(t *testing.T) {
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString(strings.Repeat("b", 1234)) }}
+	addr := serve(t, srv)
+	base, _ := startProxy(t, staticResolver{"h": {Addr: addr}}, proxy.Options{})
+	resp, err := http.Head(base + "/route/h/file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ContentLength != 1234 {
+		t.Fatalf("HEAD: %d, Content-Length %d, want 200 and 1234", resp.StatusCode, resp.ContentLength)
+	}
 }

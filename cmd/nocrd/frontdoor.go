@@ -65,18 +65,6 @@ func (r routeResolver) Resolve(ctx context.Context, id string) (proxy.Endpoint, 
 	return proxy.Endpoint{Addr: ep.Addr, Owner: ep.Owner}, nil
 }
 
-// verifierAuthorizer lets the proxy check tokens with the verifier the MCP
-// endpoint uses: one notion of identity.
-type verifierAuthorizer struct{ v *auth.Verifier }
-
-func (a verifierAuthorizer) Authorize(ctx context.Context, token string) (string, error) {
-	id, err := a.v.Verify(ctx, token)
-	if err != nil {
-		return "", err
-	}
-	return id.Subject, nil
-}
-
 func newFrontDoor(cfg *config, kube *k8s.Client, verifier *auth.Verifier, app http.Handler, log *slog.Logger) (*frontDoor, error) {
 	base := cfg.MCP.BasePath()
 	reg := metrics.NewRegistry()
@@ -95,7 +83,7 @@ func newFrontDoor(cfg *config, kube *k8s.Client, verifier *auth.Verifier, app ht
 		Metrics: reg, Logger: log,
 	}
 	if verifier != nil {
-		opts.Authorizer = verifierAuthorizer{verifier}
+		opts.Authorizer = verifier // the MCP endpoint's verifier: one notion of identity
 		opts.ResourceMetadataPath = auth.WellKnownPath + base + "/route"
 	}
 	f.proxy = proxy.New(routeResolver{f.cache}, opts)

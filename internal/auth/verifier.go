@@ -201,6 +201,17 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) 
 	return id, nil
 }
 
+// Authorize verifies token and returns its subject: the Verifier serves as
+// the edge proxy's Authorizer, so proxied and MCP requests share one notion
+// of identity.
+func (v *Verifier) Authorize(ctx context.Context, token string) (string, error) {
+	id, err := v.Verify(ctx, token)
+	if err != nil {
+		return "", err
+	}
+	return id.Subject, nil
+}
+
 // generation returns the key set in force; with a JWKS, a new set (after a
 // refresh) starts a new generation, which invalidates every cache entry.
 func (v *Verifier) generation(ctx context.Context) *keyGeneration {

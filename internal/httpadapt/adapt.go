@@ -12,7 +12,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -177,9 +176,6 @@ func (a *Adapter) request(ctx *fasthttp.RequestCtx) (*http.Request, *requestErro
 	}
 	if ctx.IsTLS() {
 		r.TLS = ctx.TLSConnectionState()
-	}
-	if _, ok := ctx.RemoteAddr().(*net.TCPAddr); !ok && r.RemoteAddr == "" {
-		r.RemoteAddr = "0.0.0.0:0"
 	}
 	return r, nil
 }
