@@ -65,6 +65,10 @@ type Client struct {
 	kube kubernetes.Interface
 	// spawns serialises spawns of one workspace id within this process.
 	spawns keyLocks
+	// caches are this process's running route caches, told at once of the
+	// pods this client deletes (see deletePod).
+	cachesMu sync.Mutex
+	caches   map[*EndpointCache]struct{}
 }
 
 // New builds a Client from cfg, loading credentials by client-go's rules.
@@ -128,7 +132,7 @@ func NewForConfig(cfg Config, rc *rest.Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create kubernetes client: %w", err)
 	}
-	return &Client{cfg: cfg, rest: rc, kube: kube, spawns: keyLocks{m: map[string]*keyLock{}}}, nil
+	return &Client{cfg: cfg, rest: rc, kube: kube, spawns: keyLocks{m: map[string]*keyLock{}}, caches: map[*EndpointCache]struct{}{}}, nil
 }
 
 // Mode returns the client's access scope.

@@ -87,6 +87,7 @@ type EndpointCache struct {
 	removing                                  bool // set while mu is held: the eviction is ours
 
 	afterFetch func(id string) // test hook: runs between a list and its use
+	onEvent    func()          // test hook: runs before each watch event is applied
 }
 
 type cacheEntry struct {
@@ -398,6 +399,14 @@ func (e *EndpointCache) clear() {
 // the watch when it breaks (after a fresh list when its resourceVersion has
 // expired). Entries are cached only while the watch runs.
 func (e *EndpointCache) Run(ctx context.Context) error {
+	e.c.cachesMu.Lock()
+	e.c.caches[e] = struct{}{}
+	e.c.cachesMu.Unlock()
+	defer func() {
+		e.c.cachesMu.Lock()
+		delete(e.c.caches, e)
+		e.c.cachesMu.Unlock()
+	}()
 	backoff := 500 * time.Millisecond
 	for {
 		err := e.watchOnce(ctx)
@@ -449,6 +458,9 @@ func (e *EndpointCache) watchOnce(ctx context.Context) error {
 				return fmt.Errorf("watch error: %w", apierrors.FromObject(ev.Object))
 			case watch.Added, watch.Modified, watch.Deleted:
 				if p, ok := ev.Object.(*corev1.Pod); ok {
+					if e.onEvent != nil {
+						e.onEvent()
+					}
 					e.apply(ev.Type, p)
 				}
 			}

@@ -2,6 +2,7 @@ package k8s
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -158,5 +159,62 @@ func TestMissRacingDelete(t *testing.T) {
 	}
 	if ep, _ := cache.Lookup(ctx, "r"); ep.State == EndpointReady {
 		t.Fatalf("the stale answer was cached: %+v", ep)
+	}
+}
+
+// TestStopIsSeenBeforeTheWatch: a workspace stopped through this process's
+// client stops being routed when StopWorkspace returns, while the watch
+// event of the deletion is still held back, and OnGone hears of its address.
+func TestStopIsSeenBeforeTheWatch(t *testing.T) {
+	ns := testenv.Namespace(t)
+	kube, err := NewForConfig(Config{Mode: ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	w, err := kube.SpawnWorkspace(ctx, SpawnRequest{ID: "s", Owner: "alice", Spec: &corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "busybox"}}},
+		PodAnnotations: map[string]string{"pod-ready.stage.kwok.x-k8s.io/delay": "0ms", "pod-ready.stage.kwok.x-k8s.io/jitter-delay": "0ms"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.WaitReady(ctx, w, nil); err != nil {
+		t.Fatal(err)
+	}
+	gone := make(chan string, 4)
+	cache, err := kube.NewEndpointCache("", EndpointCacheOptions{OnGone: func(a string) { gone <- a }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	cache.onEvent = func() { <-release }
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = cache.Run(rctx) }()
+	defer func() { unblock(); cancel(); <-done }()
+	testenv.Eventually(t, 10*time.Second, "watch sync", func() (bool, error) { return cache.Synced(), nil })
+
+	ep, err := cache.Lookup(ctx, "s")
+	if err != nil || ep.State != EndpointReady {
+		t.Fatalf("before the stop: %+v %v, want ready", ep, err)
+	}
+	if _, err := kube.StopWorkspace(ctx, ns, "s", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	// The watch is held: only the stop itself can have told the cache.
+	if ep, err := cache.Lookup(ctx, "s"); err != nil || ep.State == EndpointReady {
+		t.Fatalf("right after the stop: %+v %v, want not ready", ep, err)
+	}
+	select {
+	case a := <-gone:
+		if a != ep.Addr {
+			t.Fatalf("OnGone got %s, want %s", a, ep.Addr)
+		}
+	default:
+		t.Fatal("OnGone was not called by the stop")
+	}
+	if st := cache.Stats(); st.Misses != 1 {
+		t.Fatalf("%d misses: the stopped entry was dropped rather than updated", st.Misses)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 )
 
 // PodSummary is the row list_pods shows for a pod.
@@ -172,7 +173,7 @@ func (c *Client) DeletePod(ctx context.Context, namespace, name string, gracePer
 	if gracePeriodSeconds != nil && *gracePeriodSeconds < 0 {
 		return "", inputErr("gracePeriodSeconds", "must not be negative, got %d", *gracePeriodSeconds)
 	}
-	err = c.kube.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: gracePeriodSeconds})
+	err = c.deletePod(ctx, ns, name, metav1.DeleteOptions{GracePeriodSeconds: gracePeriodSeconds})
 	if err != nil {
 		return "", fmt.Errorf("delete pod %s/%s: %w", ns, name, err)
 	}
@@ -273,4 +274,39 @@ func (c *Client) ListNamespaces(ctx context.Context) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// deletePod deletes pod ns/name and folds the API server's answer into this
+// process's running route caches before returning, so that a workspace this
+// process stopped is never routed again, even before the watch event comes.
+// (Other replicas learn it from their watch.)
+func (c *Client) deletePod(ctx context.Context, ns, name string, opts metav1.DeleteOptions) error {
+	obj, err := c.kube.CoreV1().RESTClient().Delete().Namespace(ns).Resource("pods").Name(name).
+		Body(&opts).Do(ctx).Get()
+	if err != nil {
+		return err
+	}
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return nil // a Status: the watch will tell
+	}
+	// A graceful delete answers with the terminating pod; an immediate one
+	// with the pod as it was removed. Both carry the delete's
+	// resourceVersion, newer than anything cached for the pod.
+	typ := watch.Modified
+	if p.DeletionTimestamp == nil {
+		typ = watch.Deleted
+	}
+	c.cachesMu.Lock()
+	caches := make([]*EndpointCache, 0, len(c.caches))
+	for e := range c.caches {
+		if e.ns == ns {
+			caches = append(caches, e)
+		}
+	}
+	c.cachesMu.Unlock()
+	for _, e := range caches {
+		e.apply(typ, p)
+	}
+	return nil
 }

@@ -40,7 +40,7 @@ func (c *Client) ReapExpired(ctx context.Context, now time.Time) (int, error) {
 		if err != nil || at.After(now) {
 			continue
 		}
-		err = c.kube.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
+		err = c.deletePod(ctx, p.Namespace, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
 		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			return n, fmt.Errorf("reap workspace %s/%s: %w", p.Namespace, p.Name, err)
 		}

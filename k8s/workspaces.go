@@ -557,7 +557,7 @@ func (c *Client) cleanup(ns, podName string, sa *corev1.ServiceAccount) {
 	defer cancel()
 	zero := int64(0)
 	if podName != "" {
-		_ = c.kube.CoreV1().Pods(ns).Delete(ctx, podName, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+		_ = c.deletePod(ctx, ns, podName, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	}
 	if sa != nil {
 		_ = c.kube.CoreV1().ServiceAccounts(ns).Delete(ctx, sa.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &sa.UID}})
@@ -639,7 +639,7 @@ func (c *Client) StopWorkspace(ctx context.Context, namespace, id, owner string)
 	if w.Owner != ownerOf(owner) {
 		return nil, &OwnershipError{ID: id, Namespace: ns}
 	}
-	err = c.kube.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
+	err = c.deletePod(ctx, ns, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("stop workspace %s: %w", id, err)
 	}

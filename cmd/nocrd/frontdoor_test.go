@@ -201,8 +201,11 @@ func spawn(t *testing.T, cs *mcpsdk.ClientSession, id string, progressSeen func(
 	if err != nil || res.IsError {
 		t.Fatalf("spawn %s: %v %+v", id, err, res)
 	}
-	if progressSeen != nil && progressSeen() == 0 {
-		t.Errorf("spawn %s: no progress notification arrived before the result", id)
+	if progressSeen != nil {
+		// The server writes progress before the result, but the SDK client
+		// hands notifications to a goroutine of its own, so the result may
+		// be seen first: the notifications must still arrive.
+		testenv.Eventually(t, 5*time.Second, "progress notifications for "+id, func() (bool, error) { return progressSeen() > 0, nil })
 	}
 	return res.StructuredContent.(map[string]any)["podIP"].(string)
 }

@@ -13,14 +13,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/nocrd/nocrd/internal/testcluster"
@@ -85,7 +89,9 @@ func runWith(ctx context.Context, dir string, args []string) int {
 		fail(err)
 	}
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	failures := &failureLines{max: 200}
+	cmd.Stdin = os.Stdin
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(os.Stdout, failures), io.MultiWriter(os.Stderr, failures)
 	cmd.Env = append(os.Environ(), testcluster.EnvKubeconfig+"="+c.Kubeconfig, "KUBECONFIG="+c.Kubeconfig)
 	err = cmd.Run()
 	code := 0
@@ -97,6 +103,11 @@ func runWith(ctx context.Context, dir string, args []string) int {
 		}
 		fmt.Fprintf(os.Stderr, "nocrd-cluster: %s failed: %v\n", args[0], err)
 		fmt.Fprintln(os.Stderr, c.LogTails(20))
+		// Last, so that a report that keeps only the end still says what
+		// failed and why.
+		if out := failures.String(); out != "" {
+			fmt.Fprintf(os.Stderr, "==== failures reported by %s ====\n%s", args[0], out)
+		}
 	}
 	if !testcluster.Healthy(dir) {
 		fmt.Fprintln(os.Stderr, "nocrd-cluster: a cluster component died during the run")
@@ -110,6 +121,75 @@ func runWith(ctx context.Context, dir string, args []string) int {
 	}
 	fmt.Println("nocrd-cluster: stopped")
 	return code
+}
+
+// failureLines keeps the lines of go test output that say what failed: the
+// --- FAIL lines, the test log lines under them, panics and the FAIL
+// summaries. It keeps the last max of them.
+type failureLines struct {
+	max     int
+	mu      sync.Mutex
+	partial []byte
+	lines   []string
+	inFail  bool // under a --- FAIL line: keep its indented log lines
+	inPanic bool // after a panic: keep everything up to the FAIL line
+}
+
+func (f *failureLines) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.partial = append(f.partial, p...)
+	for {
+		i := bytes.IndexByte(f.partial, '\n')
+		if i < 0 {
+			break
+		}
+		f.line(string(f.partial[:i]))
+		f.partial = f.partial[i+1:]
+	}
+	if len(f.partial) > 64<<10 {
+		f.partial = f.partial[:0] // a line this long is no test report
+	}
+	return len(p), nil
+}
+
+func (f *failureLines) line(l string) {
+	trimmed := strings.TrimLeft(l, " \t")
+	switch {
+	case strings.HasPrefix(l, "panic:"):
+		f.inPanic = true
+	case strings.HasPrefix(trimmed, "--- FAIL"):
+		f.inFail = true
+	case strings.HasPrefix(trimmed, "--- PASS"), strings.HasPrefix(trimmed, "--- SKIP"), strings.HasPrefix(l, "=== RUN"),
+		strings.HasPrefix(l, "ok "):
+		f.inFail = false
+	case strings.HasPrefix(l, "FAIL"):
+		f.inFail, f.inPanic = false, false
+		f.keep(l)
+		return
+	}
+	if f.inPanic || (f.inFail && (l != trimmed || strings.HasPrefix(trimmed, "--- FAIL"))) {
+		f.keep(l)
+	}
+}
+
+func (f *failureLines) keep(l string) {
+	if len(l) > 2000 {
+		l = l[:2000] + "…"
+	}
+	f.lines = append(f.lines, l)
+	if len(f.lines) > f.max {
+		f.lines = f.lines[len(f.lines)-f.max:]
+	}
+}
+
+func (f *failureLines) String() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.lines) == 0 {
+		return ""
+	}
+	return strings.Join(f.lines, "\n") + "\n"
 }
 
 func defaultDir() string {
