@@ -4,9 +4,9 @@
 // It parses the route from the raw request target and refuses path tricks
 // (route.go), checks the caller's bearer token and workspace ownership
 // through its Authorizer, finds the pod through its Resolver, and forwards
-// with one keep-alive client per upstream, hop-by-hop headers and the
-// credentials it consumed removed, bodies streamed both ways (proxy.go);
-// WebSocket upgrades are piped both ways (upgrade.go), and every outcome is
+// with hop-by-hop headers and the credentials it consumed removed and
+// bodies streamed both ways (proxy.go) over its own keep-alive connection
+// pool per upstream (upstream.go); WebSocket upgrades are piped both ways (upgrade.go), and every outcome is
 // counted without allocating (metrics.go). Its callers supply the Resolver
 // and Authorizer.
 package proxy

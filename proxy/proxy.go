@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -80,10 +79,16 @@ type Proxy struct {
 	opts     Options
 	base     []byte
 	resolver Resolver
-	// clients holds one keep-alive client per upstream address.
-	clients sync.Map // string -> *fasthttp.HostClient
+	// pools holds the keep-alive connections to each upstream address.
+	pools   sync.Map // string -> *pool
 	bufs    sync.Pool
 	streams sync.Pool
+	// sweeper closes connections idle too long; started with the first
+	// pool, stopped by Close.
+	sweepOnce sync.Once
+	stop      chan struct{}
+	closeOnce sync.Once
+	swept     sync.WaitGroup
 	// upgraded holds the live WebSocket (and other upgraded) connections,
 	// so Close can end them.
 	upgraded sync.Map // net.Conn -> struct{}
@@ -106,6 +111,7 @@ func New(r Resolver, opts Options) *Proxy {
 		base:     []byte(strings.TrimRight(opts.BaseURL, "/")),
 		resolver: r,
 		bufs:     sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }},
+		stop:     make(chan struct{}),
 	}
 	p.streams = sync.Pool{New: func() any { return &bodyStream{p: p} }}
 	p.m.register(opts.Metrics)
@@ -123,8 +129,8 @@ var hopByHop = []string{
 func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // ServeFastHTTP proxies one request. It keeps nothing of ctx after it
-// returns: a streamed response body belongs to the upstream response,
-// which fasthttp closes when it has written it.
+// returns: a streamed response body is a bodyStream holding the upstream
+// connection, which fasthttp closes when it has written it.
 func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	route, perr := ParseRoute(ctx.Request.Header.RequestURI(), p.base)
@@ -181,6 +187,9 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	ctx.Request.Header.CopyTo(&req.Header)
+	if len(req.Header.Host()) == 0 {
+		req.Header.Set("Host", ep.Addr) // an HTTP/1.0 client sent none
+	}
 	bp := p.bufs.Get().(*[]byte)
 	defer p.bufs.Put(bp)
 	*bp = p.upstreamURI((*bp)[:0], route)
@@ -194,21 +203,28 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		}
 	}
 
-	resp := fasthttp.AcquireResponse()
-	err = p.client(ep.Addr).Do(req, resp)
+	conn, skipBody, err := p.roundTrip(ep.Addr, req, &ctx.Response.Header)
 	p.m.upstream.Observe(time.Since(start).Seconds())
+	if err == nil {
+		err = p.respond(ctx, req, conn, skipBody, bp)
+	}
 	if err != nil {
-		fasthttp.ReleaseResponse(resp)
-		if errors.Is(err, fasthttp.ErrTimeout) {
-			p.fail(ctx, outcomeTimeout, errTimeout)
-		} else {
-			p.opts.Logger.Debug("upstream request failed", "addr", ep.Addr, "err", err)
-			p.fail(ctx, outcomeBadGateway, errUnreachable)
-		}
+		p.upstreamFailed(ctx, ep.Addr, err)
 		return
 	}
-	p.respond(ctx, resp, bp)
 	p.m.request(outcomeProxied, ctx.Response.StatusCode())
+}
+
+// upstreamFailed answers 504 when the workspace went silent and 502 for
+// any other failure to get its response.
+func (p *Proxy) upstreamFailed(ctx *fasthttp.RequestCtx, addr string, err error) {
+	ctx.Response.Reset()
+	if isTimeout(err) {
+		p.fail(ctx, outcomeTimeout, errTimeout)
+		return
+	}
+	p.opts.Logger.Debug("upstream request failed", "addr", addr, "err", err)
+	p.fail(ctx, outcomeBadGateway, errUnreachable)
 }
 
 // challenge sets the WWW-Authenticate header of a 401 (RFC 6750, with the
@@ -242,48 +258,51 @@ func safeHost(h []byte) bool {
 	return true
 }
 
-// respond hands the upstream response to the client: its headers now, its
-// body as a stream fasthttp reads while writing, so no body is held whole
-// and server-sent events go out as they arrive.
-func (p *Proxy) respond(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, bp *[]byte) {
+// respond passes the upstream response, whose head roundTrip has read into
+// ctx.Response, to the client: its body is read straight into the client's
+// response when it is small and of known length, else it goes as a stream
+// fasthttp reads while writing, so no large body is held whole and
+// server-sent events go out as they arrive. respond owns conn; when it
+// fails the caller answers instead.
+func (p *Proxy) respond(ctx *fasthttp.RequestCtx, req *fasthttp.Request, conn *upstreamConn, skipBody bool, bp *[]byte) error {
 	out := &ctx.Response
-	resp.Header.CopyTo(&out.Header)
-	stripHopByHop(&out.Header, bp)
-	body := resp.BodyStream()
-	if body == nil {
-		// HEAD, 204 and 304 answers have no body (the client read none);
-		// the workspace's Content-Length stays as it sent it.
-		cl := out.Header.ContentLength()
+	reuse := !req.Header.ConnectionClose() && !out.Header.ConnectionClose()
+	n := out.Header.ContentLength()
+	stripHopByHop(&out.Header, bp) // also drops the upstream's Connection: close
+	switch {
+	case skipBody:
+		// HEAD, 204 and 304 answers have no body; the workspace's
+		// Content-Length stays as it sent it.
 		out.SkipBody = true
-		out.Header.SetContentLength(cl)
-		fasthttp.ReleaseResponse(resp)
-		return
+		out.Header.SetContentLength(n)
+		conn.done(reuse)
+	case n >= 0 && n <= maxBufferedBody:
+		out.Header.SetContentLength(n)
+		if err := out.ReadBody(conn.br, 0); err != nil {
+			_ = conn.Close()
+			return err
+		}
+		conn.done(reuse)
+	default:
+		resp := fasthttp.AcquireResponse()
+		resp.Header.SetContentLength(n)
+		resp.StreamBody = true
+		if err := resp.ReadBody(conn.br, 0); err != nil {
+			fasthttp.ReleaseResponse(resp)
+			_ = conn.Close()
+			return err
+		}
+		bs := p.streams.Get().(*bodyStream)
+		bs.conn, bs.r, bs.resp, bs.left = conn, resp.BodyStream(), resp, -1
+		bs.close = !reuse || n == -2 // a body that ends with the connection
+		if n >= 0 {
+			bs.left = int64(n)
+		} else {
+			n = -1 // chunked, or until the upstream closes: re-framed as chunked
+		}
+		out.SetBodyStream(bs, n)
 	}
-	n := resp.Header.ContentLength()
-	if n < 0 {
-		n = -1 // chunked, or until the upstream closes: re-framed as chunked
-	}
-	bs := p.streams.Get().(*bodyStream)
-	bs.resp, bs.r = resp, body
-	out.SetBodyStream(bs, n)
-}
-
-// bodyStream is an upstream response body on its way to the client; Close
-// releases the upstream response (and with it the connection).
-type bodyStream struct {
-	p    *Proxy
-	resp *fasthttp.Response
-	r    io.Reader
-}
-
-func (s *bodyStream) Read(b []byte) (int, error) { return s.r.Read(b) }
-
-func (s *bodyStream) Close() error {
-	err := s.resp.CloseBodyStream()
-	fasthttp.ReleaseResponse(s.resp)
-	s.resp, s.r = nil, nil
-	s.p.streams.Put(s)
-	return err
+	return nil
 }
 
 // token returns the bearer token of the request, from the Authorization
@@ -399,73 +418,52 @@ func stripHopByHop(h interface {
 	}
 }
 
-// client returns the keep-alive client for an upstream address.
-func (p *Proxy) client(addr string) *fasthttp.HostClient {
-	if c, ok := p.clients.Load(addr); ok {
-		return c.(*fasthttp.HostClient)
+// pool returns the connection pool of an upstream address.
+func (p *Proxy) pool(addr string) *pool {
+	if pl, ok := p.pools.Load(addr); ok {
+		return pl.(*pool)
 	}
-	c, _ := p.clients.LoadOrStore(addr, &fasthttp.HostClient{
-		Addr:                          addr,
-		Dial:                          p.dial,
-		MaxIdleConnDuration:           30 * time.Second,
-		DisableHeaderNamesNormalizing: true,
-		DisablePathNormalizing:        true,
-		NoDefaultUserAgentHeader:      true,
-		StreamResponseBody:            true,
-		// Only idempotent requests are retried on a fresh connection.
-		MaxIdemponentCallAttempts: 2,
+	p.sweepOnce.Do(func() {
+		p.swept.Add(1)
+		go p.sweep()
 	})
-	return c.(*fasthttp.HostClient)
+	pl, _ := p.pools.LoadOrStore(addr, &pool{addr: addr})
+	return pl.(*pool)
 }
 
-// dial connects to a workspace; every read and write on the connection then
-// has UpstreamTimeout to make progress.
-func (p *Proxy) dial(addr string) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", addr, p.opts.DialTimeout)
-	if err != nil {
-		return nil, err
+// sweep closes idle connections that outlived maxIdleTime until Close.
+func (p *Proxy) sweep() {
+	defer p.swept.Done()
+	t := time.NewTicker(maxIdleTime / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case now := <-t.C:
+			p.pools.Range(func(_, pl any) bool {
+				pl.(*pool).sweep(now)
+				return true
+			})
+		}
 	}
-	return &idleConn{Conn: c, timeout: p.opts.UpstreamTimeout}, nil
 }
-
-// idleConn refreshes its deadline before each read and write, so the
-// timeout bounds silence, not the length of a stream.
-type idleConn struct {
-	net.Conn
-	timeout time.Duration
-}
-
-func (c *idleConn) Read(b []byte) (int, error) {
-	if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Read(b)
-}
-
-func (c *idleConn) Write(b []byte) (int, error) {
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Write(b)
-}
-
-// The client's own deadlines are replaced by the per-operation ones.
-func (c *idleConn) SetDeadline(time.Time) error      { return nil }
-func (c *idleConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *idleConn) SetWriteDeadline(time.Time) error { return nil }
 
 // Forget closes the idle connections to an upstream address and drops its
-// client, for when the pod behind it is gone.
+// pool, for when the pod behind it is gone; connections in use close when
+// their response ends.
 func (p *Proxy) Forget(addr string) {
-	if c, ok := p.clients.LoadAndDelete(addr); ok {
-		c.(*fasthttp.HostClient).CloseIdleConnections()
+	if pl, ok := p.pools.LoadAndDelete(addr); ok {
+		pl.(*pool).close()
 	}
 }
 
 // Close drops every upstream client and its idle connections, and ends
 // every upgraded connection.
 func (p *Proxy) Close() {
-	p.clients.Range(func(addr, _ any) bool {
+	p.closeOnce.Do(func() { close(p.stop) })
+	p.swept.Wait()
+	p.pools.Range(func(addr, _ any) bool {
 		p.Forget(addr.(string))
 		return true
 	})

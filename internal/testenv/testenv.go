@@ -69,11 +69,9 @@ var leakIgnores = []goleak.Option{
 	// Connections to the API server held by client-go's process-wide
 	// transport cache.
 	goleak.IgnoreAnyFunction("golang.org/x/net/http2.(*ClientConn).readLoop"),
-	// fasthttp's worker-pool and idle-connection cleaners end on their own
-	// timers after a server shuts down or a client goes idle; its date
-	// updater lives for the process.
+	// fasthttp's worker-pool cleaner ends on its own timer after a server
+	// shuts down; its date updater lives for the process.
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
-	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 }
 

@@ -1,0 +1,302 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// The upstream side of the proxy: one pool of keep-alive connections per
+// workspace address, each connection with its own buffers. It replaces
+// fasthttp's HostClient, whose streamed responses cost four allocations
+// each and whose buffered ones copy the body; here a request allocates
+// nothing, and a small body is read straight into the client's response.
+
+const (
+	// maxBufferedBody is the largest response body of known length read
+	// whole into the client's response; longer bodies, chunked ones and
+	// ones that end with the connection are streamed.
+	maxBufferedBody = 64 << 10
+	// upstreamReadBuffer bounds the response head a workspace may send.
+	upstreamReadBuffer  = 16 << 10
+	upstreamWriteBuffer = 4 << 10
+	// maxIdlePerUpstream bounds the idle connections kept per address.
+	maxIdlePerUpstream = 512
+	// maxIdleTime is how long an idle connection is kept.
+	maxIdleTime = 30 * time.Second
+)
+
+// pool holds the idle keep-alive connections to one address.
+type pool struct {
+	addr   string
+	mu     sync.Mutex
+	idle   []*upstreamConn // most recently used last
+	closed bool
+}
+
+// upstreamConn is a connection to a workspace and its buffers.
+type upstreamConn struct {
+	*idleConn
+	pool   *pool
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	usedAt time.Time // when it last went idle
+	reused bool
+}
+
+// get returns an idle connection, most recently used first, or dials one.
+func (p *Proxy) get(pl *pool) (*upstreamConn, error) {
+	now := time.Now()
+	pl.mu.Lock()
+	for n := len(pl.idle); n > 0; n = len(pl.idle) {
+		c := pl.idle[n-1]
+		pl.idle[n-1] = nil
+		pl.idle = pl.idle[:n-1]
+		if now.Sub(c.usedAt) < maxIdleTime {
+			pl.mu.Unlock()
+			c.reused = true
+			return c, nil
+		}
+		_ = c.Close()
+	}
+	pl.mu.Unlock()
+	nc, err := net.DialTimeout("tcp", pl.addr, p.opts.DialTimeout)
+	if err != nil {
+		return nil, err
+	}
+	ic := &idleConn{Conn: nc, timeout: p.opts.UpstreamTimeout}
+	return &upstreamConn{idleConn: ic, pool: pl, br: bufio.NewReaderSize(ic, upstreamReadBuffer), bw: bufio.NewWriterSize(ic, upstreamWriteBuffer)}, nil
+}
+
+// put returns a connection whose last response was read to its end.
+func (c *upstreamConn) put() {
+	pl := c.pool
+	c.usedAt = time.Now()
+	pl.mu.Lock()
+	if pl.closed || len(pl.idle) >= maxIdlePerUpstream {
+		pl.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	pl.idle = append(pl.idle, c)
+	pl.mu.Unlock()
+}
+
+// close closes every idle connection; connections in use are closed when
+// they come back.
+func (pl *pool) close() {
+	pl.mu.Lock()
+	idle := pl.idle
+	pl.idle, pl.closed = nil, true
+	pl.mu.Unlock()
+	for _, c := range idle {
+		_ = c.Close()
+	}
+}
+
+// sweep closes the connections idle for longer than maxIdleTime.
+func (pl *pool) sweep(now time.Time) {
+	pl.mu.Lock()
+	keep := pl.idle[:0]
+	var stale []*upstreamConn
+	for _, c := range pl.idle {
+		if now.Sub(c.usedAt) < maxIdleTime {
+			keep = append(keep, c)
+		} else {
+			stale = append(stale, c)
+		}
+	}
+	clear(pl.idle[len(keep):])
+	pl.idle = keep
+	pl.mu.Unlock()
+	for _, c := range stale {
+		_ = c.Close()
+	}
+}
+
+// errEmptyResponse reports a connection that closed before any response.
+var errEmptyResponse = errors.New("upstream closed the connection without a response")
+
+// roundTrip writes req to the workspace at addr and reads the response
+// head into h, reporting whether the response has no body (HEAD, 1xx, 204,
+// 304). The returned connection is the caller's until the body has been
+// read (then done) or abandoned (then Close). A kept-alive connection that
+// the workspace closed meanwhile fails an idempotent request without a
+// streamed body, which is then retried once on a new connection.
+func (p *Proxy) roundTrip(addr string, req *fasthttp.Request, h *fasthttp.ResponseHeader) (*upstreamConn, bool, error) {
+	pl := p.pool(addr)
+	retryable := !req.IsBodyStream() && (req.Header.IsGet() || req.Header.IsHead() || req.Header.IsPut() || req.Header.IsOptions())
+	for {
+		c, err := p.get(pl)
+		if err != nil {
+			return nil, false, err
+		}
+		h.Reset()
+		h.DisableNormalizing()
+		h.SetNoDefaultContentType(true)
+		if err = c.exchange(req, h); err == nil {
+			return c, req.Header.IsHead() || noBody(h.StatusCode()), nil
+		}
+		_ = c.Close()
+		if !c.reused || !retryable || isTimeout(err) {
+			return nil, false, err
+		}
+	}
+}
+
+// exchange writes the request and reads the response head, skipping
+// interim (1xx) answers other than 101 Switching Protocols.
+func (c *upstreamConn) exchange(req *fasthttp.Request, h *fasthttp.ResponseHeader) error {
+	if err := req.Write(c.bw); err != nil {
+		return err
+	}
+	if err := c.bw.Flush(); err != nil {
+		return err
+	}
+	for n := 0; ; n++ {
+		if err := h.Read(c.br); err != nil {
+			if err == io.EOF {
+				err = errEmptyResponse
+			}
+			return err
+		}
+		if s := h.StatusCode(); s < 100 || s > 199 || s == http.StatusSwitchingProtocols {
+			return nil
+		}
+		if n == 8 {
+			return errors.New("upstream sent too many interim responses")
+		}
+	}
+}
+
+// noBody reports whether a status has no body whatever the headers say.
+func noBody(status int) bool {
+	return status < 200 || status == http.StatusNoContent || status == http.StatusNotModified
+}
+
+// done gives the connection back after a response read to its end, or
+// closes it when either side asked for that.
+func (c *upstreamConn) done(reuse bool) {
+	if !reuse {
+		_ = c.Close()
+		return
+	}
+	c.put()
+}
+
+// bodyStream is an upstream response body on its way to the client.
+// fasthttp reads it while writing the response and closes it when done;
+// Close gives the connection back when the body was read to its end, and
+// closes it otherwise.
+type bodyStream struct {
+	p     *Proxy
+	conn  *upstreamConn
+	close bool // the connection cannot be reused after this response
+	r     io.Reader
+	resp  *fasthttp.Response
+	// left is what remains of a body of known length, -1 for chunked or
+	// close-delimited bodies, which end at io.EOF.
+	left   int64
+	eof    bool
+	failed bool
+}
+
+func (s *bodyStream) Read(b []byte) (int, error) {
+	if s.left == 0 {
+		s.eof = true
+		return 0, io.EOF
+	}
+	if s.left > 0 && int64(len(b)) > s.left {
+		b = b[:s.left]
+	}
+	n, err := s.r.Read(b)
+	if s.left > 0 {
+		s.left -= int64(n)
+		if s.left == 0 {
+			s.eof = true
+		}
+	}
+	switch {
+	case err == io.EOF:
+		s.eof = true
+	case err != nil:
+		s.failed = true
+	}
+	return n, err
+}
+
+func (s *bodyStream) Close() error {
+	err := s.resp.CloseBodyStream()
+	if s.eof && !s.failed && !s.close {
+		s.conn.put()
+	} else {
+		_ = s.conn.Close()
+	}
+	fasthttp.ReleaseResponse(s.resp)
+	*s = bodyStream{p: s.p}
+	s.p.streams.Put(s)
+	return err
+}
+
+// idleConn refreshes its deadlines as reads and writes happen, so the
+// timeout bounds silence, not the length of a stream. To spare the runtime
+// a timer update on every call, a deadline is moved only once less than
+// timeout-deadlineSlack of it is left: the silence allowed is between
+// timeout-deadlineSlack and timeout.
+type idleConn struct {
+	net.Conn
+	timeout time.Duration
+	// readUntil and writeUntil are the deadlines set, in Unix nanoseconds.
+	readUntil, writeUntil atomic.Int64
+}
+
+// deadlineSlack is how stale an idleConn deadline may get before it is
+// moved; timeouts shorter than four times it are kept exact.
+const deadlineSlack = time.Second
+
+// next returns the deadline to set before an operation, or false when the
+// current one, until, is recent enough.
+func (c *idleConn) next(until *atomic.Int64) (time.Time, bool) {
+	now := time.Now()
+	slack := deadlineSlack
+	if c.timeout < 4*deadlineSlack {
+		slack = 0
+	}
+	if until.Load()-now.UnixNano() > int64(c.timeout-slack) {
+		return time.Time{}, false
+	}
+	d := now.Add(c.timeout)
+	until.Store(d.UnixNano())
+	return d, true
+}
+
+func (c *idleConn) Read(b []byte) (int, error) {
+	if d, ok := c.next(&c.readUntil); ok {
+		if err := c.Conn.SetReadDeadline(d); err != nil {
+			return 0, err
+		}
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *idleConn) Write(b []byte) (int, error) {
+	if d, ok := c.next(&c.writeUntil); ok {
+		if err := c.Conn.SetWriteDeadline(d); err != nil {
+			return 0, err
+		}
+	}
+	return c.Conn.Write(b)
+}
+
+// isTimeout reports whether err is a deadline passing.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, fasthttp.ErrTimeout) || errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,200 @@
+package proxy_test
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nocrd/nocrd/proxy"
+)
+
+// scripted is a workspace speaking raw HTTP/1.1: it answers every request
+// with answer and counts the connections it accepts and the requests it
+// reads, so tests can see whether the proxy kept a connection alive.
+type scripted struct {
+	addr     string
+	accepted atomic.Int32
+	requests atomic.Int32
+	closed   chan struct{} // a connection the proxy closed (EOF while idle)
+}
+
+// startScripted serves answer(n) to the n-th request of each connection;
+// closeAfter says whether to close the connection after that answer.
+func startScripted(t *testing.T, answer func(n int) (resp string, closeAfter bool)) *scripted {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &scripted{addr: l.Addr().String(), closed: make(chan struct{}, 16)}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		_ = l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s.accepted.Add(1)
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for n := 0; ; n++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						if err == io.EOF {
+							s.closed <- struct{}{}
+						}
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					s.requests.Add(1)
+					resp, closeAfter := answer(n)
+					if _, err := io.WriteString(c, resp); err != nil || closeAfter {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return s
+}
+
+// TestResponseFraming sends two requests through the proxy for each way a
+// workspace may frame its answer, and checks the body the client gets and
+// whether the upstream connection was kept for the second request.
+func TestResponseFraming(t *testing.T) {
+	big := strings.Repeat("b", 200_000) // over the buffered-body limit: streamed
+	cases := []struct {
+		name       string
+		resp       string
+		closeAfter bool
+		method     string
+		status     int
+		body       string
+		conns      int32 // connections the two requests used
+	}{
+		{"content-length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false, "GET", 200, "hello", 1},
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n", false, "GET", 200, "hello", 1},
+		{"large, streamed", "HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + big, false, "GET", 200, big, 1},
+		{"ends with the connection", "HTTP/1.1 200 OK\r\n\r\nhello", true, "GET", 200, "hello", 2},
+		{"Connection: close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello", true, "GET", 200, "hello", 2},
+		{"no content", "HTTP/1.1 204 No Content\r\n\r\n", false, "DELETE", 204, "", 1},
+		{"interim answer first", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false, "POST", 200, "ok", 1},
+		{"HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false, "HEAD", 200, "", 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ws := startScripted(t, func(int) (string, bool) { return c.resp, c.closeAfter })
+			base, _ := startProxy(t, staticResolver{"w": {Addr: ws.addr}}, proxy.Options{})
+			for i := range 2 {
+				req, _ := http.NewRequest(c.method, base+"/route/w/x", strings.NewReader("p"))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != c.status || string(b) != c.body {
+					t.Fatalf("request %d: %d %.80q, want %d %.80q", i, resp.StatusCode, b, c.status, c.body)
+				}
+				if resp.Close || resp.Header.Get("Connection") != "" {
+					t.Errorf("request %d: the workspace's framing reached the client (Connection %q)", i, resp.Header.Get("Connection"))
+				}
+			}
+			if got := ws.accepted.Load(); got != c.conns {
+				t.Errorf("two requests used %d upstream connections, want %d", got, c.conns)
+			}
+		})
+	}
+}
+
+// TestTruncatedBody: a workspace that dies inside a body it announced gets
+// the client a 502 (for a small body, not yet committed) or a cut response,
+// and its connection is never reused.
+func TestTruncatedBody(t *testing.T) {
+	ws := startScripted(t, func(int) (string, bool) { return "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhel", true })
+	base, _ := startProxy(t, staticResolver{"w": {Addr: ws.addr}}, proxy.Options{})
+	if status, body := fetch(t, "GET", base+"/route/w/"); status != 502 || !strings.Contains(body, "cannot be reached") {
+		t.Fatalf("truncated body: %d %s", status, body)
+	}
+}
+
+// TestStaleKeepAliveIsRetried: a workspace closes a kept-alive connection
+// between requests without saying so. The next idempotent request is
+// retried on a new connection; a POST is not sent twice.
+func TestStaleKeepAliveIsRetried(t *testing.T) {
+	ws := startScripted(t, func(int) (string, bool) { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true })
+	base, _ := startProxy(t, staticResolver{"w": {Addr: ws.addr}}, proxy.Options{})
+	for i := range 3 {
+		if status, body := fetch(t, "GET", base+"/route/w/"); status != 200 || body != "ok" {
+			t.Fatalf("GET %d: %d %s", i, status, body)
+		}
+		time.Sleep(20 * time.Millisecond) // let the close arrive
+	}
+	if r, a := ws.requests.Load(), ws.accepted.Load(); r != 3 || a != 3 {
+		t.Errorf("the workspace saw %d requests on %d connections, want 3 on 3", r, a)
+	}
+	// The POST meets the stale connection and is not sent again.
+	if status, body := fetch(t, "POST", base+"/route/w/"); status != 502 {
+		t.Errorf("POST on a stale connection: %d %s, want 502", status, body)
+	}
+	if r := ws.requests.Load(); r != 3 {
+		t.Errorf("a POST was retried: the workspace saw %d requests", r)
+	}
+}
+
+// TestForgetClosesIdleConnections: when the route cache says an address is
+// gone, the proxy's idle connections to it are closed at once.
+func TestForgetClosesIdleConnections(t *testing.T) {
+	ws := startScripted(t, func(int) (string, bool) { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false })
+	base, p := startProxy(t, staticResolver{"w": {Addr: ws.addr}}, proxy.Options{})
+	if status, body := fetch(t, "GET", base+"/route/w/"); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	p.Forget(ws.addr)
+	select {
+	case <-ws.closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the idle connection to a forgotten address stayed open")
+	}
+}
+
+func fetch(t *testing.T, method, url string) (int, string) {
+	t.Helper()
+	var body io.Reader
+	if method == "POST" {
+		body = strings.NewReader("body")
+	}
+	req, _ := http.NewRequest(method, url, body)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
