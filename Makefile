@@ -30,19 +30,32 @@ deps: ## install the Debian packages the tests use (idempotent)
 	command -v docker-registry >/dev/null 2>&1 || missing="$$missing docker-registry"; \
 	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	command -v wat2wasm >/dev/null 2>&1 || missing="$$missing wabt"; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing$$missing with apt-get"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
-	else echo "deps: docker-registry, node and npm present"; fi
+	else echo "deps: docker-registry, node, npm and wabt present"; fi
 
 .PHONY: build
 build: ## build bin/nocrd and bin/nocrd-cluster
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(NOCRD) ./cmd/nocrd
 	$(GO) build -o $(CLUSTER) ./internal/testcluster/cmd/nocrd-cluster
 
+# The example policies, built by the standard Go toolchain for WASI.
+POLICY_DIR := $(BIN)/policies
+POLICIES := $(notdir $(wildcard wasm-policies/examples/*))
+
+.PHONY: policies
+policies: ## build the example Wasm policies into bin/policies/
+	@mkdir -p $(POLICY_DIR)
+	@for p in $(POLICIES); do \
+	  GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $(POLICY_DIR)/$$p.wasm ./wasm-policies/examples/$$p || exit 1; \
+	  echo "policies: $(POLICY_DIR)/$$p.wasm"; \
+	done
+
 .PHONY: test
-test: deps build lint ## run every test against a real cluster started (and stopped) for the run
+test: deps build policies lint ## run every test against a real cluster started (and stopped) for the run
 	$(CLUSTER) run -dir $(TEST_CLUSTER_DIR) -- env NOCRD_BIN=$(NOCRD) $(GO) test $(GOTEST_FLAGS) ./...
 
 .PHONY: bench
@@ -65,6 +78,7 @@ bench-deps: ## install nginx and wrk for the load test (idempotent)
 .PHONY: lint
 lint: ## go vet, gofmt check and staticcheck
 	$(GO) vet ./...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./wasm-policies/guest ./wasm-policies/examples/...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) run $(STATICCHECK) ./...
 

@@ -1,0 +1,62 @@
+package policies_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	policies "github.com/nocrd/nocrd/wasm-policies"
+)
+
+// BenchmarkDecision is one route decision through the ABI on a pooled
+// instance, the deadline included: the WAT guest reads the method (one
+// host call); the Go guest reads a header and sets another.
+func BenchmarkDecision(b *testing.B) {
+	for _, g := range []struct{ name, path string }{
+		{"WAT", wat(b, "readonly")},
+		{"Go", goGuest(b, "examples/inject-identity")},
+	} {
+		b.Run(g.name, func(b *testing.B) {
+			h := newHost(b, policies.Options{})
+			m := load(b, h, g.path, "X-User", time.Second)
+			req := request("GET", "/files", "X-Nocrd-Subject", "alice")
+			var resp policies.Response
+			b.ReportAllocs()
+			for b.Loop() {
+				if next, err := m.Handle(req, &resp); !next || err != nil {
+					b.Fatalf("next=%v %v", next, err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCompileGoGuest compiles the Go guest from scratch and from the
+// on-disk compilation cache, as start-up does.
+func BenchmarkCompileGoGuest(b *testing.B) {
+	path := goGuest(b, "examples/inject-identity")
+	for _, cached := range []bool{false, true} {
+		name := "cold"
+		if cached {
+			name = "cached"
+		}
+		b.Run(name, func(b *testing.B) {
+			dir := ""
+			if cached {
+				dir = b.TempDir()
+				h := newHost(b, policies.Options{CacheDir: dir})
+				load(b, h, path, "", time.Second) // fills the cache
+			}
+			for b.Loop() {
+				h, err := policies.NewHost(context.Background(), policies.Options{CacheDir: dir})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := h.Load(context.Background(), path, nil, time.Second); err != nil {
+					b.Fatal(err)
+				}
+				_ = h.Close(context.Background())
+			}
+		})
+	}
+}

@@ -1,0 +1,336 @@
+// Package policies hosts nocrd's WebAssembly policies: modules written
+// against the http-wasm handler ABI (abi.go) that decide whether a route
+// request may reach its workspace and whether a spawn is admitted.
+//
+// A Host owns one wazero runtime (compiler engine, optional on-disk
+// compilation cache, a memory limit for every instance, no filesystem or
+// network for guests). Load compiles a module once, checks its exports and
+// makes one instance eagerly, so a broken module fails at start-up with its
+// file and reason. Instances are pooled and reused; each call has a
+// deadline, and a trap, a timeout, memory exhaustion or a malformed answer
+// is a deny (fail closed) after which the instance is thrown away.
+//
+// The package sees requests only through its Request interface, so it
+// imports neither fasthttp nor client-go; callers adapt their requests.
+package policies
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// Options configure a Host.
+type Options struct {
+	// CacheDir, when set, keeps compiled modules on disk between runs.
+	CacheDir string
+	// MemoryLimitPages bounds each instance's memory in 64 KiB pages
+	// (default 1024, 64 MiB).
+	MemoryLimitPages uint32
+	// PoolSize is the number of instances of each module (default
+	// GOMAXPROCS×2), all made at Load: a call beyond it waits for a free
+	// instance, within its deadline. An instance discarded after a fault is
+	// replaced in the background, never on a request's time.
+	PoolSize int
+	// InstantiateTimeout bounds making one instance, the guest's
+	// _initialize included (default 10s).
+	InstantiateTimeout time.Duration
+	Logger             *slog.Logger
+}
+
+// Host runs policy modules.
+type Host struct {
+	rt    wazero.Runtime
+	cache wazero.CompilationCache
+	opts  Options
+	log   *slog.Logger
+}
+
+// NewHost starts a wazero runtime with the host functions of the ABI.
+func NewHost(ctx context.Context, opts Options) (*Host, error) {
+	if opts.MemoryLimitPages == 0 {
+		opts.MemoryLimitPages = 1024
+	}
+	if opts.PoolSize <= 0 {
+		opts.PoolSize = 2 * runtimeProcs()
+	}
+	if opts.InstantiateTimeout <= 0 {
+		opts.InstantiateTimeout = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	h := &Host{opts: opts, log: opts.Logger}
+	rc := wazero.NewRuntimeConfigCompiler().
+		WithMemoryLimitPages(opts.MemoryLimitPages).
+		WithCloseOnContextDone(true) // lets a deadline stop a running guest
+	if opts.CacheDir != "" {
+		if err := os.MkdirAll(opts.CacheDir, 0o755); err != nil {
+			return nil, fmt.Errorf("policy compilation cache %s: %w", opts.CacheDir, err)
+		}
+		c, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("policy compilation cache %s: %w", opts.CacheDir, err)
+		}
+		h.cache = c
+		rc = rc.WithCompilationCache(c)
+	}
+	h.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	// WASI is there for guests built by Go, whose runtime needs clocks and
+	// random numbers; no directory is mounted and there are no sockets.
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, h.rt); err != nil {
+		_ = h.Close(ctx)
+		return nil, fmt.Errorf("wasi: %w", err)
+	}
+	if err := instantiateHostModule(ctx, h.rt); err != nil {
+		_ = h.Close(ctx)
+		return nil, fmt.Errorf("%s host module: %w", HostModule, err)
+	}
+	return h, nil
+}
+
+// Close releases the runtime and every module loaded in it.
+func (h *Host) Close(ctx context.Context) error {
+	err := h.rt.Close(ctx)
+	if h.cache != nil {
+		_ = h.cache.Close(ctx)
+	}
+	return err
+}
+
+// Module is a compiled policy and its pool of instances.
+type Module struct {
+	// Name identifies the policy in logs, metrics and deny reasons: the
+	// file name without its extension.
+	Name    string
+	Path    string
+	host    *Host
+	code    wazero.CompiledModule
+	config  []byte
+	timeout time.Duration
+	// idle holds ready instances; made counts live ones and those being
+	// made; refills tracks the background replacements.
+	idle    chan *instance
+	mu      sync.Mutex
+	made    int
+	refills sync.WaitGroup
+	closed  atomic.Bool
+}
+
+// LoadError says why a module cannot be used, naming its file.
+type LoadError struct {
+	Path   string
+	Reason string
+	Err    error
+}
+
+func (e *LoadError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("policy %s: %s: %v", e.Path, e.Reason, e.Err)
+	}
+	return fmt.Sprintf("policy %s: %s", e.Path, e.Reason)
+}
+
+func (e *LoadError) Unwrap() error { return e.Err }
+
+// Load compiles the module at path, with config for get_config and a
+// deadline per call, and makes its first instance.
+func (h *Host) Load(ctx context.Context, path string, config []byte, timeout time.Duration) (*Module, error) {
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &LoadError{Path: path, Reason: "cannot be read", Err: err}
+	}
+	return h.LoadBytes(ctx, path, wasm, config, timeout)
+}
+
+// LoadBytes is Load for a module already in memory; path names it.
+func (h *Host) LoadBytes(ctx context.Context, path string, wasm, config []byte, timeout time.Duration) (*Module, error) {
+	if timeout <= 0 {
+		return nil, &LoadError{Path: path, Reason: fmt.Sprintf("deadline must be positive, got %s", timeout)}
+	}
+	code, err := h.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, &LoadError{Path: path, Reason: "is not a valid WebAssembly module", Err: err}
+	}
+	fail := func(reason string) (*Module, error) {
+		_ = code.Close(ctx)
+		return nil, &LoadError{Path: path, Reason: reason}
+	}
+	exports := code.ExportedFunctions()
+	hr, ok := exports[ExportHandleRequest]
+	if !ok {
+		return fail("exports no " + ExportHandleRequest + " function")
+	}
+	if len(hr.ParamTypes()) != 0 || len(hr.ResultTypes()) != 1 || hr.ResultTypes()[0] != api.ValueTypeI64 {
+		return fail(ExportHandleRequest + " must take nothing and return i64")
+	}
+	if resp, ok := exports[ExportHandleResponse]; ok && (len(resp.ParamTypes()) != 2 || len(resp.ResultTypes()) != 0) {
+		return fail(ExportHandleResponse + " must take (i32, i32) and return nothing")
+	}
+	if _, ok := code.ExportedMemories()[ExportMemory]; !ok {
+		return fail("exports no memory")
+	}
+	for _, imp := range code.ImportedFunctions() {
+		mod, name, _ := imp.Import()
+		if mod != HostModule && mod != wasi_snapshot_preview1.ModuleName {
+			return fail(fmt.Sprintf("imports %s.%s, which nocrd does not provide", mod, name))
+		}
+	}
+	m := &Module{
+		Name: strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), Path: path,
+		host: h, code: code, config: config, timeout: timeout,
+		idle: make(chan *instance, h.opts.PoolSize),
+	}
+	for range h.opts.PoolSize {
+		inst, err := m.instantiate(ctx)
+		if err != nil {
+			_ = m.Close(ctx)
+			return nil, &LoadError{Path: path, Reason: "does not instantiate", Err: err}
+		}
+		m.made++
+		m.idle <- inst
+	}
+	return m, nil
+}
+
+// Close discards the module's instances; calls in flight finish first
+// because they hold theirs, and discard them when they return.
+func (m *Module) Close(ctx context.Context) error {
+	m.mu.Lock() // refill checks closed and counts itself under mu
+	m.closed.Store(true)
+	m.mu.Unlock()
+	m.refills.Wait()
+	for {
+		select {
+		case inst := <-m.idle:
+			_ = inst.mod.Close(ctx)
+		default:
+			return m.code.Close(ctx)
+		}
+	}
+}
+
+// instance is one instantiated guest and the state of the call it runs.
+type instance struct {
+	m      *Module
+	mod    api.Module
+	handle api.Function
+	stack  [2]uint64
+	// ctx carries the instance to the host functions; done cancels it when
+	// the deadline passes, which makes wazero stop the guest.
+	ctx    context.Context
+	cancel context.CancelFunc
+	timer  *time.Timer
+	// timedOut is set by the deadline timer.
+	timedOut atomic.Bool
+	call     call
+}
+
+type instanceKey struct{}
+
+func (m *Module) instantiate(ctx context.Context) (*instance, error) {
+	inst := &instance{m: m}
+	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions(ExportInitialize).
+		WithSysWalltime().WithSysNanotime().WithRandSource(rand.Reader)
+	// _initialize runs now, within InstantiateTimeout, and may call
+	// get_config and log, which find their instance in the context.
+	ictx, cancel := context.WithTimeout(context.WithValue(ctx, instanceKey{}, inst), m.host.opts.InstantiateTimeout)
+	defer cancel()
+	mod, err := m.host.rt.InstantiateModule(ictx, m.code, cfg)
+	if err != nil {
+		if ictx.Err() != nil {
+			return nil, fmt.Errorf("not done within %s: %w", m.host.opts.InstantiateTimeout, err)
+		}
+		return nil, err
+	}
+	inst.mod = mod
+	inst.handle = mod.ExportedFunction(ExportHandleRequest)
+	inst.ctx, inst.cancel = context.WithCancel(context.WithValue(context.Background(), instanceKey{}, inst))
+	inst.timer = time.AfterFunc(time.Hour, func() {
+		inst.timedOut.Store(true)
+		inst.cancel()
+	})
+	inst.timer.Stop()
+	return inst, nil
+}
+
+// get returns an idle instance, or waits for one until the deadline.
+func (m *Module) get(deadline time.Time) (*instance, error) {
+	select {
+	case inst := <-m.idle:
+		return inst, nil
+	default:
+	}
+	m.refill() // in case an earlier replacement failed
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case inst := <-m.idle:
+		return inst, nil
+	case <-t.C:
+		return nil, errBusy
+	}
+}
+
+// put returns a healthy instance to the pool.
+func (m *Module) put(inst *instance) {
+	if m.closed.Load() {
+		m.discard(inst)
+		return
+	}
+	m.idle <- inst
+}
+
+// discard closes an instance that failed (its state is unknown) and has a
+// new one made in the background.
+func (m *Module) discard(inst *instance) {
+	inst.timer.Stop()
+	inst.cancel()
+	_ = inst.mod.Close(context.Background())
+	m.mu.Lock()
+	m.made--
+	m.mu.Unlock()
+	m.refill()
+}
+
+// refill starts making an instance when the pool is short of one and the
+// module is open. A failure is logged; the next call tries again.
+func (m *Module) refill() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed.Load() || m.made >= cap(m.idle) {
+		return
+	}
+	m.made++
+	m.refills.Add(1)
+	go func() {
+		defer m.refills.Done()
+		inst, err := m.instantiate(context.Background())
+		if err != nil {
+			m.host.log.Error("policy instance could not be replaced", "policy", m.Name, "path", m.Path, "err", err)
+			m.mu.Lock()
+			m.made--
+			m.mu.Unlock()
+			return
+		}
+		m.put(inst)
+	}()
+}
+
+var errBusy = errors.New("every instance is busy")
+
+// runtimeProcs is GOMAXPROCS, the number of calls that can run at once.
+func runtimeProcs() int { return max(1, runtime.GOMAXPROCS(0)) }

@@ -1,0 +1,254 @@
+package policies_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	policies "github.com/nocrd/nocrd/wasm-policies"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// wat compiles testdata/name.wat with wabt's wat2wasm (make deps installs it).
+func wat(t testing.TB, name string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), name+".wasm")
+	if b, err := exec.Command("wat2wasm", filepath.Join("testdata", name+".wat"), "-o", out).CombinedOutput(); err != nil {
+		t.Fatalf("wat2wasm %s (install wabt: make deps): %v\n%s", name, err, b)
+	}
+	return out
+}
+
+var goGuests sync.Map // package dir -> wasm path
+
+// goGuest builds a policy with the standard Go toolchain, once per test run.
+func goGuest(t testing.TB, pkg string) string {
+	t.Helper()
+	if p, ok := goGuests.Load(pkg); ok {
+		return p.(string)
+	}
+	dir, err := os.MkdirTemp("", "nocrd-guest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, filepath.Base(pkg)+".wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./"+pkg)
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", pkg, err, b)
+	}
+	goGuests.Store(pkg, out)
+	return out
+}
+
+func newHost(t testing.TB, opts policies.Options) *policies.Host {
+	t.Helper()
+	h, err := policies.NewHost(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close(context.Background()) })
+	return h
+}
+
+func load(t testing.TB, h *policies.Host, path string, config string, timeout time.Duration) *policies.Module {
+	t.Helper()
+	m, err := h.Load(context.Background(), path, []byte(config), timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func request(method, uri string, header ...string) *policies.Message {
+	m := policies.NewMessage(method, uri, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		m.AddHeader([]byte(header[i]), []byte(header[i+1]))
+	}
+	return m
+}
+
+// TestDecisions runs guests that decide, in WAT and in Go, and checks what
+// they let through, what they answer, and what they change.
+func TestDecisions(t *testing.T) {
+	h := newHost(t, policies.Options{})
+	readonly := load(t, h, wat(t, "readonly"), "", time.Second)
+	inject := load(t, h, wat(t, "inject"), "from-config", time.Second)
+	identity := load(t, h, goGuest(t, "examples/inject-identity"), "X-User", time.Second)
+
+	cases := []struct {
+		name   string
+		m      *policies.Module
+		req    *policies.Message
+		next   bool
+		status int
+		body   string
+		header [2]string // a request header the policy must have set
+	}{
+		{"WAT lets GET through", readonly, request("GET", "/x"), true, 0, "", [2]string{}},
+		{"WAT lets HEAD through", readonly, request("HEAD", "/x"), true, 0, "", [2]string{}},
+		{"WAT refuses POST", readonly, request("POST", "/x"), false, 403, "read-only workspace", [2]string{}},
+		{"WAT refuses DELETE after a GET", readonly, request("DELETE", "/x"), false, 403, "read-only workspace", [2]string{}},
+		{"WAT sets a header from its config", inject, request("GET", "/"), true, 0, "", [2]string{"x-policy", "from-config"}},
+		{"Go guest passes the subject on", identity, request("GET", "/", "X-Nocrd-Subject", "alice", "X-User", "mallory"), true, 0, "", [2]string{"X-User", "alice"}},
+		{"Go guest refuses without a subject", identity, request("GET", "/"), false, 403, "no verified subject", [2]string{}},
+	}
+	var resp policies.Response
+	for _, c := range cases {
+		next, err := c.m.Handle(c.req, &resp)
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if next != c.next || (!next && (resp.Status != c.status || string(resp.Body) != c.body)) {
+			t.Errorf("%s: next=%v %d %q, want next=%v %d %q", c.name, next, resp.Status, resp.Body, c.next, c.status, c.body)
+		}
+		if c.header[0] != "" {
+			if vals := headerValues(c.req, c.header[0]); len(vals) != 1 || vals[0] != c.header[1] {
+				t.Errorf("%s: %s = %q, want exactly %q", c.name, c.header[0], vals, c.header[1])
+			}
+		}
+	}
+}
+
+func headerValues(m *policies.Message, name string) []string {
+	b, n := m.AppendHeaderValues(nil, []byte(name))
+	if n == 0 {
+		return nil
+	}
+	return strings.Split(string(bytes.TrimSuffix(b, []byte{0})), "\x00")
+}
+
+// TestFaultsFailClosed: every way a guest can fail is a *FaultError naming
+// the policy and the reason, within the deadline, and the module keeps
+// answering (with a fresh instance) afterwards.
+func TestFaultsFailClosed(t *testing.T) {
+	h := newHost(t, policies.Options{MemoryLimitPages: 32, PoolSize: 2})
+	cases := []struct {
+		guest, reason string
+	}{
+		{"trap", "trap"},
+		{"loop", "timeout"},
+		{"bomb", "trap"},
+		{"badnext", "malformed"},
+		{"badstatus", "trap"},
+		{"smuggle", "trap"},
+		{"outofbounds", "trap"},
+	}
+	for _, c := range cases {
+		t.Run(c.guest, func(t *testing.T) {
+			m := load(t, h, wat(t, c.guest), "", 50*time.Millisecond)
+			defer m.Close(context.Background())
+			for i := range 3 { // the first instance, then fresh ones
+				req := request("GET", "/", "x-a", "0")
+				start := time.Now()
+				next, err := m.Handle(req, &policies.Response{})
+				took := time.Since(start)
+				var fe *policies.FaultError
+				if next || !errors.As(err, &fe) || fe.Policy != c.guest || fe.Reason != c.reason {
+					t.Fatalf("call %d: next=%v err=%v, want a %s fault", i, next, err, c.reason)
+				}
+				if took > time.Second {
+					t.Fatalf("call %d took %s", i, took)
+				}
+				if v := headerValues(req, "x-a"); len(v) != 1 || v[0] != "0" {
+					t.Fatalf("call %d: the request was changed: x-a %q", i, v)
+				}
+			}
+		})
+	}
+}
+
+// TestLoadErrors: a module that cannot work fails Load with its file and
+// the reason.
+func TestLoadErrors(t *testing.T) {
+	h := newHost(t, policies.Options{})
+	garbage := filepath.Join(t.TempDir(), "garbage.wasm")
+	if err := os.WriteFile(garbage, []byte("not wasm at all"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ path, reason string }{
+		{wat(t, "noexport"), "exports no handle_request function"},
+		{wat(t, "foreign"), "imports env.open_socket, which nocrd does not provide"},
+		{garbage, "is not a valid WebAssembly module"},
+		{filepath.Join(t.TempDir(), "missing.wasm"), "cannot be read"},
+	}
+	for _, c := range cases {
+		_, err := h.Load(context.Background(), c.path, nil, time.Second)
+		var le *policies.LoadError
+		if !errors.As(err, &le) || le.Path != c.path || !strings.Contains(err.Error(), c.reason) || !strings.Contains(err.Error(), c.path) {
+			t.Errorf("%s: %v, want a LoadError saying %q", filepath.Base(c.path), err, c.reason)
+		}
+	}
+	if _, err := h.Load(context.Background(), wat(t, "readonly"), nil, 0); err == nil {
+		t.Error("a zero deadline was accepted")
+	}
+
+	// An _initialize that never returns is stopped at InstantiateTimeout.
+	slow := newHost(t, policies.Options{InstantiateTimeout: 200 * time.Millisecond})
+	start := time.Now()
+	_, err := slow.Load(context.Background(), wat(t, "initloop"), nil, time.Second)
+	if took := time.Since(start); err == nil || !strings.Contains(err.Error(), "does not instantiate") || took > 5*time.Second {
+		t.Errorf("initloop: %v after %s, want a LoadError within the instantiate timeout", err, took)
+	}
+}
+
+// TestChainOrder: policies run in order and the first that stops a request
+// ends it; later ones never see it.
+func TestChainOrder(t *testing.T) {
+	h := newHost(t, policies.Options{})
+	chain := policies.NewChain(load(t, h, wat(t, "inject"), "first", time.Second), load(t, h, wat(t, "readonly"), "", time.Second))
+	req := request("POST", "/")
+	var resp policies.Response
+	next, name, err := chain.Handle(req, &resp)
+	if err != nil || next || name != "readonly" || resp.Status != 403 {
+		t.Fatalf("POST: next=%v by %q %v %d", next, name, err, resp.Status)
+	}
+	if v := headerValues(req, "x-policy"); len(v) != 1 || v[0] != "first" {
+		t.Fatalf("the first policy did not run: %q", v)
+	}
+	if next, _, err := chain.Handle(request("GET", "/"), &resp); !next || err != nil {
+		t.Fatalf("GET: next=%v %v", next, err)
+	}
+}
+
+// TestConcurrentCalls: more callers than instances share the pool safely.
+func TestConcurrentCalls(t *testing.T) {
+	h := newHost(t, policies.Options{PoolSize: 2})
+	m := load(t, h, wat(t, "readonly"), "", time.Second)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var resp policies.Response
+			for j := range 200 {
+				method := "GET"
+				if (i+j)%2 == 1 {
+					method = "PUT"
+				}
+				next, err := m.Handle(request(method, "/"), &resp)
+				if err != nil || next != (method == "GET") {
+					errs <- errors.New(method + ": wrong decision")
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
