@@ -40,4 +40,5 @@ var (
 	errTimeout      = &Error{Status: http.StatusGatewayTimeout, Detail: "the workspace did not answer in time"}
 	errUnreachable  = &Error{Status: http.StatusBadGateway, Detail: "the workspace cannot be reached"}
 	errUpgrade      = &Error{Status: http.StatusBadRequest, Detail: "only WebSocket upgrades are proxied"}
+	errPolicyFailed = &Error{Status: http.StatusForbidden, Detail: "a route policy failed to decide; the request is denied"}
 )

@@ -21,12 +21,15 @@ const (
 	outcomeNotReady
 	outcomeBadGateway
 	outcomeTimeout
+	outcomePolicyDenied
+	outcomePolicyFailed
 	numOutcomes
 )
 
 var outcomeNames = [numOutcomes]string{
 	"proxied", "upgraded", "bad_request", "unauthorized", "forbidden",
-	"not_found", "not_ready", "bad_gateway", "timeout",
+	"not_found", "not_ready", "bad_gateway", "timeout", "policy_denied",
+	"policy_failed",
 }
 
 // Reasons authentication failed, as counted in metrics.

@@ -41,6 +41,26 @@ type Authorizer interface {
 	Authorize(ctx context.Context, token string) (subject string, err error)
 }
 
+// Policy decides whether a request goes on to its workspace. The proxy
+// calls it after authentication, ownership and resolution, with the request
+// about to be sent upstream: the path inside the workspace, the credentials
+// the proxy consumed already removed, and the headers HeaderSubject,
+// HeaderWorkspace and HeaderOwner set by the proxy (whatever the client
+// sent under those names) and removed again before forwarding. Decide may
+// change the method, the URI and the headers. It returns false after
+// writing its answer (status, headers, body) into resp. An error is a
+// policy that failed: the proxy answers 403 and forwards nothing.
+type Policy interface {
+	Decide(ctx context.Context, req *fasthttp.Request, client net.Addr, resp *fasthttp.Response) (next bool, err error)
+}
+
+// Headers the proxy shows a Policy and never forwards while one is set.
+const (
+	HeaderSubject   = "X-Nocrd-Subject"
+	HeaderWorkspace = "X-Nocrd-Workspace"
+	HeaderOwner     = "X-Nocrd-Owner"
+)
+
 // Options are the proxy's collaborators and behaviour.
 type Options struct {
 	// BaseURL is the path prefix the proxy is served under.
@@ -69,6 +89,8 @@ type Options struct {
 	UpstreamTimeout time.Duration
 	// DialTimeout bounds connecting to a workspace (default 5 s).
 	DialTimeout time.Duration
+	// Policy, when set, decides on every request after authentication.
+	Policy Policy
 	// Metrics, when set, receives the proxy's metrics.
 	Metrics *metrics.Registry
 	Logger  *slog.Logger
@@ -180,7 +202,7 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if isUpgrade(&ctx.Request.Header) {
-		p.upgrade(ctx, ep.Addr, route, subject)
+		p.upgrade(ctx, ep.Addr, route, subject, ep.Owner)
 		return
 	}
 
@@ -195,6 +217,9 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	*bp = p.upstreamURI((*bp)[:0], route)
 	req.SetRequestURIBytes(*bp)
 	p.rewriteHeaders(ctx, &req.Header, route, subject, bp)
+	if p.opts.Policy != nil && !p.decide(ctx, req, route, subject, ep.Owner) {
+		return
+	}
 	if cl := ctx.Request.Header.ContentLength(); cl > 0 || cl == -1 {
 		if s := ctx.RequestBodyStream(); s != nil {
 			req.SetBodyStream(s, cl)
@@ -213,6 +238,30 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	p.m.request(outcomeProxied, ctx.Response.StatusCode())
+}
+
+// decide runs the route policy on the upstream request. It returns false
+// when the request must not go on: the client has its answer.
+func (p *Proxy) decide(ctx *fasthttp.RequestCtx, req *fasthttp.Request, route Route, subject []byte, owner string) bool {
+	h := &req.Header
+	h.SetBytesV(HeaderSubject, subject)
+	h.SetBytesV(HeaderWorkspace, route.ID)
+	h.Set(HeaderOwner, owner)
+	next, err := p.opts.Policy.Decide(ctx, req, ctx.RemoteAddr(), &ctx.Response)
+	h.Del(HeaderSubject)
+	h.Del(HeaderWorkspace)
+	h.Del(HeaderOwner)
+	switch {
+	case err != nil:
+		ctx.Response.Reset() // drop whatever the failed policy wrote
+		p.opts.Logger.Debug("route policy failed", "id", string(route.ID), "err", err)
+		p.fail(ctx, outcomePolicyFailed, errPolicyFailed)
+		return false
+	case !next:
+		p.m.request(outcomePolicyDenied, ctx.Response.StatusCode())
+		return false
+	}
+	return true
 }
 
 // upstreamFailed answers 504 when the workspace went silent and 502 for

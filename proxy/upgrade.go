@@ -33,20 +33,27 @@ func isUpgrade(h *fasthttp.RequestHeader) bool {
 // upgrade proxies a WebSocket handshake and then the connection both ways.
 // The upstream request is built now, while ctx is valid; the hijacked
 // connection is served after the handler returns.
-func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, addr string, r Route, subject []byte) {
+func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, addr string, r Route, subject []byte, owner string) {
 	if !bytes.EqualFold(ctx.Request.Header.Peek("Upgrade"), []byte("websocket")) {
 		p.fail(ctx, outcomeBadRequest, errUpgrade)
 		return
 	}
-	var h fasthttp.RequestHeader
-	ctx.Request.Header.CopyTo(&h)
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	h := &req.Header
+	ctx.Request.Header.CopyTo(h)
 	var buf []byte
 	uri := p.upstreamURI(nil, r)
-	p.rewriteHeaders(ctx, &h, r, subject, &buf)
+	p.rewriteHeaders(ctx, h, r, subject, &buf)
 	h.SetRequestURIBytes(uri)
 	h.Set("Connection", "Upgrade")
 	h.Set("Upgrade", "websocket")
-	head := h.Header() // request line and headers, copied
+	if p.opts.Policy != nil && !p.decide(ctx, req, r, subject, owner) {
+		return
+	}
+	// The request line and headers, copied: req goes back to its pool when
+	// this handler returns, before the hijacked connection is served.
+	head := append([]byte(nil), h.Header()...)
 
 	upstream, err := net.DialTimeout("tcp", addr, p.opts.DialTimeout)
 	if err != nil {

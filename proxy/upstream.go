@@ -138,8 +138,7 @@ func (p *Proxy) roundTrip(addr string, req *fasthttp.Request, h *fasthttp.Respon
 		if err != nil {
 			return nil, false, err
 		}
-		h.Reset()
-		h.DisableNormalizing()
+		h.Reset() // names canonicalised as read, for stripHopByHop
 		h.SetNoDefaultContentType(true)
 		if err = c.exchange(req, h); err == nil {
 			return c, req.Header.IsHead() || noBody(h.StatusCode()), nil

@@ -153,7 +153,10 @@ func (f *frontDoor) serve(ctx context.Context, beforeShutdown func()) error {
 		Name:                          "nocrd",
 		StreamRequestBody:             true,
 		ReadBufferSize:                16 << 10, // the largest request head accepted; more is 431
-		DisableHeaderNamesNormalizing: true,
+		// Header names are canonicalised as they are read (the default), so
+		// that the proxy's lookups and deletions of Authorization, the
+		// hop-by-hop headers and its own X-Nocrd-* names match whatever
+		// case the client used.
 		NoDefaultServerHeader:         true,
 		NoDefaultContentType:          true,
 		// No ReadTimeout: it would cut long uploads and event streams.
