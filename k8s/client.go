@@ -69,6 +69,8 @@ type Client struct {
 	// pods this client deletes (see deletePod).
 	cachesMu sync.Mutex
 	caches   map[*EndpointCache]struct{}
+	// admit, when set, decides every spawn and pod from a template.
+	admit Admitter
 }
 
 // New builds a Client from cfg, loading credentials by client-go's rules.

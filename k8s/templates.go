@@ -301,6 +301,9 @@ type FromTemplate struct {
 	ContainerOverrides []json.RawMessage
 	// TopLevelOverrides is a partial PodSpec merged into the template's.
 	TopLevelOverrides json.RawMessage
+	// Owner and Claims describe the caller to admission policies.
+	Owner  string
+	Claims map[string]any
 }
 
 // CreatePodFromTemplate creates a pod from a template with overrides.
@@ -327,8 +330,17 @@ func (c *Client) CreatePodFromTemplate(ctx context.Context, in FromTemplate) (*c
 	if err != nil {
 		return nil, err
 	}
-	meta := metav1.ObjectMeta{Name: in.Name, Labels: map[string]string{LabelTemplate: t.Name}}
-	return c.CreatePod(ctx, podNS, meta, spec)
+	if err := ValidateName("name", in.Name); err != nil {
+		return nil, err
+	}
+	if err := CheckPodSpec("spec", spec); err != nil {
+		return nil, err
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: in.Name, Namespace: podNS, Labels: map[string]string{LabelTemplate: t.Name}}, Spec: *spec}
+	if pod, err = c.admission(ctx, OperationCreatePodFromTemplate, in.Owner, in.Claims, t, pod); err != nil {
+		return nil, err
+	}
+	return c.CreatePod(ctx, podNS, pod.ObjectMeta, &pod.Spec)
 }
 
 // ApplyOverrides merges container and top-level overrides into a copy of

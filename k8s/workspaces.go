@@ -76,6 +76,8 @@ type SpawnRequest struct {
 	// PodAnnotations are extra annotations for the pod (for a service mesh,
 	// a metrics scraper, ...). Keys under nogoo9/ are nocrd's and refused.
 	PodAnnotations map[string]string
+	// Claims are the owner's token claims, shown to admission policies.
+	Claims map[string]any
 }
 
 // Workspace is a workspace pod seen through its labels.
@@ -351,6 +353,11 @@ func (c *Client) findWorkspace(ctx context.Context, ns, id string) (*corev1.Pod,
 	}
 }
 
+// ownerSelector selects the workspaces of owner.
+func ownerSelector(owner string) string {
+	return LabelType + "=" + TypeWorkspace + "," + LabelUserSub + "=" + OwnerLabel(owner)
+}
+
 // workspaceSelector selects the pods of workspace id.
 func workspaceSelector(id string) string {
 	return LabelType + "=" + TypeWorkspace + "," + LabelWorkspaceID + "=" + id
@@ -423,6 +430,9 @@ func (c *Client) SpawnWorkspace(ctx context.Context, req SpawnRequest) (*Workspa
 		return nil, err
 	}
 	pod.Namespace = ns
+	if pod, err = c.admission(ctx, OperationSpawnWorkspace, owner, req.Claims, &Template{Name: template, Annotations: annotations}, pod); err != nil {
+		return nil, err
+	}
 
 	var sa *corev1.ServiceAccount
 	if saName != "" {

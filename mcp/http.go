@@ -106,7 +106,7 @@ func (s *Server) verifyToken(ctx context.Context, token string, _ *http.Request)
 		s.log.Debug("bearer token refused", "err", err)
 		return nil, fmt.Errorf("%w: %v", sdkauth.ErrInvalidToken, err)
 	}
-	return &sdkauth.TokenInfo{UserID: id.Subject, Expiration: id.Expiry}, nil
+	return &sdkauth.TokenInfo{UserID: id.Subject, Expiration: id.Expiry, Extra: map[string]any{claimsKey: id.Claims}}, nil
 }
 
 // statelessProtocol is the first MCP version without sessions (SEP-2575).

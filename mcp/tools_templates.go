@@ -185,8 +185,17 @@ func (s *Server) templateTools() []toolSpec {
 			Name:        "create_pod_from_template",
 			Description: "Creates a pod from a template, applying container overrides (image, env, command, resources) and top-level pod spec overrides.",
 			Annotations: additive("Create pod from template"),
-		}, []k8s.Access{cmGet, podsCreate}, func(ctx context.Context, _ *mcpsdk.CallToolRequest, in CreatePodFromTemplateInput) (*mcpsdk.CallToolResult, ObjectRef, error) {
+		}, []k8s.Access{cmGet, podsCreate}, func(ctx context.Context, req *mcpsdk.CallToolRequest, in CreatePodFromTemplateInput) (*mcpsdk.CallToolResult, ObjectRef, error) {
 			ft := k8s.FromTemplate{TemplateRef: in.TemplateRef, Name: in.Name, Namespace: in.Namespace}
+			if s.kube.Admission() {
+				// Admission policies see who asks; without authentication
+				// that is anonymous.
+				owner, _, err := s.caller(req, nil)
+				if err != nil {
+					return nil, ObjectRef{}, err
+				}
+				ft.Owner, ft.Claims = owner, s.claims(req, nil)
+			}
 			for _, o := range in.ContainerOverrides {
 				raw, err := json.Marshal(o)
 				if err != nil {

@@ -114,6 +114,22 @@ func (s *Server) caller(req *mcpsdk.CallToolRequest, jwtPayload map[string]any) 
 	return sub, true, nil
 }
 
+// claimsKey holds the verified token's claims in TokenInfo.Extra.
+const claimsKey = "claims"
+
+// claims returns the caller's claims for admission policies: the verified
+// token's with authentication on, else the jwtPayload given, if any.
+func (s *Server) claims(req *mcpsdk.CallToolRequest, jwtPayload map[string]any) map[string]any {
+	if !s.identity.Enabled {
+		return jwtPayload
+	}
+	if req == nil || req.Extra == nil || req.Extra.TokenInfo == nil {
+		return nil
+	}
+	c, _ := req.Extra.TokenInfo.Extra[claimsKey].(map[string]any)
+	return c
+}
+
 func (s *Server) workspaceTools() []toolSpec {
 	return []toolSpec{
 		newTool(&mcpsdk.Tool{
@@ -154,7 +170,7 @@ func (s *Server) workspaceTools() []toolSpec {
 			if in.TimeoutSeconds < 0 || in.TimeoutSeconds > int(maxWait/time.Second) {
 				return nil, SpawnWorkspaceOutput{}, fmt.Errorf("invalid timeoutSeconds: must be between 0 and %d, got %d", int(maxWait/time.Second), in.TimeoutSeconds)
 			}
-			sr := k8s.SpawnRequest{ID: in.ID, TemplateRef: in.TemplateRef, Annotations: in.Annotations, Namespace: in.Namespace, Context: in.Context, Owner: owner}
+			sr := k8s.SpawnRequest{ID: in.ID, TemplateRef: in.TemplateRef, Annotations: in.Annotations, Namespace: in.Namespace, Context: in.Context, Owner: owner, Claims: s.claims(req, in.JWTPayload)}
 			if in.Spec != nil {
 				if sr.Spec, err = podSpecOf("spec", in.Spec); err != nil {
 					return nil, SpawnWorkspaceOutput{}, err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -112,6 +113,33 @@ type call struct {
 // next=false with the guest's answer in resp when it stops it. A guest that
 // fails is a *FaultError: the caller must deny.
 func (m *Module) Handle(req Request, resp *Response) (next bool, err error) {
+	next, err = m.handle(req, resp)
+	outcome := OutcomeAllow
+	var fe *FaultError
+	switch {
+	case errors.As(err, &fe):
+		outcome = fe.Reason
+	case !next && resp.Status < 400:
+		outcome = OutcomeAnswer
+	case !next:
+		outcome = OutcomeDeny
+	}
+	m.counters.count(outcome)
+	if log := m.host.log; log.Enabled(context.Background(), slog.LevelDebug) {
+		switch outcome {
+		case OutcomeAllow:
+			log.Debug("policy decision", "policy", m.Name, "outcome", outcome)
+		case OutcomeAnswer, OutcomeDeny:
+			log.Debug("policy decision", "policy", m.Name, "outcome", outcome, "status", resp.Status, "reason", string(resp.Body))
+		}
+	}
+	if fe != nil {
+		m.host.log.Warn("policy failed; denied", "policy", m.Name, "path", m.Path, "reason", fe.Reason, "err", fe.Err)
+	}
+	return next, err
+}
+
+func (m *Module) handle(req Request, resp *Response) (next bool, err error) {
 	if m.closed.Load() {
 		return false, &FaultError{Policy: m.Name, Reason: "unavailable", Err: errors.New("module closed")}
 	}
@@ -185,6 +213,10 @@ func (c *Chain) Modules() []*Module {
 
 // Len is the number of policies in the chain.
 func (c *Chain) Len() int { return len(c.Modules()) }
+
+// swap replaces the chain's modules; calls already running keep the list
+// they started with.
+func (c *Chain) swap(mods []*Module) { c.mods.Store(&mods) }
 
 // Handle runs req through every policy in order until one stops it or
 // fails; policy names the one that did.

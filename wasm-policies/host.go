@@ -21,9 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -128,6 +126,8 @@ type Module struct {
 	made    int
 	refills sync.WaitGroup
 	closed  atomic.Bool
+	// counters count decisions, when the module belongs to a Set.
+	counters *decisionCounters
 }
 
 // LoadError says why a module cannot be used, naming its file.
@@ -190,7 +190,7 @@ func (h *Host) LoadBytes(ctx context.Context, path string, wasm, config []byte, 
 		}
 	}
 	m := &Module{
-		Name: strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), Path: path,
+		Name: ModuleName(path), Path: path,
 		host: h, code: code, config: config, timeout: timeout,
 		idle: make(chan *instance, h.opts.PoolSize),
 	}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/caarlos0/env/v11"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/nocrd/nocrd/k8s"
 	"github.com/nocrd/nocrd/mcp"
 	"github.com/nocrd/nocrd/proxy"
+	policies "github.com/nocrd/nocrd/wasm-policies"
 )
 
 // serveConfig is the process-level configuration: transports and logging.
@@ -61,11 +63,12 @@ var logLevels = map[string]slog.Level{
 
 // config is everything nocrd reads from flags and the environment.
 type config struct {
-	Serve serveConfig
-	Kube  k8s.Config
-	MCP   mcp.Config
-	Auth  auth.Config
-	Proxy proxy.Config
+	Serve  serveConfig
+	Kube   k8s.Config
+	MCP    mcp.Config
+	Auth   auth.Config
+	Proxy  proxy.Config
+	Policy policies.Config
 
 	showVersion bool
 }
@@ -105,7 +108,7 @@ func parseConfig(args []string, environ []string, helpOut io.Writer) (*config, e
 	}
 	cfg := &config{}
 	var envErrs []env.ParseError
-	for _, target := range []any{&cfg.Serve, &cfg.Kube, &cfg.MCP, &cfg.Auth, &cfg.Proxy} {
+	for _, target := range []any{&cfg.Serve, &cfg.Kube, &cfg.MCP, &cfg.Auth, &cfg.Proxy, &cfg.Policy} {
 		if err := env.ParseWithOptions(target, env.Options{Environment: vars}); err != nil {
 			var agg env.AggregateError
 			if !errors.As(err, &agg) {
@@ -171,6 +174,25 @@ func parseConfig(args []string, environ []string, helpOut io.Writer) (*config, e
 	boolean(&cfg.Proxy.PassAuthorization, "PROXY_PASS_AUTHORIZATION", "forward the verified Authorization header to workspaces", "proxy-pass-authorization")
 	str(&cfg.Proxy.SubjectHeader, "PROXY_SUBJECT_HEADER", "header that carries the verified subject to workspaces (e.g. X-Forwarded-User)", "proxy-subject-header")
 	boolean(&cfg.Proxy.KeepPrefix, "PROXY_KEEP_PREFIX", "forward the /route/<id> prefix as part of the path", "proxy-keep-prefix")
+	list := func(p *[]string, env, usage, name string) {
+		fs.Func(name, usage, func(v string) error {
+			*p = splitList(v)
+			return nil
+		})
+		opts = append(opts, option{"--" + name, env, strings.Join(*p, ","), usage})
+	}
+	duration := func(p *time.Duration, env, usage, name string) {
+		fs.DurationVar(p, name, *p, usage)
+		opts = append(opts, option{"--" + name, env, p.String(), usage})
+	}
+	list(&cfg.Policy.Route, "POLICY_ROUTE", "Wasm route policies (http-wasm modules), comma-separated, run in order on every /route/ request", "policy-route")
+	list(&cfg.Policy.Spawn, "POLICY_SPAWN", "Wasm admission policies, comma-separated, run in order before a workspace or pod is created", "policy-spawn")
+	duration(&cfg.Policy.RouteTimeout, "POLICY_ROUTE_TIMEOUT", "deadline of one route policy decision (past it: denied)", "policy-route-timeout")
+	duration(&cfg.Policy.SpawnTimeout, "POLICY_SPAWN_TIMEOUT", "deadline of one admission policy decision (past it: denied)", "policy-spawn-timeout")
+	envOnly("POLICY_MEMORY_LIMIT_MB", strconv.Itoa(cfg.Policy.MemoryLimitMB), "memory limit of each policy instance")
+	envOnly("POLICY_CACHE_DIR", "<user cache>/nocrd/wasm", "directory that keeps compiled policies between runs")
+	envOnly("POLICY_WATCH_INTERVAL", cfg.Policy.Watch.String(), "how often policy files are checked for changes (0: reload on SIGHUP only)")
+	envOnly("POLICY_CONFIG_<NAME>", "", "configuration of the policy in <name>.wasm (name upper-cased, '-' and '.' as '_'), read by the guest with get_config")
 	fs.DurationVar(&cfg.Kube.ReaperInterval, "reaper-interval", cfg.Kube.ReaperInterval, "")
 	opts = append(opts, option{"--reaper-interval", "REAPER_INTERVAL", cfg.Kube.ReaperInterval.String(), "how often workspaces past their nogoo9/ttl are deleted (0: never)"})
 	envOnly("UI_ENABLED", strconv.FormatBool(cfg.MCP.UIEnabled), "serve the Pod Manager UI")
@@ -207,12 +229,30 @@ func parseConfig(args []string, environ []string, helpOut io.Writer) (*config, e
 	if cfg.showVersion {
 		return cfg, nil
 	}
-	for _, v := range []interface{ Validate() error }{cfg.Serve, cfg.Kube, cfg.MCP, cfg.Auth, cfg.Proxy} {
+	cfg.Policy.Route, cfg.Policy.Spawn = splitList(strings.Join(cfg.Policy.Route, ",")), splitList(strings.Join(cfg.Policy.Spawn, ","))
+	cfg.Policy.Configs = map[string]string{}
+	for _, p := range append(append([]string(nil), cfg.Policy.Route...), cfg.Policy.Spawn...) {
+		if v, ok := vars[policies.ConfigVar(policies.ModuleName(p))]; ok {
+			cfg.Policy.Configs[policies.ModuleName(p)] = v
+		}
+	}
+	for _, v := range []interface{ Validate() error }{cfg.Serve, cfg.Kube, cfg.MCP, cfg.Auth, cfg.Proxy, cfg.Policy} {
 		if err := v.Validate(); err != nil {
 			return nil, usageError{err}
 		}
 	}
 	return cfg, nil
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func flagNames(names []string) string {

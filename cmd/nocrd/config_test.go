@@ -93,6 +93,27 @@ func TestParseConfig(t *testing.T) {
 		}},
 		{name: "negative reaper interval", env: []string{"REAPER_INTERVAL=-1s"}, wantErr: "--reaper-interval/REAPER_INTERVAL: must not be negative"},
 		{name: "bad workspace port", args: []string{"--default-workspace-port", "0"}, wantErr: "--default-workspace-port/DEFAULT_WORKSPACE_PORT"},
+		{name: "policies", args: []string{"--policy-route", "/etc/hostname, /etc/passwd", "--policy-spawn-timeout", "250ms"},
+			env: []string{"POLICY_SPAWN=/etc/hosts", "POLICY_CONFIG_HOSTNAME=X-User", "POLICY_ROUTE_TIMEOUT=2ms"},
+			check: func(c *config) string {
+				p := c.Policy
+				if strings.Join(p.Route, "|") != "/etc/hostname|/etc/passwd" || strings.Join(p.Spawn, "|") != "/etc/hosts" ||
+					p.RouteTimeout.String() != "2ms" || p.SpawnTimeout.String() != "250ms" || p.MemoryLimitMB != 64 ||
+					p.Configs["hostname"] != "X-User" || len(p.Configs) != 1 {
+					return "policy settings not applied"
+				}
+				return ""
+			}},
+		{name: "policy defaults", check: func(c *config) string {
+			p := c.Policy
+			if p.Enabled() || p.RouteTimeout.String() != "5ms" || p.SpawnTimeout.String() != "100ms" || p.Watch.String() != "2s" {
+				return "unexpected policy defaults"
+			}
+			return ""
+		}},
+		{name: "missing policy file", env: []string{"POLICY_ROUTE=/nope/gate.wasm"}, wantErr: "--policy-route/POLICY_ROUTE: stat /nope/gate.wasm"},
+		{name: "bad policy timeout", args: []string{"--policy-route-timeout", "0s"}, wantErr: "--policy-route-timeout/POLICY_ROUTE_TIMEOUT: must be positive"},
+		{name: "policy memory not a number", env: []string{"POLICY_MEMORY_LIMIT_MB=lots"}, wantErr: `POLICY_MEMORY_LIMIT_MB: invalid value "lots"`},
 		{name: "unknown flag", args: []string{"--bogus"}, wantErr: "flag provided but not defined: -bogus"},
 		{name: "stray argument", args: []string{"serve"}, wantErr: `unexpected argument "serve"`},
 	}
@@ -127,7 +148,8 @@ func TestHelpListsEveryOption(t *testing.T) {
 		"--disable-permission-checks", "--cors-origin", "CORS_ALLOWED_ORIGIN, CORS_ORIGIN", "--cors-methods", "--cors-headers",
 		"UI_ENABLED", "AUTH_ENABLED", "AUTH_SUB_JSONPATH", "REGISTRY_URL", "--base-url", "--jwt-secret", "--jwt-public-key",
 		"--jwks-uri", "--auth-issuer", "--default-workspace-port", "--kubeconfig", "--context", "--version",
-		"GET, POST, OPTIONS", "Content-Type, Authorization, mcp-protocol-version", "$.sub", "nogoo9",
+		"--policy-route", "--policy-spawn", "--policy-route-timeout", "--policy-spawn-timeout", "POLICY_MEMORY_LIMIT_MB",
+		"POLICY_CACHE_DIR", "POLICY_CONFIG_<NAME>", "GET, POST, OPTIONS", "Content-Type, Authorization, mcp-protocol-version", "$.sub", "nogoo9",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help does not mention %q", want)

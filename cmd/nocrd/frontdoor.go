@@ -18,6 +18,7 @@ import (
 	"github.com/nocrd/nocrd/internal/metrics"
 	"github.com/nocrd/nocrd/k8s"
 	"github.com/nocrd/nocrd/proxy"
+	policies "github.com/nocrd/nocrd/wasm-policies"
 )
 
 // Paths the front door serves itself, under BASE_URL.
@@ -65,9 +66,8 @@ func (r routeResolver) Resolve(ctx context.Context, id string) (proxy.Endpoint, 
 	return proxy.Endpoint{Addr: ep.Addr, Owner: ep.Owner}, nil
 }
 
-func newFrontDoor(cfg *config, kube *k8s.Client, verifier *auth.Verifier, app http.Handler, log *slog.Logger) (*frontDoor, error) {
+func newFrontDoor(cfg *config, kube *k8s.Client, verifier *auth.Verifier, app http.Handler, reg *metrics.Registry, pset *policies.Set, log *slog.Logger) (*frontDoor, error) {
 	base := cfg.MCP.BasePath()
-	reg := metrics.NewRegistry()
 	f := &frontDoor{cfg: cfg, log: log, route: []byte(base + proxy.RoutePrefix)}
 	var err error
 	f.cache, err = kube.NewEndpointCache("", k8s.EndpointCacheOptions{
@@ -85,6 +85,9 @@ func newFrontDoor(cfg *config, kube *k8s.Client, verifier *auth.Verifier, app ht
 	if verifier != nil {
 		opts.Authorizer = verifier // the MCP endpoint's verifier: one notion of identity
 		opts.ResourceMetadataPath = auth.WellKnownPath + base + "/route"
+	}
+	if pset != nil && pset.Chain(policies.HookRoute).Len() > 0 {
+		opts.Policy = newRoutePolicy(pset.Chain(policies.HookRoute))
 	}
 	f.proxy = proxy.New(routeResolver{f.cache}, opts)
 
@@ -149,16 +152,16 @@ func (f *frontDoor) serve(ctx context.Context, beforeShutdown func()) error {
 	go func() { defer close(watchDone); _ = f.cache.Run(wctx) }()
 
 	srv := &fasthttp.Server{
-		Handler:                       f.handle,
-		Name:                          "nocrd",
-		StreamRequestBody:             true,
-		ReadBufferSize:                16 << 10, // the largest request head accepted; more is 431
+		Handler:           f.handle,
+		Name:              "nocrd",
+		StreamRequestBody: true,
+		ReadBufferSize:    16 << 10, // the largest request head accepted; more is 431
 		// Header names are canonicalised as they are read (the default), so
 		// that the proxy's lookups and deletions of Authorization, the
 		// hop-by-hop headers and its own X-Nocrd-* names match whatever
 		// case the client used.
-		NoDefaultServerHeader:         true,
-		NoDefaultContentType:          true,
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
 		// No ReadTimeout: it would cut long uploads and event streams.
 		IdleTimeout: 90 * time.Second,
 		Logger:      slogPrinter{f.log},

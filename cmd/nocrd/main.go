@@ -16,12 +16,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
 
 	"github.com/nocrd/nocrd/internal/auth"
+	"github.com/nocrd/nocrd/internal/metrics"
 	"github.com/nocrd/nocrd/k8s"
 	"github.com/nocrd/nocrd/mcp"
+	policies "github.com/nocrd/nocrd/wasm-policies"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -91,6 +94,29 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 		}
 		opts.Verifier = verifier
 	}
+	reg := metrics.NewRegistry()
+	var pset *policies.Set
+	if cfg.Policy.Enabled() {
+		if cfg.Policy.CacheDir == "" {
+			if dir, err := os.UserCacheDir(); err == nil {
+				cfg.Policy.CacheDir = filepath.Join(dir, "nocrd", "wasm")
+			}
+		}
+		// A module that cannot be used stops start-up, naming its file.
+		if pset, err = policies.Open(ctx, cfg.Policy, reg, log); err != nil {
+			return err
+		}
+		defer pset.Close(context.Background())
+		pctx, stopReload := context.WithCancel(ctx)
+		reloads := make(chan struct{}, 2)
+		go func() { pset.Watch(pctx); reloads <- struct{}{} }()
+		go func() { reloadOnSignal(pctx, pset, log); reloads <- struct{}{} }()
+		defer func() { stopReload(); <-reloads; <-reloads }()
+		if pset.Chain(policies.HookSpawn).Len() > 0 {
+			kube.SetAdmitter(spawnAdmitter{pset.Chain(policies.HookSpawn)})
+		}
+		log.Info("policies loaded", "route", cfg.Policy.Route, "spawn", cfg.Policy.Spawn)
+	}
 	srv, err := mcp.New(ctx, cfg.MCP, kube, opts)
 	if err != nil {
 		return err
@@ -116,7 +142,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 		running++
 		// Sessions end before the HTTP server shuts down, so that open
 		// event streams do not hold the shutdown up.
-		fd, err := newFrontDoor(cfg, kube, verifier, srv.Handler(), log)
+		fd, err := newFrontDoor(cfg, kube, verifier, srv.Handler(), reg, pset, log)
 		if err != nil {
 			return err
 		}

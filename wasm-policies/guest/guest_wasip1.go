@@ -179,6 +179,14 @@ func Deny(status int, reason string) {
 	writeBody(kindResponse, strPtr(reason), uint32(len(reason)))
 }
 
+// Patch admits an admission request with changes: patch is an RFC 6902
+// JSON Patch on the review's pod. The handler then returns false.
+func Patch(patch []byte) {
+	setStatusCode(200)
+	SetResponseHeader("Content-Type", "application/json-patch+json")
+	writeBody(kindResponse, ptr(patch), uint32(len(patch)))
+}
+
 // SetResponseHeader sets a header on the answer the policy writes (for
 // example a JSON Patch content type).
 func SetResponseHeader(name, value string) {

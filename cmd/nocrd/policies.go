@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/valyala/fasthttp"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nocrd/nocrd/k8s"
+	"github.com/nocrd/nocrd/proxy"
+
+	policies "github.com/nocrd/nocrd/wasm-policies"
+)
+
+// routePolicy runs the route chain for the proxy (proxy.Policy).
+type routePolicy struct {
+	chain *policies.Chain
+	calls sync.Pool // *routeCall
+}
+
+// routeCall is the per-request state, pooled so a decision allocates
+// nothing.
+type routeCall struct {
+	req  fastRequest
+	resp policies.Response
+}
+
+func newRoutePolicy(chain *policies.Chain) *routePolicy {
+	return &routePolicy{chain: chain, calls: sync.Pool{New: func() any { return &routeCall{} }}}
+}
+
+func (r *routePolicy) Decide(_ context.Context, req *fasthttp.Request, client net.Addr, resp *fasthttp.Response) (bool, error) {
+	c := r.calls.Get().(*routeCall)
+	defer r.calls.Put(c)
+	c.req = fastRequest{req: req, client: client, addr: c.req.addr[:0]}
+	next, _, err := r.chain.Handle(&c.req, &c.resp)
+	c.req.req, c.req.client = nil, nil
+	if err != nil || next {
+		return next, err
+	}
+	resp.SetStatusCode(c.resp.Status)
+	for _, f := range c.resp.Header {
+		resp.Header.AddBytesKV(f.Name, f.Value)
+	}
+	if len(resp.Header.ContentType()) == 0 {
+		resp.Header.SetContentType("text/plain; charset=utf-8")
+	}
+	resp.SetBody(c.resp.Body)
+	return false, nil
+}
+
+// fastRequest presents a fasthttp request to the policies. Its header
+// names are canonical (the server canonicalises them as it reads), and the
+// setters canonicalise the guest's.
+type fastRequest struct {
+	req    *fasthttp.Request
+	client net.Addr
+	addr   []byte
+}
+
+func (f *fastRequest) Method() []byte          { return f.req.Header.Method() }
+func (f *fastRequest) SetMethod(method []byte) { f.req.Header.SetMethodBytes(method) }
+func (f *fastRequest) URI() []byte             { return f.req.Header.RequestURI() }
+func (f *fastRequest) SetURI(uri []byte)       { f.req.SetRequestURIBytes(uri) }
+func (f *fastRequest) Body() []byte            { return nil } // route policies decide on the head
+
+func (f *fastRequest) SourceAddr() []byte {
+	if a, ok := f.client.(*net.TCPAddr); ok {
+		f.addr = netip.AddrPortFrom(a.AddrPort().Addr().Unmap(), a.AddrPort().Port()).AppendTo(f.addr[:0])
+		return f.addr
+	}
+	if f.client == nil {
+		return nil
+	}
+	f.addr = append(f.addr[:0], f.client.String()...)
+	return f.addr
+}
+
+func (f *fastRequest) AppendHeaderNames(dst []byte) ([]byte, int) {
+	start, n := len(dst), 0
+	for k := range f.req.Header.All() {
+		name := len(dst)
+		for _, c := range k {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			dst = append(dst, c)
+		}
+		if seenName(dst[start:name], dst[name:]) {
+			dst = dst[:name]
+			continue
+		}
+		dst = append(dst, 0)
+		n++
+	}
+	return dst, n
+}
+
+// seenName reports whether the NUL-separated list holds name.
+func seenName(list, name []byte) bool {
+	for len(list) > 0 {
+		i := 0
+		for list[i] != 0 {
+			i++
+		}
+		if string(list[:i]) == string(name) {
+			return true
+		}
+		list = list[i+1:]
+	}
+	return false
+}
+
+func (f *fastRequest) AppendHeaderValues(dst, name []byte) ([]byte, int) {
+	n := 0
+	for k, v := range f.req.Header.All() {
+		if equalFoldASCII(k, name) {
+			dst = append(append(dst, v...), 0)
+			n++
+		}
+	}
+	return dst, n
+}
+
+func (f *fastRequest) SetHeader(name, value []byte) { f.req.Header.SetBytesKV(name, value) }
+func (f *fastRequest) AddHeader(name, value []byte) { f.req.Header.AddBytesKV(name, value) }
+func (f *fastRequest) RemoveHeader(name []byte)     { f.req.Header.DelBytes(name) }
+
+func equalFoldASCII(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// reloadOnSignal reloads set on every SIGHUP until ctx ends.
+func reloadOnSignal(ctx context.Context, set *policies.Set, log interface {
+	Info(string, ...any)
+	Error(string, ...any)
+}) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			changed, err := set.Reload(ctx)
+			switch {
+			case err != nil:
+				log.Error("policy reload on SIGHUP failed; the policies in force stay", "err", err)
+			case changed:
+				log.Info("policies reloaded on SIGHUP")
+			default:
+				log.Info("SIGHUP: no policy file changed")
+			}
+		}
+	}
+}
+
+// spawnAdmitter runs the spawn chain for the k8s client (k8s.Admitter):
+// each policy gets a synthetic POST /_nocrd/admission whose JSON body is the
+// review, and every policy must admit. A policy that lets the request
+// through (next) or answers 2xx with no body admits as is; a 2xx with a
+// body admits with that JSON Patch applied (the next policy sees the
+// patched pod); a 4xx denies with its body as the reason; anything else,
+// and any failure, denies (fail closed).
+type spawnAdmitter struct{ chain *policies.Chain }
+
+func (a spawnAdmitter) Admit(_ context.Context, review *k8s.AdmissionReview) (*corev1.Pod, error) {
+	pod := review.Pod
+	for _, m := range a.chain.Modules() {
+		r := *review
+		r.Pod = pod
+		body, err := json.Marshal(&r)
+		if err != nil {
+			return nil, fmt.Errorf("admission review: %w", err)
+		}
+		msg := policies.NewMessage(http.MethodPost, policies.AdmissionPath, body)
+		msg.AddHeader([]byte("Content-Type"), []byte("application/json"))
+		msg.AddHeader([]byte(proxy.HeaderSubject), []byte(review.Owner))
+		var resp policies.Response
+		next, err := m.Handle(msg, &resp)
+		var fe *policies.FaultError
+		switch {
+		case errors.As(err, &fe):
+			return nil, &k8s.AdmissionError{Policy: m.Name, Reason: "the policy failed to decide (" + fe.Reason + "), so the request is denied"}
+		case err != nil:
+			return nil, &k8s.AdmissionError{Policy: m.Name, Reason: err.Error()}
+		case next:
+			continue
+		case resp.Status >= 200 && resp.Status < 300:
+			if len(bytes.TrimSpace(resp.Body)) == 0 {
+				continue
+			}
+			if pod, err = k8s.ApplyJSONPatch(pod, resp.Body); err != nil {
+				return nil, &k8s.AdmissionError{Policy: m.Name, Reason: "it answered with a patch that cannot be used: " + err.Error()}
+			}
+		case resp.Status >= 400 && resp.Status < 500:
+			reason := strings.TrimSpace(string(resp.Body))
+			if reason == "" {
+				reason = http.StatusText(resp.Status)
+			}
+			return nil, &k8s.AdmissionError{Policy: m.Name, Reason: reason}
+		default:
+			return nil, &k8s.AdmissionError{Policy: m.Name, Reason: fmt.Sprintf("it answered %d, which neither admits (2xx) nor denies (4xx), so the request is denied", resp.Status)}
+		}
+	}
+	return pod, nil
+}

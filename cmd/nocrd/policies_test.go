@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nocrd/nocrd/internal/testenv"
+)
+
+// buildPolicy builds an example policy with the standard Go toolchain, as
+// make policies does.
+func buildPolicy(t testing.TB, dir, name string) string {
+	t.Helper()
+	out := filepath.Join(dir, name+".wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./wasm-policies/examples/"+name)
+	cmd.Dir = testenv.RepoRoot()
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build policy %s: %v\n%s", name, err, b)
+	}
+	return out
+}
+
+// watPolicy builds a WebAssembly-text guest of wasm-policies/testdata.
+func watPolicy(t testing.TB, dir, name string) string {
+	t.Helper()
+	out := filepath.Join(dir, name+".wasm")
+	if b, err := exec.Command("wat2wasm", filepath.Join(testenv.RepoRoot(), "wasm-policies", "testdata", name+".wat"), "-o", out).CombinedOutput(); err != nil {
+		t.Fatalf("wat2wasm %s (make deps installs wabt): %v\n%s", name, err, b)
+	}
+	return out
+}
+
+func callTool(t *testing.T, cs *mcpsdk.ClientSession, name string, args map[string]any) *mcpsdk.CallToolResult {
+	t.Helper()
+	res, err := cs.CallTool(context.Background(), &mcpsdk.CallToolParams{Name: name, Arguments: args})
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return res
+}
+
+func resultText(res *mcpsdk.CallToolResult) string {
+	var b strings.Builder
+	for _, c := range res.Content {
+		if tc, ok := c.(*mcpsdk.TextContent); ok {
+			b.WriteString(tc.Text)
+		}
+	}
+	return b.String()
+}
+
+// TestPolicies runs the example policies in the real binary: admission
+// through the real MCP tools on the test cluster, route policies (a Go
+// guest and a WAT guest) through the real proxy, reload of a changed
+// module, and the metrics they count.
+func TestPolicies(t *testing.T) {
+	ns := testenv.Namespace(t)
+	s := newSigner(t)
+	dir := t.TempDir()
+	inject := buildPolicy(t, dir, "inject-identity")
+	quota := buildPolicy(t, dir, "quota")
+	registry := buildPolicy(t, dir, "registry-allowlist")
+	gate := filepath.Join(dir, "gate.wasm")
+	if err := os.Rename(watPolicy(t, dir, "readonly"), gate); err != nil {
+		t.Fatal(err)
+	}
+	base := startNocrd(t, ns, s,
+		"POLICY_ROUTE="+inject+","+gate, "POLICY_CONFIG_INJECT_IDENTITY=X-Workspace-User",
+		"POLICY_SPAWN="+registry+","+quota, "POLICY_CONFIG_REGISTRY_ALLOWLIST=busybox,registry.internal/",
+		`POLICY_CONFIG_QUOTA={"maxWorkspaces": 2, "cpu": "1", "memory": "1Gi"}`,
+		"POLICY_CACHE_DIR="+filepath.Join(dir, "cache"), "POLICY_WATCH_INTERVAL=100ms")
+	alice := s.token(t, "alice", nil)
+	cs := mcpClient(t, base, alice, nil)
+	admin := testenv.Admin(t)
+	spec := func(image string, limits map[string]string) map[string]any {
+		c := map[string]any{"name": "w", "image": image}
+		if limits != nil {
+			c["resources"] = map[string]any{"limits": limits}
+		}
+		return map[string]any{"containers": []any{c}}
+	}
+
+	t.Run("admission", func(t *testing.T) {
+		// Admitted, with the quota's limits added by its JSON Patch.
+		res := callTool(t, cs, "spawn_workspace", map[string]any{"id": "p1", "spec": spec("busybox", nil)})
+		if res.IsError {
+			t.Fatalf("p1 was refused: %s", resultText(res))
+		}
+		pod, err := admin.CoreV1().Pods(ns).Get(context.Background(), res.StructuredContent.(map[string]any)["podName"].(string), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lim := pod.Spec.Containers[0].Resources.Limits
+		if lim.Cpu().String() != "1" || lim.Memory().String() != "1Gi" || pod.Labels["nogoo9/user-sub"] != "alice" {
+			t.Errorf("admitted pod: limits %v, labels %v", lim, pod.Labels)
+		}
+
+		for _, c := range []struct {
+			name string
+			args map[string]any
+			want string
+		}{
+			{"image from elsewhere", map[string]any{"id": "p2", "spec": spec("evil.example/miner", nil)}, "registry-allowlist: image evil.example/miner of container w is not from an allowed registry"},
+			{"CPU over the cap", map[string]any{"id": "p2", "spec": spec("busybox", map[string]string{"cpu": "4"})}, "quota: container w asks for 4 CPU; the cap is 1"},
+		} {
+			res := callTool(t, cs, "spawn_workspace", c.args)
+			if !res.IsError || !strings.Contains(resultText(res), c.want) {
+				t.Errorf("%s: isError=%v %q, want %q", c.name, res.IsError, resultText(res), c.want)
+			}
+		}
+		// Nothing was created for the refusals.
+		pods, err := admin.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "nogoo9/workspace-id=p2"})
+		if err != nil || len(pods.Items) != 0 {
+			t.Errorf("a refused spawn left %d pods (%v)", len(pods.Items), err)
+		}
+
+		// The quota counts the owner's live workspaces.
+		if res := callTool(t, cs, "spawn_workspace", map[string]any{"id": "p2", "spec": spec("registry.internal/tools", nil)}); res.IsError {
+			t.Fatalf("p2: %s", resultText(res))
+		}
+		res = callTool(t, cs, "spawn_workspace", map[string]any{"id": "p3", "spec": spec("busybox", nil)})
+		if !res.IsError || !strings.Contains(resultText(res), "quota: at most 2 workspaces per owner; you have 2") {
+			t.Errorf("third workspace: isError=%v %q", res.IsError, resultText(res))
+		}
+
+		// Stopped workspaces no longer count.
+		for _, id := range []string{"p1", "p2"} {
+			if res := callTool(t, cs, "stop_workspace", map[string]any{"id": id}); res.IsError {
+				t.Fatalf("stop %s: %s", id, resultText(res))
+			}
+		}
+
+		// create_pod_from_template goes through the same admission.
+		if res := callTool(t, cs, "create_template", map[string]any{"name": "outside", "spec": spec("docker.io/library/nginx", nil)}); res.IsError {
+			t.Fatalf("create_template: %s", resultText(res))
+		}
+		res = callTool(t, cs, "create_pod_from_template", map[string]any{"templateRef": "outside", "name": "from-outside"})
+		if !res.IsError || !strings.Contains(resultText(res), "docker.io/library/nginx") {
+			t.Errorf("pod from a template with a foreign image: isError=%v %q", res.IsError, resultText(res))
+		}
+	})
+
+	t.Run("route", func(t *testing.T) {
+		ip := spawn(t, cs, "r1", nil)
+		ws := startWorkspaceServer(t, "alice-r1", net.JoinHostPort(ip, "3000"))
+		auth := map[string]string{"Authorization": "Bearer " + alice, "X-Workspace-User": "mallory", "X-Nocrd-Subject": "mallory"}
+		resp, b := do(t, "GET", base+"/route/r1/files", auth, nil)
+		var e echo
+		if err := json.Unmarshal(b, &e); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET: %d %s", resp.StatusCode, b)
+		}
+		if got := e.Header.Values("X-Workspace-User"); len(got) != 1 || got[0] != "alice" || e.Header.Get("X-Nocrd-Subject") != "" {
+			t.Errorf("the workspace saw X-Workspace-User %q, X-Nocrd-Subject %q", got, e.Header.Get("X-Nocrd-Subject"))
+		}
+		before := ws.hits.Load()
+		resp, b = do(t, "POST", base+"/route/r1/files", auth, strings.NewReader("x"))
+		if resp.StatusCode != http.StatusForbidden || string(b) != "read-only workspace" {
+			t.Errorf("POST: %d %q, want the WAT policy's 403", resp.StatusCode, b)
+		}
+		if ws.hits.Load() != before {
+			t.Error("a refused request reached the workspace")
+		}
+
+		// Reload: a bad module leaves the policy in force; a good one
+		// replaces it.
+		if err := os.WriteFile(gate+".tmp", []byte("\x00asm\x01\x00\x00\x00garbage"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(gate+".tmp", gate); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond) // several watch intervals
+		if resp, b := do(t, "POST", base+"/route/r1/files", auth, strings.NewReader("x")); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("after a bad module: %d %q, want the old policy's 403", resp.StatusCode, b)
+		}
+		allow := watPolicy(t, t.TempDir(), "inject")
+		if err := os.Rename(allow, gate); err != nil {
+			t.Fatal(err)
+		}
+		testenv.Eventually(t, 10*time.Second, "the new route policy", func() (bool, error) {
+			resp, b := do(t, "POST", base+"/route/r1/files", auth, strings.NewReader("x"))
+			return resp.StatusCode == 200, fmt.Errorf("POST %d %s", resp.StatusCode, b)
+		})
+
+		_, metrics := do(t, "GET", base+"/metrics", nil, nil)
+		for series, least := range map[string]float64{
+			`nocrd_policy_decisions_total{policy="gate",hook="route",outcome="deny"}`:               2, // and the tries before the reload
+			`nocrd_policy_decisions_total{policy="inject-identity",hook="route",outcome="allow"}`:   4,
+			`nocrd_policy_decisions_total{policy="quota",hook="spawn",outcome="deny"}`:              2,
+			`nocrd_policy_decisions_total{policy="quota",hook="spawn",outcome="answer"}`:            3, // admitted with limits added
+			`nocrd_policy_decisions_total{policy="registry-allowlist",hook="spawn",outcome="deny"}`: 2,
+			`nocrd_proxy_requests_total{outcome="policy_denied",status="403"}`:                      2,
+		} {
+			if v := metricValue(string(metrics), series); v < least {
+				t.Errorf("%s = %v, want at least %v", series, v, least)
+			}
+		}
+	})
+}
+
+// metricValue returns the value of one series in a Prometheus exposition,
+// or -1 when it is absent.
+func metricValue(exposition, series string) float64 {
+	for _, line := range strings.Split(exposition, "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			var v float64
+			if _, err := fmt.Sscan(rest, &v); err == nil {
+				return v
+			}
+		}
+	}
+	return -1
+}
+
+// TestBadPolicyStopsStartUp: a module that cannot be used fails start-up
+// with its file and the reason.
+func TestBadPolicyStopsStartUp(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "broken.wasm")
+	if err := os.WriteFile(bad, []byte("not wasm"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(testenv.NocrdBinary(t), "--port", "0", "--host", "127.0.0.1")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+testenv.Kubeconfig(t), "POLICY_ROUTE="+bad, "POLICY_CACHE_DIR="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), bad) || !strings.Contains(string(out), "not a valid WebAssembly module") {
+		t.Fatalf("exit %v, output %s", err, out)
+	}
+}
