@@ -15,10 +15,12 @@ func TestApplyJSONPatch(t *testing.T) {
 	}
 	cases := []struct {
 		name, patch, want string // want: an error fragment, or "" for success
-		check                    func(*corev1.Pod) bool
+		check             func(*corev1.Pod) bool
 	}{
 		{"add a label and a limit", `[{"op":"add","path":"/metadata/labels/team","value":"a"},{"op":"add","path":"/spec/containers/0/resources/limits","value":{"cpu":"1"}}]`, "",
-			func(p *corev1.Pod) bool { return p.Labels["team"] == "a" && p.Spec.Containers[0].Resources.Limits.Cpu().String() == "1" }},
+			func(p *corev1.Pod) bool {
+				return p.Labels["team"] == "a" && p.Spec.Containers[0].Resources.Limits.Cpu().String() == "1"
+			}},
 		{"replace the image", `[{"op":"replace","path":"/spec/containers/0/image","value":"registry.internal/x"}]`, "",
 			func(p *corev1.Pod) bool { return p.Spec.Containers[0].Image == "registry.internal/x" }},
 		{"not a patch", `{"op":"add"}`, "not a JSON Patch", nil},
