@@ -155,7 +155,8 @@ func TestRoutePolicyWebSocket(t *testing.T) {
 	go func() { _ = hs.Serve(l) }()
 	t.Cleanup(func() { _ = hs.Close() })
 
-	base, _ := startProxy(t, staticResolver{"ws": {Addr: l.Addr().String()}}, proxy.Options{Policy: &gate{}})
+	g := &gate{}
+	base, _ := startProxy(t, staticResolver{"ws": {Addr: l.Addr().String()}}, proxy.Options{Policy: g})
 	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/route/ws/ws"
 	cfg, _ := websocket.NewConfig(wsURL, base)
 	cfg.Header = http.Header{proxy.HeaderSubject: {"forged"}}
@@ -173,6 +174,11 @@ func TestRoutePolicyWebSocket(t *testing.T) {
 	}
 	if h := <-gotHeader; h != "yes|" {
 		t.Errorf("the workspace saw X-Policy-Checked|X-Nocrd-Subject = %q, want \"yes|\"", h)
+	}
+	// Without authentication there is no subject: the policy sees none,
+	// not the client's forged one.
+	if saw, _ := g.last(); saw[proxy.HeaderSubject] != "" || saw[proxy.HeaderWorkspace] != "ws" {
+		t.Errorf("the policy saw %v", saw)
 	}
 
 	// A refused upgrade is answered by the policy and never upgraded.

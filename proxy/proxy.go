@@ -244,7 +244,11 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 // when the request must not go on: the client has its answer.
 func (p *Proxy) decide(ctx *fasthttp.RequestCtx, req *fasthttp.Request, route Route, subject []byte, owner string) bool {
 	h := &req.Header
-	h.SetBytesV(HeaderSubject, subject)
+	if len(subject) > 0 {
+		h.SetBytesV(HeaderSubject, subject)
+	} else {
+		h.Del(HeaderSubject) // no authentication: no subject, and none forged
+	}
 	h.SetBytesV(HeaderWorkspace, route.ID)
 	h.Set(HeaderOwner, owner)
 	next, err := p.opts.Policy.Decide(ctx, req, ctx.RemoteAddr(), &ctx.Response)
