@@ -117,8 +117,12 @@ func (m *Module) Handle(req Request, resp *Response) (next bool, err error) {
 	outcome := OutcomeAllow
 	var fe *FaultError
 	switch {
-	case errors.As(err, &fe):
-		outcome = fe.Reason
+	case err != nil:
+		fe, _ = err.(*FaultError) // handle returns only *FaultError
+		outcome = "unavailable"
+		if fe != nil {
+			outcome = fe.Reason
+		}
 	case !next && resp.Status < 400:
 		outcome = OutcomeAnswer
 	case !next:
@@ -133,8 +137,8 @@ func (m *Module) Handle(req Request, resp *Response) (next bool, err error) {
 			log.Debug("policy decision", "policy", m.Name, "outcome", outcome, "status", resp.Status, "reason", string(resp.Body))
 		}
 	}
-	if fe != nil {
-		m.host.log.Warn("policy failed; denied", "policy", m.Name, "path", m.Path, "reason", fe.Reason, "err", fe.Err)
+	if err != nil {
+		m.host.log.Warn("policy failed; denied", "policy", m.Name, "path", m.Path, "outcome", outcome, "err", err)
 	}
 	return next, err
 }
