@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/nocrd/nocrd/internal/auth"
 	"github.com/nocrd/nocrd/proxy"
 )
 
@@ -30,10 +28,7 @@ func TestHeaderNamesAnyCase(t *testing.T) {
 			ctx.SetBodyString("ok")
 		},
 	})
-	v, err := auth.NewVerifier(context.Background(), auth.Config{SubJSONPath: "$.sub", JWTSecret: "s3cret"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := hs256Verifier(t)
 	g := &gate{}
 	base, _ := startProxy(t, staticResolver{"a": {Addr: addr, Owner: "alice"}, "l": {Addr: lower, Owner: "alice"}},
 		proxy.Options{Authorizer: v, Policy: g})

@@ -15,7 +15,6 @@ import (
 	"github.com/valyala/fasthttp"
 	"golang.org/x/net/websocket"
 
-	"github.com/nocrd/nocrd/internal/auth"
 	"github.com/nocrd/nocrd/proxy"
 )
 
@@ -67,12 +66,7 @@ func (g *gate) last() (map[string]string, string) {
 // and failures reach the client while nothing reaches the workspace.
 func TestRoutePolicy(t *testing.T) {
 	addr, hits := backend(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	v, err := auth.NewVerifier(ctx, auth.Config{SubJSONPath: "$.sub", JWTSecret: "s3cret"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := hs256Verifier(t)
 	g := &gate{}
 	base, _ := startProxy(t, staticResolver{"a": {Addr: addr, Owner: "alice"}}, proxy.Options{Authorizer: v, Policy: g})
 	alice := token(t, "s3cret", "alice", time.Hour)
@@ -147,16 +141,8 @@ func TestRoutePolicyWebSocket(t *testing.T) {
 			_ = websocket.Message.Send(c, msg)
 		}
 	}))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: mux}
-	go func() { _ = hs.Serve(l) }()
-	t.Cleanup(func() { _ = hs.Close() })
-
 	g := &gate{}
-	base, _ := startProxy(t, staticResolver{"ws": {Addr: l.Addr().String()}}, proxy.Options{Policy: g})
+	base, _ := startProxy(t, staticResolver{"ws": {Addr: wsServer(t, mux)}}, proxy.Options{Policy: g})
 	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/route/ws/ws"
 	cfg, _ := websocket.NewConfig(wsURL, base)
 	cfg.Header = http.Header{proxy.HeaderSubject: {"forged"}}

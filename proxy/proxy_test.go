@@ -229,16 +229,37 @@ func token(t *testing.T, secret, sub string, exp time.Duration) string {
 	return string(b)
 }
 
-// TestOwnership: with an Authorizer, only the owner's verified token
-// reaches a workspace, and the proxy's credentials are not forwarded.
-func TestOwnership(t *testing.T) {
-	addr, hits := backend(t)
+// hs256Verifier verifies the tokens token signs with "s3cret".
+func hs256Verifier(t *testing.T) *auth.Verifier {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	v, err := auth.NewVerifier(ctx, auth.Config{SubJSONPath: "$.sub", JWTSecret: "s3cret"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return v
+}
+
+// wsServer starts a real HTTP server on loopback serving mux, for the
+// WebSocket tests, and returns its address.
+func wsServer(t *testing.T, mux http.Handler) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: mux}
+	go func() { _ = hs.Serve(l) }()
+	t.Cleanup(func() { _ = hs.Close() })
+	return l.Addr().String()
+}
+
+// TestOwnership: with an Authorizer, only the owner's verified token
+// reaches a workspace, and the proxy's credentials are not forwarded.
+func TestOwnership(t *testing.T) {
+	addr, hits := backend(t)
+	v := hs256Verifier(t)
 	base, _ := startProxy(t, staticResolver{"a": {Addr: addr, Owner: "alice"}, "b": {Addr: addr, Owner: "bob"}},
 		proxy.Options{Authorizer: v})
 	alice := token(t, "s3cret", "alice", time.Hour)

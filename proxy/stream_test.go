@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"runtime"
 	"strings"
@@ -163,15 +162,7 @@ func TestWebSocketEcho(t *testing.T) {
 			}
 		}
 	}))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: mux}
-	go func() { _ = hs.Serve(l) }()
-	t.Cleanup(func() { _ = hs.Close() })
-
-	base, p := startProxy(t, staticResolver{"ws": {Addr: l.Addr().String()}}, proxy.Options{})
+	base, p := startProxy(t, staticResolver{"ws": {Addr: wsServer(t, mux)}}, proxy.Options{})
 	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/route/ws/ws?x=1"
 	cfg, _ := websocket.NewConfig(wsURL, base)
 	c, err := websocket.DialConfig(cfg)

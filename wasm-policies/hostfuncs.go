@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 
@@ -167,7 +168,7 @@ func getHeaderValues(ctx context.Context, mod api.Module, stack []uint64) {
 	case HeaderKindResponse:
 		c.scratch = c.scratch[:0]
 		for _, f := range c.resp.Header {
-			if equalFold(f.Name, name) {
+			if bytes.EqualFold(f.Name, name) {
 				c.scratch = append(append(c.scratch, f.Value...), 0)
 				count++
 			}
@@ -339,23 +340,4 @@ func appendLower(dst, s []byte) []byte {
 		dst = append(dst, c)
 	}
 	return dst
-}
-
-func equalFold(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

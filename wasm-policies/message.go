@@ -17,16 +17,6 @@ func NewMessage(method, uri string, body []byte) *Message {
 	return &Message{MethodValue: []byte(method), URIValue: []byte(uri), BodyValue: body}
 }
 
-// Get returns the first value of the header name, or nil.
-func (m *Message) Get(name string) []byte {
-	for _, f := range m.Header {
-		if equalFold(f.Name, []byte(name)) {
-			return f.Value
-		}
-	}
-	return nil
-}
-
 func (m *Message) Method() []byte          { return m.MethodValue }
 func (m *Message) SetMethod(method []byte) { m.MethodValue = append(m.MethodValue[:0], method...) }
 func (m *Message) URI() []byte             { return m.URIValue }
@@ -39,7 +29,7 @@ func (m *Message) AppendHeaderNames(dst []byte) ([]byte, int) {
 	for i, f := range m.Header {
 		seen := false
 		for _, g := range m.Header[:i] {
-			if equalFold(f.Name, g.Name) {
+			if bytes.EqualFold(f.Name, g.Name) {
 				seen = true
 				break
 			}
@@ -55,7 +45,7 @@ func (m *Message) AppendHeaderNames(dst []byte) ([]byte, int) {
 func (m *Message) AppendHeaderValues(dst, name []byte) ([]byte, int) {
 	n := 0
 	for _, f := range m.Header {
-		if equalFold(f.Name, name) {
+		if bytes.EqualFold(f.Name, name) {
 			dst = append(append(dst, f.Value...), 0)
 			n++
 		}
@@ -75,7 +65,7 @@ func (m *Message) AddHeader(name, value []byte) {
 func (m *Message) RemoveHeader(name []byte) {
 	kept := m.Header[:0]
 	for _, f := range m.Header {
-		if !equalFold(f.Name, name) {
+		if !bytes.EqualFold(f.Name, name) {
 			kept = append(kept, f)
 		}
 	}

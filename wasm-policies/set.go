@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -286,9 +285,4 @@ func (c *decisionCounters) count(outcome string) {
 			return
 		}
 	}
-}
-
-// String describes the set for logs.
-func (s *Set) String() string {
-	return fmt.Sprintf("route=%v spawn=%v", s.cfg.Route, s.cfg.Spawn)
 }

@@ -126,7 +126,7 @@ func seenName(list, name []byte) bool {
 func (f *fastRequest) AppendHeaderValues(dst, name []byte) ([]byte, int) {
 	n := 0
 	for k, v := range f.req.Header.All() {
-		if equalFoldASCII(k, name) {
+		if bytes.EqualFold(k, name) {
 			dst = append(append(dst, v...), 0)
 			n++
 		}
@@ -137,25 +137,6 @@ func (f *fastRequest) AppendHeaderValues(dst, name []byte) ([]byte, int) {
 func (f *fastRequest) SetHeader(name, value []byte) { f.req.Header.SetBytesKV(name, value) }
 func (f *fastRequest) AddHeader(name, value []byte) { f.req.Header.AddBytesKV(name, value) }
 func (f *fastRequest) RemoveHeader(name []byte)     { f.req.Header.DelBytes(name) }
-
-func equalFoldASCII(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
 
 // reloadOnSignal reloads set on every SIGHUP until ctx ends.
 func reloadOnSignal(ctx context.Context, set *policies.Set, log interface {

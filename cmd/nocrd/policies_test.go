@@ -152,6 +152,13 @@ func TestPolicies(t *testing.T) {
 		if !res.IsError || !strings.Contains(resultText(res), "docker.io/library/nginx") {
 			t.Errorf("pod from a template with a foreign image: isError=%v %q", res.IsError, resultText(res))
 		}
+		// Neither the third workspace nor the pod from the template exists.
+		if pods, err := admin.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "nogoo9/workspace-id=p3"}); err != nil || len(pods.Items) != 0 {
+			t.Errorf("the refused third workspace left %d pods (%v)", len(pods.Items), err)
+		}
+		if _, err := admin.CoreV1().Pods(ns).Get(context.Background(), "from-outside", metav1.GetOptions{}); err == nil {
+			t.Error("the refused pod from a template was created")
+		}
 	})
 
 	t.Run("route", func(t *testing.T) {
