@@ -60,6 +60,16 @@ func (g *gate) last() (map[string]string, string) {
 	return g.saw[len(g.saw)-1], g.uris[len(g.uris)-1]
 }
 
+// claimsSub is the sub of a claims header, "" unless it is a JSON object
+// on one line.
+func claimsSub(h string) string {
+	var c struct{ Sub string }
+	if strings.ContainsAny(h, "\r\n") || json.Unmarshal([]byte(h), &c) != nil {
+		return ""
+	}
+	return c.Sub
+}
+
 // TestRoutePolicy: the policy runs after authentication on the request as
 // it would be forwarded, sees the verified subject, workspace and owner in
 // headers no client can forge, may change the request, and its refusals
@@ -70,7 +80,7 @@ func TestRoutePolicy(t *testing.T) {
 	g := &gate{}
 	base, _ := startProxy(t, staticResolver{"a": {Addr: addr, Owner: "alice"}}, proxy.Options{Authorizer: v, Policy: g})
 	alice := token(t, "s3cret", "alice", time.Hour)
-	forged := map[string]string{"Authorization": "Bearer " + alice, "X-Nocrd-Subject": "root", "X-Nocrd-Owner": "root", "X-Nocrd-Workspace": "b"}
+	forged := map[string]string{"Authorization": "Bearer " + alice, "X-Nocrd-Subject": "root", "X-Nocrd-Owner": "root", "X-Nocrd-Workspace": "b", "X-Nocrd-Claims": `{"sub":"root"}`}
 
 	resp, s := get(t, base+"/route/a/files?q=1&token=x", forged)
 	if resp.StatusCode != 200 {
@@ -79,12 +89,13 @@ func TestRoutePolicy(t *testing.T) {
 	saw, uri := g.last()
 	for what, ok := range map[string]bool{
 		"policy sees the verified subject":         saw[proxy.HeaderSubject] == "alice",
+		"policy sees the verified claims":          claimsSub(saw[proxy.HeaderClaims]) == "alice",
 		"policy sees the workspace":                saw[proxy.HeaderWorkspace] == "a",
 		"policy sees the owner":                    saw[proxy.HeaderOwner] == "alice",
 		"policy never sees the token":              saw["Authorization"] == "" && !strings.Contains(uri, "token"),
 		"policy sees the path inside the route":    uri == "/files?q=1",
 		"workspace gets the policy's header":       s.Header["X-Policy-Checked"] == "yes",
-		"workspace never gets the nocrd headers":   s.Header[proxy.HeaderSubject]+s.Header[proxy.HeaderOwner]+s.Header[proxy.HeaderWorkspace] == "",
+		"workspace never gets the nocrd headers":   s.Header[proxy.HeaderSubject]+s.Header[proxy.HeaderOwner]+s.Header[proxy.HeaderWorkspace]+s.Header[proxy.HeaderClaims] == "",
 		"workspace never gets the consumed header": s.Header["Authorization"] == "",
 	} {
 		if !ok {
@@ -145,7 +156,7 @@ func TestRoutePolicyWebSocket(t *testing.T) {
 	base, _ := startProxy(t, staticResolver{"ws": {Addr: wsServer(t, mux)}}, proxy.Options{Policy: g})
 	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/route/ws/ws"
 	cfg, _ := websocket.NewConfig(wsURL, base)
-	cfg.Header = http.Header{proxy.HeaderSubject: {"forged"}}
+	cfg.Header = http.Header{proxy.HeaderSubject: {"forged"}, proxy.HeaderClaims: {`{"role":"admin"}`}}
 	c, err := websocket.DialConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -161,9 +172,9 @@ func TestRoutePolicyWebSocket(t *testing.T) {
 	if h := <-gotHeader; h != "yes|" {
 		t.Errorf("the workspace saw X-Policy-Checked|X-Nocrd-Subject = %q, want \"yes|\"", h)
 	}
-	// Without authentication there is no subject: the policy sees none,
+	// Without authentication there is no subject or claims: the policy sees none,
 	// not the client's forged one.
-	if saw, _ := g.last(); saw[proxy.HeaderSubject] != "" || saw[proxy.HeaderWorkspace] != "ws" {
+	if saw, _ := g.last(); saw[proxy.HeaderSubject] != "" || saw[proxy.HeaderClaims] != "" || saw[proxy.HeaderWorkspace] != "ws" {
 		t.Errorf("the policy saw %v", saw)
 	}
 

@@ -34,19 +34,22 @@ type Resolver interface {
 	Resolve(ctx context.Context, id string) (Endpoint, error)
 }
 
-// Authorizer verifies a bearer token and returns its subject. token is
-// valid only during the call, like Resolver's id. Errors that implement
-// Reason() string are counted in metrics under that reason.
+// Authorizer verifies a bearer token and returns its subject and its
+// claims as compact JSON (nil when it has none to show). token is valid
+// only during the call, like Resolver's id; claims is kept by the
+// Authorizer and never modified by the proxy, which shows it to a Policy in
+// HeaderClaims. Errors that implement Reason() string are counted in
+// metrics under that reason.
 type Authorizer interface {
-	Authorize(ctx context.Context, token string) (subject string, err error)
+	Authorize(ctx context.Context, token string) (subject string, claims []byte, err error)
 }
 
 // Policy decides whether a request goes on to its workspace. The proxy
 // calls it after authentication, ownership and resolution, with the request
 // about to be sent upstream: the path inside the workspace, the credentials
 // the proxy consumed already removed, and the headers HeaderSubject,
-// HeaderWorkspace and HeaderOwner set by the proxy (whatever the client
-// sent under those names) and removed again before forwarding. Decide may
+// HeaderClaims, HeaderWorkspace and HeaderOwner set by the proxy (whatever
+// the client sent under those names) and removed again before forwarding. Decide may
 // change the method, the URI and the headers. It returns false after
 // writing its answer (status, headers, body) into resp. An error is a
 // policy that failed: the proxy answers 403 and forwards nothing.
@@ -56,7 +59,9 @@ type Policy interface {
 
 // Headers the proxy shows a Policy and never forwards while one is set.
 const (
-	HeaderSubject   = "X-Nocrd-Subject"
+	HeaderSubject = "X-Nocrd-Subject"
+	// HeaderClaims is the verified token's claims as compact JSON.
+	HeaderClaims    = "X-Nocrd-Claims"
 	HeaderWorkspace = "X-Nocrd-Workspace"
 	HeaderOwner     = "X-Nocrd-Owner"
 )
@@ -160,7 +165,7 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		p.fail(ctx, outcomeBadRequest, perr)
 		return
 	}
-	var subject []byte
+	var subject, claims []byte
 	if p.opts.Authorizer != nil {
 		token := p.token(ctx, route.Query)
 		if len(token) == 0 {
@@ -169,14 +174,14 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 			p.fail(ctx, outcomeUnauthorized, errMissingToken)
 			return
 		}
-		sub, err := p.opts.Authorizer.Authorize(ctx, b2s(token))
+		sub, cl, err := p.opts.Authorizer.Authorize(ctx, b2s(token))
 		if err != nil {
 			p.m.authFailure(reasonOf(err))
 			p.challenge(ctx, true)
 			p.fail(ctx, outcomeUnauthorized, errInvalidToken)
 			return
 		}
-		subject = unsafe.Slice(unsafe.StringData(sub), len(sub))
+		subject, claims = unsafe.Slice(unsafe.StringData(sub), len(sub)), cl
 	}
 	ep, err := p.resolver.Resolve(ctx, b2s(route.ID))
 	if err != nil {
@@ -202,7 +207,7 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if isUpgrade(&ctx.Request.Header) {
-		p.upgrade(ctx, ep.Addr, route, subject, ep.Owner)
+		p.upgrade(ctx, ep.Addr, route, caller{subject, claims}, ep.Owner)
 		return
 	}
 
@@ -217,7 +222,7 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	*bp = p.upstreamURI((*bp)[:0], route)
 	req.SetRequestURIBytes(*bp)
 	p.rewriteHeaders(ctx, &req.Header, route, subject, bp)
-	if p.opts.Policy != nil && !p.decide(ctx, req, route, subject, ep.Owner) {
+	if p.opts.Policy != nil && !p.decide(ctx, req, route, caller{subject, claims}, ep.Owner) {
 		return
 	}
 	if cl := ctx.Request.Header.ContentLength(); cl > 0 || cl == -1 {
@@ -240,19 +245,31 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	p.m.request(outcomeProxied, ctx.Response.StatusCode())
 }
 
+func setOrDel(h *fasthttp.RequestHeader, name string, v []byte) {
+	if len(v) > 0 {
+		h.SetBytesV(name, v)
+	} else {
+		h.Del(name)
+	}
+}
+
+// caller is who a request comes from, once authenticated: both empty
+// without authentication.
+type caller struct{ subject, claims []byte }
+
 // decide runs the route policy on the upstream request. It returns false
 // when the request must not go on: the client has its answer.
-func (p *Proxy) decide(ctx *fasthttp.RequestCtx, req *fasthttp.Request, route Route, subject []byte, owner string) bool {
+func (p *Proxy) decide(ctx *fasthttp.RequestCtx, req *fasthttp.Request, route Route, who caller, owner string) bool {
 	h := &req.Header
-	if len(subject) > 0 {
-		h.SetBytesV(HeaderSubject, subject)
-	} else {
-		h.Del(HeaderSubject) // no authentication: no subject, and none forged
-	}
+	// Without authentication there is no subject or claims, and none
+	// forged by the client either.
+	setOrDel(h, HeaderSubject, who.subject)
+	setOrDel(h, HeaderClaims, who.claims)
 	h.SetBytesV(HeaderWorkspace, route.ID)
 	h.Set(HeaderOwner, owner)
 	next, err := p.opts.Policy.Decide(ctx, req, ctx.RemoteAddr(), &ctx.Response)
 	h.Del(HeaderSubject)
+	h.Del(HeaderClaims)
 	h.Del(HeaderWorkspace)
 	h.Del(HeaderOwner)
 	switch {

@@ -13,9 +13,9 @@ import (
 
 type recordingAuthorizer struct{ got []string }
 
-func (r *recordingAuthorizer) Authorize(_ context.Context, token string) (string, error) {
+func (r *recordingAuthorizer) Authorize(_ context.Context, token string) (string, []byte, error) {
 	r.got = append(r.got, strings.Clone(token))
-	return "", errors.New("refused")
+	return "", nil, errors.New("refused")
 }
 
 type nobodyResolver struct{ t *testing.T }

@@ -33,7 +33,7 @@ func isUpgrade(h *fasthttp.RequestHeader) bool {
 // upgrade proxies a WebSocket handshake and then the connection both ways.
 // The upstream request is built now, while ctx is valid; the hijacked
 // connection is served after the handler returns.
-func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, addr string, r Route, subject []byte, owner string) {
+func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, addr string, r Route, who caller, owner string) {
 	if !bytes.EqualFold(ctx.Request.Header.Peek("Upgrade"), []byte("websocket")) {
 		p.fail(ctx, outcomeBadRequest, errUpgrade)
 		return
@@ -44,11 +44,11 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, addr string, r Route, subject 
 	ctx.Request.Header.CopyTo(h)
 	var buf []byte
 	uri := p.upstreamURI(nil, r)
-	p.rewriteHeaders(ctx, h, r, subject, &buf)
+	p.rewriteHeaders(ctx, h, r, who.subject, &buf)
 	h.SetRequestURIBytes(uri)
 	h.Set("Connection", "Upgrade")
 	h.Set("Upgrade", "websocket")
-	if p.opts.Policy != nil && !p.decide(ctx, req, r, subject, owner) {
+	if p.opts.Policy != nil && !p.decide(ctx, req, r, who, owner) {
 		return
 	}
 	// The request line and headers, copied: req goes back to its pool when

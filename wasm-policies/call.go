@@ -158,18 +158,18 @@ func (m *Module) handle(req Request, resp *Response) (next bool, err error) {
 	}
 	resp.Reset()
 	inst.call = call{req: req, resp: resp, scratch: inst.call.scratch[:0]}
-	inst.timer.Reset(time.Until(deadline))
+	m.host.watch.begin(inst, time.Until(deadline))
 	err = inst.handle.CallWithStack(inst.ctx, inst.stack[:])
-	stopped := inst.timer.Stop()
+	timedOut := m.host.watch.end(inst)
 	inst.call.req, inst.call.resp = nil, nil
-	if err == nil && !stopped && inst.timedOut.Load() {
-		// The deadline fired just as the call returned: the instance is
-		// being closed, and the answer came too late anyway.
+	if err == nil && timedOut {
+		// The watchdog claimed the call just as it returned: the instance's
+		// context is cancelled, and the answer came too late anyway.
 		err = context.DeadlineExceeded
 	}
 	if err != nil {
 		m.discard(inst)
-		if inst.timedOut.Load() {
+		if timedOut {
 			return false, &FaultError{Policy: m.Name, Reason: "timeout", Err: fmt.Errorf("no decision within %s", m.timeout)}
 		}
 		var exit *sys.ExitError

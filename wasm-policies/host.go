@@ -55,6 +55,7 @@ type Host struct {
 	cache wazero.CompilationCache
 	opts  Options
 	log   *slog.Logger
+	watch *watchdog
 }
 
 // NewHost starts a wazero runtime with the host functions of the ABI.
@@ -71,10 +72,10 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	h := &Host{opts: opts, log: opts.Logger}
+	h := &Host{opts: opts, log: opts.Logger, watch: newWatchdog()}
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithMemoryLimitPages(opts.MemoryLimitPages).
-		WithCloseOnContextDone(true) // lets a deadline stop a running guest
+		WithCloseOnContextDone(true) // lets the watchdog stop a running guest
 	if opts.CacheDir != "" {
 		if err := os.MkdirAll(opts.CacheDir, 0o755); err != nil {
 			return nil, fmt.Errorf("policy compilation cache %s: %w", opts.CacheDir, err)
@@ -103,6 +104,7 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 // Close releases the runtime and every module loaded in it.
 func (h *Host) Close(ctx context.Context) error {
 	err := h.rt.Close(ctx)
+	h.watch.close()
 	if h.cache != nil {
 		_ = h.cache.Close(ctx)
 	}
@@ -161,6 +163,7 @@ func (h *Host) LoadBytes(ctx context.Context, path string, wasm, config []byte, 
 	if timeout <= 0 {
 		return nil, &LoadError{Path: path, Reason: fmt.Sprintf("deadline must be positive, got %s", timeout)}
 	}
+	h.watch.deadlineFor(timeout)
 	code, err := h.rt.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, &LoadError{Path: path, Reason: "is not a valid WebAssembly module", Err: err}
@@ -216,6 +219,8 @@ func (m *Module) Close(ctx context.Context) error {
 	for {
 		select {
 		case inst := <-m.idle:
+			m.host.watch.remove(inst)
+			inst.cancel()
 			_ = inst.mod.Close(ctx)
 		default:
 			return m.code.Close(ctx)
@@ -229,13 +234,14 @@ type instance struct {
 	mod    api.Module
 	handle api.Function
 	stack  [2]uint64
-	// ctx carries the instance to the host functions; done cancels it when
-	// the deadline passes, which makes wazero stop the guest.
+	// ctx carries the instance to the host functions; the watchdog
+	// cancels it when a call overruns its deadline, which makes wazero
+	// stop the guest.
 	ctx    context.Context
 	cancel context.CancelFunc
-	timer  *time.Timer
-	// timedOut is set by the deadline timer.
-	timedOut atomic.Bool
+	// deadline is the running call's, on the watchdog's clock: 0 when no
+	// call runs, claimedDeadline once the watchdog has cancelled it.
+	deadline atomic.Int64
 	call     call
 }
 
@@ -259,11 +265,7 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	inst.mod = mod
 	inst.handle = mod.ExportedFunction(ExportHandleRequest)
 	inst.ctx, inst.cancel = context.WithCancel(context.WithValue(context.Background(), instanceKey{}, inst))
-	inst.timer = time.AfterFunc(time.Hour, func() {
-		inst.timedOut.Store(true)
-		inst.cancel()
-	})
-	inst.timer.Stop()
+	m.host.watch.add(inst)
 	return inst, nil
 }
 
@@ -297,7 +299,7 @@ func (m *Module) put(inst *instance) {
 // discard closes an instance that failed (its state is unknown) and has a
 // new one made in the background.
 func (m *Module) discard(inst *instance) {
-	inst.timer.Stop()
+	m.host.watch.remove(inst)
 	inst.cancel()
 	_ = inst.mod.Close(context.Background())
 	m.mu.Lock()

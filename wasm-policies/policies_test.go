@@ -252,3 +252,30 @@ func TestConcurrentCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDeadlineAfterIdle: the one watchdog that enforces every deadline
+// parks when no call is made, and a runaway guest called after a pause is
+// still stopped at its deadline.
+func TestDeadlineAfterIdle(t *testing.T) {
+	h := newHost(t, policies.Options{PoolSize: 1})
+	m := load(t, h, wat(t, "loop"), "", 20*time.Millisecond)
+	defer m.Close(context.Background())
+	allow := load(t, h, wat(t, "inject"), "", 20*time.Millisecond)
+	defer allow.Close(context.Background())
+	for i := range 3 {
+		time.Sleep(100 * time.Millisecond) // several ticks with no call
+		start := time.Now()
+		_, err := m.Handle(request("GET", "/"), &policies.Response{})
+		took := time.Since(start)
+		var fe *policies.FaultError
+		if !errors.As(err, &fe) || fe.Reason != "timeout" || took > 500*time.Millisecond {
+			t.Fatalf("call %d: %v after %s, want a timeout soon after 20ms", i, err, took)
+		}
+		// A quick call right after is not cut short by the watchdog.
+		for range 100 {
+			if next, err := allow.Handle(request("GET", "/"), &policies.Response{}); !next || err != nil {
+				t.Fatalf("call %d: a quick decision failed: %v %v", i, next, err)
+			}
+		}
+	}
+}

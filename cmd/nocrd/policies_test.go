@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v2/jwt"
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -74,16 +75,18 @@ func TestPolicies(t *testing.T) {
 	inject := buildPolicy(t, dir, "inject-identity")
 	quota := buildPolicy(t, dir, "quota")
 	registry := buildPolicy(t, dir, "registry-allowlist")
+	viewer := buildPolicy(t, dir, "viewer")
 	gate := filepath.Join(dir, "gate.wasm")
 	if err := os.Rename(watPolicy(t, dir, "readonly"), gate); err != nil {
 		t.Fatal(err)
 	}
 	base := startNocrd(t, ns, s,
-		"POLICY_ROUTE="+inject+","+gate, "POLICY_CONFIG_INJECT_IDENTITY=X-Workspace-User",
+		"POLICY_ROUTE="+inject+","+viewer+","+gate, "POLICY_CONFIG_INJECT_IDENTITY=X-Workspace-User",
 		"POLICY_SPAWN="+registry+","+quota, "POLICY_CONFIG_REGISTRY_ALLOWLIST=busybox,registry.internal/",
 		`POLICY_CONFIG_QUOTA={"maxWorkspaces": 2, "cpu": "1", "memory": "1Gi"}`,
 		"POLICY_CACHE_DIR="+filepath.Join(dir, "cache"), "POLICY_WATCH_INTERVAL=100ms")
 	alice := s.token(t, "alice", nil)
+	viewerToken := s.token(t, "alice", func(tok jwt.Token) { _ = tok.Set("roles", []string{"viewer"}) })
 	cs := mcpClient(t, base, alice, nil)
 	admin := testenv.Admin(t)
 	spec := func(image string, limits map[string]string) map[string]any {
@@ -178,8 +181,22 @@ func TestPolicies(t *testing.T) {
 		if resp.StatusCode != http.StatusForbidden || string(b) != "read-only workspace" {
 			t.Errorf("POST: %d %q, want the WAT policy's 403", resp.StatusCode, b)
 		}
-		if ws.hits.Load() != before {
-			t.Error("a refused request reached the workspace")
+		// The viewer policy: alice's token with the role viewer may read,
+		// and nothing else; its refusal comes before the WAT policy's.
+		asViewer := map[string]string{"Authorization": "Bearer " + viewerToken}
+		if resp, b := do(t, "GET", base+"/route/r1/files", asViewer, nil); resp.StatusCode != 200 {
+			t.Errorf("viewer GET: %d %s", resp.StatusCode, b)
+		}
+		viewerRefused := func() {
+			t.Helper()
+			resp, b := do(t, "DELETE", base+"/route/r1/files", asViewer, nil)
+			if resp.StatusCode != http.StatusForbidden || string(b) != "viewer: the role viewer may only read (GET, HEAD, OPTIONS); DELETE refused" {
+				t.Errorf("viewer DELETE: %d %q, want the viewer policy's 403", resp.StatusCode, b)
+			}
+		}
+		viewerRefused()
+		if ws.hits.Load() != before+1 {
+			t.Errorf("the workspace got %d requests, want only the viewer's GET", ws.hits.Load()-before)
 		}
 
 		// Reload: a bad module leaves the policy in force; a good one
@@ -202,11 +219,13 @@ func TestPolicies(t *testing.T) {
 			resp, b := do(t, "POST", base+"/route/r1/files", auth, strings.NewReader("x"))
 			return resp.StatusCode == 200, fmt.Errorf("POST %d %s", resp.StatusCode, b)
 		})
+		viewerRefused() // with the WAT gate gone, the viewer policy still refuses
 
 		_, metrics := do(t, "GET", base+"/metrics", nil, nil)
 		for series, least := range map[string]float64{
 			`nocrd_policy_decisions_total{policy="gate",hook="route",outcome="deny"}`:               2, // and the tries before the reload
 			`nocrd_policy_decisions_total{policy="inject-identity",hook="route",outcome="allow"}`:   4,
+			`nocrd_policy_decisions_total{policy="viewer",hook="route",outcome="deny"}`:             2,
 			`nocrd_policy_decisions_total{policy="quota",hook="spawn",outcome="deny"}`:              2,
 			`nocrd_policy_decisions_total{policy="quota",hook="spawn",outcome="answer"}`:            3, // admitted with limits added
 			`nocrd_policy_decisions_total{policy="registry-allowlist",hook="spawn",outcome="deny"}`: 2,

@@ -1,7 +1,10 @@
 package auth
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -26,6 +29,9 @@ type Identity struct {
 	Subject string
 	Expiry  time.Time
 	Claims  map[string]any
+	// ClaimsJSON is the token's payload as the issuer signed it, compacted:
+	// the claims a route policy sees. Shared; never modify it.
+	ClaimsJSON []byte
 }
 
 // ErrInvalidToken is wrapped by every verification failure.
@@ -201,15 +207,15 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) 
 	return id, nil
 }
 
-// Authorize verifies token and returns its subject: the Verifier serves as
-// the edge proxy's Authorizer, so proxied and MCP requests share one notion
-// of identity.
-func (v *Verifier) Authorize(ctx context.Context, token string) (string, error) {
+// Authorize verifies token and returns its subject and claims: the
+// Verifier serves as the edge proxy's Authorizer, so proxied and MCP
+// requests share one notion of identity.
+func (v *Verifier) Authorize(ctx context.Context, token string) (string, []byte, error) {
 	id, err := v.Verify(ctx, token)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return id.Subject, nil
+	return id.Subject, id.ClaimsJSON, nil
 }
 
 // generation returns the key set in force; with a JWKS, a new set (after a
@@ -276,5 +282,27 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Identity, error) 
 	if err != nil {
 		return nil, &TokenError{reason: "no_subject", err: err}
 	}
-	return &Identity{Subject: sub, Expiry: tok.Expiration(), Claims: claims}, nil
+	return &Identity{Subject: sub, Expiry: tok.Expiration(), Claims: claims, ClaimsJSON: payload(token)}, nil
+}
+
+// payload returns the claims of a verified compact JWS as compact JSON, or
+// nil when they cannot be read that way.
+func payload(token string) []byte {
+	_, rest, ok := strings.Cut(token, ".")
+	if !ok {
+		return nil
+	}
+	enc, _, ok := strings.Cut(rest, ".")
+	if !ok {
+		return nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(enc, "="))
+	if err != nil {
+		return nil
+	}
+	var out bytes.Buffer
+	if err := json.Compact(&out, raw); err != nil {
+		return nil
+	}
+	return out.Bytes()
 }

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 )
 
@@ -180,5 +182,30 @@ func TestNewVerifierErrors(t *testing.T) {
 		if _, err := NewVerifier(ctx, c.cfg, nil); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("NewVerifier(%+v) = %v, want %q", c.cfg, err, c.want)
 		}
+	}
+}
+
+// TestClaimsJSON: Authorize hands the proxy the claims the issuer signed,
+// compacted onto one line whatever whitespace the issuer used.
+func TestClaimsJSON(t *testing.T) {
+	v, err := NewVerifier(context.Background(), Config{SubJSONPath: "$.sub", JWTSecret: "s3cret"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour).Unix()
+	payload := fmt.Sprintf("{\n  \"sub\": \"alice\",\r\n  \"roles\": [ \"viewer\" ],\n  \"exp\": %d\n}", exp)
+	signed, err := jws.Sign([]byte(payload), jws.WithKey(jwa.HS256, []byte("s3cret")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // verified, then from the cache
+		sub, claims, err := v.Authorize(context.Background(), string(signed))
+		want := fmt.Sprintf(`{"sub":"alice","roles":["viewer"],"exp":%d}`, exp)
+		if err != nil || sub != "alice" || string(claims) != want {
+			t.Fatalf("Authorize = %q, %s, %v; want alice, %s", sub, claims, err, want)
+		}
+	}
+	if _, claims, err := v.Authorize(context.Background(), unsigned(map[string]any{"sub": "alice"})); err == nil || claims != nil {
+		t.Errorf("alg none: claims %s, err %v", claims, err)
 	}
 }
