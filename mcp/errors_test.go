@@ -93,6 +93,8 @@ func TestBadInput(t *testing.T) {
 		{"override with unknown field", "create_pod_from_template", map[string]any{"templateRef": "good", "name": "x", "containerOverrides": []any{map[string]any{"name": "main", "imagee": "i"}}}, `unknown field "imagee"`},
 		{"bad top-level override", "create_pod_from_template", map[string]any{"templateRef": "good", "name": "x", "topLevelOverrides": map[string]any{"restartPolicy": 5}}, "invalid topLevelOverrides"},
 		{"no registry configured", "list_registry_images", map[string]any{}, "no registry configured: set REGISTRY_URL"},
+		{"policy hook missing", "test_policy", map[string]any{}, `missing properties: ["hook"]`},
+		{"policy review for a route", "test_policy", map[string]any{"hook": "route", "review": map[string]any{}}, "review: only the spawn hook takes a review"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

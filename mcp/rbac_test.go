@@ -22,7 +22,7 @@ var (
 		"check_permissions", "create_pod", "create_pod_from_template", "create_template", "current_namespace",
 		"delete_pod", "delete_template", "get_pod", "get_pod_logs", "get_template", "list_namespaces",
 		"list_pods", "list_registry_images", "list_templates", "list_workspaces", "patch_pod", "spawn_workspace",
-		"stop_workspace", "update_template",
+		"stop_workspace", "test_policy", "update_template",
 	}
 	templateTools = []string{"create_pod_from_template", "create_template", "delete_template", "get_template", "list_templates", "update_template"}
 )
@@ -141,7 +141,7 @@ func TestDisablePermissionChecks(t *testing.T) {
 	kube := k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}
 
 	cs := connect(t, "streamable", server{kube: kube, rest: rc})
-	if names := toolNames(t, cs); !slices.Equal(names, []string{"check_permissions", "current_namespace", "list_namespaces", "list_registry_images"}) {
+	if names := toolNames(t, cs); !slices.Equal(names, []string{"check_permissions", "current_namespace", "list_namespaces", "list_registry_images", "test_policy"}) {
 		t.Errorf("tools without rights = %v", names)
 	}
 	for _, transport := range []string{"streamable", "stdio"} {

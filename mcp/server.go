@@ -70,6 +70,8 @@ type Options struct {
 	// Verifier checks bearer tokens on the HTTP endpoints; required when
 	// Identity.Enabled.
 	Verifier Verifier
+	// Policies, when set, answers test_policy.
+	Policies PolicyTester
 }
 
 // Verifier checks a bearer token and says whom it identifies.
@@ -86,6 +88,7 @@ type Server struct {
 	// identity is how workspace tools find their caller.
 	identity auth.Config
 	verifier Verifier
+	policies PolicyTester
 }
 
 // toolSpec is a tool with the Kubernetes accesses it needs and a function
@@ -118,7 +121,7 @@ func New(ctx context.Context, cfg Config, kube *k8s.Client, opts Options) (*Serv
 	if opts.Identity.Enabled && opts.Verifier == nil {
 		return nil, errors.New("AUTH_ENABLED needs a token verifier")
 	}
-	s := &Server{cfg: cfg, kube: kube, log: opts.Logger, identity: opts.Identity, verifier: opts.Verifier}
+	s := &Server{cfg: cfg, kube: kube, log: opts.Logger, identity: opts.Identity, verifier: opts.Verifier, policies: opts.Policies}
 	s.sdk = mcpsdk.NewServer(&mcpsdk.Implementation{Name: "nocrd", Title: "nocrd", Version: opts.Version}, &mcpsdk.ServerOptions{
 		Instructions: "nocrd manages pods, pod templates (ConfigMaps labelled nogoo9/pod-template=true) and agent workspaces on Kubernetes without CRDs.",
 		Logger:       opts.Logger,
@@ -148,6 +151,7 @@ func (s *Server) toolSpecs() []toolSpec {
 	specs = append(specs, s.registryTools()...)
 	specs = append(specs, s.templateTools()...)
 	specs = append(specs, s.workspaceTools()...)
+	specs = append(specs, s.policyTools()...)
 	return specs
 }
 

@@ -52,6 +52,11 @@ func TestEveryTool(t *testing.T) {
 			if r.structured["namespace"] != ns || r.structured["mode"] != "cluster" {
 				t.Errorf("current_namespace structured = %v", r.structured)
 			}
+			// Without policies loaded, test_policy says nothing would stop it.
+			r = ok(t, cs, "test_policy", map[string]any{"hook": "route", "method": "DELETE"})
+			if r.text != "No route policy is loaded: the request would be allowed." || r.structured["decision"] != "allow" || len(r.structured["policies"].([]any)) != 0 {
+				t.Errorf("test_policy without policies = %q %v", r.text, r.structured)
+			}
 			r = ok(t, cs, "check_permissions", map[string]any{})
 			if !strings.HasPrefix(r.text, "--- RBAC PERMISSIONS ---\nRESOURCE\tVERB\tALLOWED\n") || !strings.Contains(r.text, "pods\tcreate\t✔ YES") {
 				t.Errorf("check_permissions text = %q", r.text)

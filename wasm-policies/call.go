@@ -143,6 +143,13 @@ func (m *Module) Handle(req Request, resp *Response) (next bool, err error) {
 	return next, err
 }
 
+// Try is Handle for a dry run (nocrd's test_policy): the decision is
+// neither counted nor logged. The guest still runs for real, so a guest
+// that keeps state between calls sees the call.
+func (m *Module) Try(req Request, resp *Response) (next bool, err error) {
+	return m.handle(req, resp)
+}
+
 func (m *Module) handle(req Request, resp *Response) (next bool, err error) {
 	if m.closed.Load() {
 		return false, &FaultError{Policy: m.Name, Reason: "unavailable", Err: errors.New("module closed")}

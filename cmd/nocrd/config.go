@@ -270,7 +270,9 @@ func flagNames(names []string) string {
 
 func printUsage(w io.Writer, opts []option) {
 	fmt.Fprintln(w, "nocrd: MCP server and edge proxy for agent workspaces on Kubernetes, without CRDs.")
-	fmt.Fprintln(w, "\nUsage: nocrd [flags]\n\nA flag wins over its environment variable.")
+	fmt.Fprintln(w, "\nUsage: nocrd [flags]                serve\n       nocrd demo-setup [flags]     create the namespace and an example template\n"+
+		"       nocrd test-policy [flags]    run the test_policy input (JSON) on stdin against the configured policies;\n"+
+		"                                    exit 0 allowed, 1 denied, 2 bad input\n\nA flag wins over its environment variable.")
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nFLAG\tENVIRONMENT\tDEFAULT\tDESCRIPTION")
 	for _, o := range opts {

@@ -5,6 +5,8 @@
 //
 //	nocrd [flags]             serve (see nocrd --help)
 //	nocrd demo-setup [flags]  create the namespace and an example template
+//	nocrd test-policy [flags] run the test_policy input on stdin against the
+//	                          configured policies, print the decision
 package main
 
 import (
@@ -32,15 +34,15 @@ var version = ""
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Environ(), os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
 // run is main without the process: it returns the exit status.
-func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	sub := ""
-	if len(args) > 0 && args[0] == "demo-setup" {
+	if len(args) > 0 && (args[0] == "demo-setup" || args[0] == "test-policy") {
 		sub, args = args[0], args[1:]
 	}
 	cfg, err := parseConfig(args, environ, stdout)
@@ -62,6 +64,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		}
 		return 0
 	}
+	if sub == "test-policy" {
+		return testPolicyCommand(ctx, cfg, stdin, stdout, stderr)
+	}
 	// Logs go to stderr: stdout carries the stdio transport.
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevels[cfg.Serve.LogLevel]}))
 	if err := serve(ctx, cfg, log); err != nil {
@@ -69,6 +74,16 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return 1
 	}
 	return 0
+}
+
+// defaultPolicyCache keeps compiled policies in the user's cache directory
+// unless POLICY_CACHE_DIR says where.
+func defaultPolicyCache(cfg *config) {
+	if cfg.Policy.CacheDir == "" {
+		if dir, err := os.UserCacheDir(); err == nil {
+			cfg.Policy.CacheDir = filepath.Join(dir, "nocrd", "wasm")
+		}
+	}
 }
 
 func versionString() string {
@@ -97,11 +112,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 	reg := metrics.NewRegistry()
 	var pset *policies.Set
 	if cfg.Policy.Enabled() {
-		if cfg.Policy.CacheDir == "" {
-			if dir, err := os.UserCacheDir(); err == nil {
-				cfg.Policy.CacheDir = filepath.Join(dir, "nocrd", "wasm")
-			}
-		}
+		defaultPolicyCache(cfg)
 		// A module that cannot be used stops start-up, naming its file.
 		if pset, err = policies.Open(ctx, cfg.Policy, reg, log); err != nil {
 			return err
@@ -115,6 +126,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 		if pset.Chain(policies.HookSpawn).Len() > 0 {
 			kube.SetAdmitter(spawnAdmitter{pset.Chain(policies.HookSpawn)})
 		}
+		opts.Policies = policyTester{set: pset, namespace: kube.DefaultNamespace()}
 		log.Info("policies loaded", "route", cfg.Policy.Route, "spawn", cfg.Policy.Spawn)
 	}
 	srv, err := mcp.New(ctx, cfg.MCP, kube, opts)

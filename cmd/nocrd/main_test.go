@@ -85,7 +85,7 @@ func TestServeHTTPS(t *testing.T) {
 	var stderr syncBuffer
 	go func() {
 		done <- run(ctx, []string{"--host", "127.0.0.1", "--port", port, "--tls-cert", certFile, "--tls-key", keyFile, "-n", ns, "--base-url", "/gw"},
-			[]string{"KUBECONFIG=" + testenv.Kubeconfig(t)}, &bytes.Buffer{}, &stderr)
+			[]string{"KUBECONFIG=" + testenv.Kubeconfig(t)}, nil, &bytes.Buffer{}, &stderr)
 	}()
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	url := "https://127.0.0.1:" + port + "/gw/mcp"
@@ -129,10 +129,10 @@ func TestDemoSetup(t *testing.T) {
 	t.Cleanup(func() { _ = admin.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
 	env := []string{"KUBECONFIG=" + testenv.Kubeconfig(t)}
 	var out1, out2, errb bytes.Buffer
-	if code := run(context.Background(), []string{"demo-setup", "-n", ns}, env, &out1, &errb); code != 0 {
+	if code := run(context.Background(), []string{"demo-setup", "-n", ns}, env, nil, &out1, &errb); code != 0 {
 		t.Fatalf("demo-setup exit %d: %s", code, errb.String())
 	}
-	if code := run(context.Background(), []string{"demo-setup", "-n", ns}, env, &out2, &errb); code != 0 {
+	if code := run(context.Background(), []string{"demo-setup", "-n", ns}, env, nil, &out2, &errb); code != 0 {
 		t.Fatalf("second demo-setup exit %d: %s", code, errb.String())
 	}
 	if !strings.Contains(out1.String(), "created namespace "+ns) || !strings.Contains(out1.String(), "created template") ||

@@ -174,25 +174,45 @@ func reloadOnSignal(ctx context.Context, set *policies.Set, log interface {
 type spawnAdmitter struct{ chain *policies.Chain }
 
 func (a spawnAdmitter) Admit(_ context.Context, review *k8s.AdmissionReview) (*corev1.Pod, error) {
+	pod, r, err := admit(a.chain, review, (*policies.Module).Handle)
+	if err != nil {
+		return nil, err
+	}
+	if r != nil {
+		return nil, &k8s.AdmissionError{Policy: r.policy, Reason: r.reason}
+	}
+	return pod, nil
+}
+
+// refusal is a policy's no: its answer, or how it failed (fault).
+type refusal struct {
+	policy, reason, fault string
+	status                int
+}
+
+// admit runs review through chain with handle (Module.Handle, or
+// Module.Try for a dry run) and returns the pod to create, or why not.
+func admit(chain *policies.Chain, review *k8s.AdmissionReview, handle func(*policies.Module, policies.Request, *policies.Response) (bool, error)) (*corev1.Pod, *refusal, error) {
 	pod := review.Pod
-	for _, m := range a.chain.Modules() {
+	for _, m := range chain.Modules() {
 		r := *review
 		r.Pod = pod
 		body, err := json.Marshal(&r)
 		if err != nil {
-			return nil, fmt.Errorf("admission review: %w", err)
+			return nil, nil, fmt.Errorf("admission review: %w", err)
 		}
 		msg := policies.NewMessage(http.MethodPost, policies.AdmissionPath, body)
 		msg.AddHeader([]byte("Content-Type"), []byte("application/json"))
 		msg.AddHeader([]byte(proxy.HeaderSubject), []byte(review.Owner))
 		var resp policies.Response
-		next, err := m.Handle(msg, &resp)
+		next, err := handle(m, msg, &resp)
 		var fe *policies.FaultError
 		switch {
 		case errors.As(err, &fe):
-			return nil, &k8s.AdmissionError{Policy: m.Name, Reason: "the policy failed to decide (" + fe.Reason + "), so the request is denied"}
+			return nil, &refusal{policy: m.Name, status: http.StatusForbidden, fault: fe.Reason,
+				reason: "the policy failed to decide (" + fe.Reason + "), so the request is denied"}, nil
 		case err != nil:
-			return nil, &k8s.AdmissionError{Policy: m.Name, Reason: err.Error()}
+			return nil, &refusal{policy: m.Name, status: http.StatusForbidden, fault: "unavailable", reason: err.Error()}, nil
 		case next:
 			continue
 		case resp.Status >= 200 && resp.Status < 300:
@@ -200,17 +220,19 @@ func (a spawnAdmitter) Admit(_ context.Context, review *k8s.AdmissionReview) (*c
 				continue
 			}
 			if pod, err = k8s.ApplyJSONPatch(pod, resp.Body); err != nil {
-				return nil, &k8s.AdmissionError{Policy: m.Name, Reason: "it answered with a patch that cannot be used: " + err.Error()}
+				return nil, &refusal{policy: m.Name, status: http.StatusForbidden, fault: "malformed",
+					reason: "it answered with a patch that cannot be used: " + err.Error()}, nil
 			}
 		case resp.Status >= 400 && resp.Status < 500:
 			reason := strings.TrimSpace(string(resp.Body))
 			if reason == "" {
 				reason = http.StatusText(resp.Status)
 			}
-			return nil, &k8s.AdmissionError{Policy: m.Name, Reason: reason}
+			return nil, &refusal{policy: m.Name, status: resp.Status, reason: reason}, nil
 		default:
-			return nil, &k8s.AdmissionError{Policy: m.Name, Reason: fmt.Sprintf("it answered %d, which neither admits (2xx) nor denies (4xx), so the request is denied", resp.Status)}
+			return nil, &refusal{policy: m.Name, status: http.StatusForbidden, fault: "malformed",
+				reason: fmt.Sprintf("it answered %d, which neither admits (2xx) nor denies (4xx), so the request is denied", resp.Status)}, nil
 		}
 	}
-	return pod, nil
+	return pod, nil, nil
 }

@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nocrd/nocrd/internal/testenv"
+	"github.com/nocrd/nocrd/proxy"
 )
 
 // buildPolicy builds an example policy with the standard Go toolchain, as
@@ -236,6 +237,118 @@ func TestPolicies(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("test_policy", func(t *testing.T) {
+		// The WAT gate was replaced by an allow-all guest in "route".
+		metricsBefore := func() string { _, m := do(t, "GET", base+"/metrics", nil, nil); return string(m) }
+		series := []string{
+			`nocrd_policy_decisions_total{policy="viewer",hook="route",outcome="deny"}`,
+			`nocrd_policy_decisions_total{policy="quota",hook="spawn",outcome="answer"}`,
+		}
+		before := metricsBefore()
+		pods, err := admin.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range testPolicyCases {
+			res := callTool(t, cs, "test_policy", c.in)
+			out, _ := res.StructuredContent.(map[string]any)
+			if res.IsError {
+				t.Errorf("%s: isError %s", c.name, resultText(res))
+				continue
+			}
+			checkDecision(t, c.name, out, c.decision, c.policy, c.status, c.check)
+		}
+		// The caller's own identity is the default: alice's token has no
+		// viewer role, so her DELETE is allowed, with her name injected.
+		res := callTool(t, cs, "test_policy", map[string]any{"hook": "route", "method": "DELETE"})
+		out, _ := res.StructuredContent.(map[string]any)
+		checkDecision(t, "caller's own identity", out, "allow", "", 0, func(out map[string]any) string {
+			if h := out["request"].(map[string]any)["headers"].(map[string]any); h["X-Workspace-User"] != "alice" {
+				return fmt.Sprintf("headers %v", h)
+			}
+			return ""
+		})
+		for _, bad := range []struct {
+			args map[string]any
+			want string
+		}{
+			{map[string]any{"hook": "admission"}, `hook: "admission" is not route or spawn`},
+			{map[string]any{"hook": "spawn"}, "review: the spawn hook needs"},
+			{map[string]any{"hook": "spawn", "review": map[string]any{"operation": "spawn_workspace"}}, "review: pod is required"},
+			{map[string]any{"hook": "spawn", "review": map[string]any{"pod": podJSON("busybox"), "podd": 1}}, `unknown field "podd"`},
+			{map[string]any{"hook": "route", "headers": map[string]any{"X-Nocrd-Subject": "root"}}, "X-Nocrd-Subject is set by nocrd"},
+			{map[string]any{"hook": "route", "path": "files"}, "path: \"files\" must start with /"},
+		} {
+			res := callTool(t, cs, "test_policy", bad.args)
+			if !res.IsError || !strings.Contains(resultText(res), bad.want) {
+				t.Errorf("%v: isError=%v %q, want %q", bad.args, res.IsError, resultText(res), bad.want)
+			}
+		}
+		// No side effects: no decision counted, no pod created.
+		after := metricsBefore()
+		for _, s := range series {
+			if metricValue(before, s) != metricValue(after, s) {
+				t.Errorf("%s went from %v to %v", s, metricValue(before, s), metricValue(after, s))
+			}
+		}
+		if now, err := admin.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{}); err != nil || len(now.Items) != len(pods.Items) {
+			t.Errorf("test_policy changed the pods: %d before, %d after (%v)", len(pods.Items), len(now.Items), err)
+		}
+	})
+}
+
+// testPolicyCases run through test_policy (MCP) and nocrd test-policy
+// (CLI) against POLICY_ROUTE=inject-identity,viewer and
+// POLICY_SPAWN=registry-allowlist,quota configured as in TestPolicies.
+var testPolicyCases = []struct {
+	name     string
+	in       map[string]any
+	decision string
+	policy   string
+	status   float64
+	check    func(out map[string]any) string // "" when right
+}{
+	{name: "viewer DELETE", in: map[string]any{"hook": "route", "method": "DELETE", "path": "/files", "subject": "alice", "claims": map[string]any{"roles": []any{"viewer"}}},
+		decision: "deny", policy: "viewer", status: 403},
+	{name: "GET with identity injected", in: map[string]any{"hook": "route", "path": "/files?q=1", "subject": "bob", "headers": map[string]any{"X-Workspace-User": "mallory"}},
+		decision: "allow", check: func(out map[string]any) string {
+			req, _ := out["request"].(map[string]any)
+			h, _ := req["headers"].(map[string]any)
+			if req["path"] != "/files?q=1" || h["X-Workspace-User"] != "bob" || h[proxy.HeaderSubject] != nil || h[proxy.HeaderWorkspace] != nil {
+				return fmt.Sprintf("forwarded request %v", req)
+			}
+			return ""
+		}},
+	{name: "foreign image", in: map[string]any{"hook": "spawn", "review": map[string]any{"pod": podJSON("evil.example/miner")}},
+		decision: "deny", policy: "registry-allowlist", status: 403},
+	{name: "quota full", in: map[string]any{"hook": "spawn", "review": map[string]any{"pod": podJSON("busybox"), "workspaces": map[string]any{"count": 2}}},
+		decision: "deny", policy: "quota", status: 403},
+	{name: "admitted with limits", in: map[string]any{"hook": "spawn", "review": map[string]any{"pod": podJSON("busybox")}},
+		decision: "allow", check: func(out map[string]any) string {
+			pod, _ := out["pod"].(map[string]any)
+			b, _ := json.Marshal(pod)
+			if !strings.Contains(string(b), `"limits":{"cpu":"1","memory":"1Gi"}`) {
+				return "pod " + string(b)
+			}
+			return ""
+		}},
+}
+
+func podJSON(image string) map[string]any {
+	return map[string]any{"metadata": map[string]any{"name": "t"}, "spec": map[string]any{"containers": []any{map[string]any{"name": "w", "image": image}}}}
+}
+
+func checkDecision(t *testing.T, name string, out map[string]any, decision, policy string, status float64, check func(map[string]any) string) {
+	t.Helper()
+	if out["decision"] != decision || decision != "allow" && (out["policy"] != policy || out["status"] != status || out["reason"] == "") {
+		t.Errorf("%s: %v, want %s by %q with %v", name, out, decision, policy, status)
+	}
+	if check != nil {
+		if msg := check(out); msg != "" {
+			t.Errorf("%s: %s", name, msg)
+		}
+	}
 }
 
 // metricValue returns the value of one series in a Prometheus exposition,
@@ -265,5 +378,63 @@ func TestBadPolicyStopsStartUp(t *testing.T) {
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), bad) || !strings.Contains(string(out), "not a valid WebAssembly module") {
 		t.Fatalf("exit %v, output %s", err, out)
+	}
+}
+
+// TestTestPolicyCommand: nocrd test-policy runs the same cases as the
+// test_policy tool, printing the decision as JSON, with exit status 0 when
+// allowed, 1 when denied and 2 for bad input.
+func TestTestPolicyCommand(t *testing.T) {
+	dir := t.TempDir()
+	env := append(os.Environ(),
+		"POLICY_ROUTE="+buildPolicy(t, dir, "inject-identity")+","+buildPolicy(t, dir, "viewer"),
+		"POLICY_SPAWN="+buildPolicy(t, dir, "registry-allowlist")+","+buildPolicy(t, dir, "quota"),
+		"POLICY_CONFIG_REGISTRY_ALLOWLIST=busybox,registry.internal/",
+		`POLICY_CONFIG_QUOTA={"maxWorkspaces": 2, "cpu": "1", "memory": "1Gi"}`,
+		"POLICY_CACHE_DIR="+filepath.Join(dir, "cache"))
+	run := func(stdin string) (int, map[string]any, string) {
+		cmd := exec.Command(testenv.NocrdBinary(t), "test-policy", "-n", "team-a")
+		cmd.Env = env
+		cmd.Stdin = strings.NewReader(stdin)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		var exit *exec.ExitError
+		code := 0
+		if errors.As(err, &exit) {
+			code = exit.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		var out map[string]any
+		if stdout.Len() > 0 {
+			if err := json.Unmarshal([]byte(stdout.String()), &out); err != nil {
+				t.Fatalf("stdout is not JSON: %v\n%s", err, stdout.String())
+			}
+		}
+		return code, out, stderr.String()
+	}
+	for _, c := range testPolicyCases {
+		in, _ := json.Marshal(c.in)
+		code, out, stderr := run(string(in))
+		want := map[string]int{"allow": 0, "deny": 1}[c.decision]
+		if code != want {
+			t.Errorf("%s: exit %d, want %d; stderr %s", c.name, code, want, stderr)
+		}
+		checkDecision(t, c.name, out, c.decision, c.policy, c.status, c.check)
+	}
+	// The review's namespace defaults to the one configured.
+	in := `{"hook":"spawn","review":{"pod":{"metadata":{"name":"t"},"spec":{"containers":[{"name":"w","image":"busybox"}]}}}}`
+	if code, out, stderr := run(in); code != 0 || out["pod"].(map[string]any)["metadata"].(map[string]any)["namespace"] != "team-a" {
+		t.Errorf("namespace: exit %d, %v %s", code, out, stderr)
+	}
+	for stdin, want := range map[string]string{
+		`{"hook":"route","method":"GET /x"}`: `method: "GET /x" is not an HTTP method`,
+		`{"hook":"route","verb":"GET"}`:      `unknown field "verb"`,
+		`not json`:                           "stdin: not a test_policy input",
+	} {
+		if code, _, stderr := run(stdin); code != 2 || !strings.Contains(stderr, want) {
+			t.Errorf("%s: exit %d, stderr %q, want 2 and %q", stdin, code, stderr, want)
+		}
 	}
 }
