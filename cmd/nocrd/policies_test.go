@@ -438,3 +438,70 @@ func TestTestPolicyCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestFaultyPolicies: a route policy that traps, loops forever, exhausts
+// its memory, answers garbage or smuggles a header is a deny (403, nothing
+// forwarded) within its deadline, every time, and the server keeps
+// serving; a module with the wrong exports stops start-up.
+func TestFaultyPolicies(t *testing.T) {
+	ns := testenv.Namespace(t)
+	s := newSigner(t)
+	alice := s.token(t, "alice", nil)
+	plain := startNocrd(t, ns, s)
+	ip := spawn(t, mcpClient(t, plain, alice, nil), "f1", nil)
+	ws := startWorkspaceServer(t, "alice-f1", net.JoinHostPort(ip, "3000"))
+	dir := t.TempDir()
+	for _, c := range []struct{ guest, outcome string }{
+		{"trap", "trap"},
+		{"loop", "timeout"},
+		{"bomb", "trap"},
+		{"badnext", "malformed"},
+		{"badstatus", "trap"},
+		{"smuggle", "trap"},
+	} {
+		t.Run(c.guest, func(t *testing.T) {
+			t.Parallel()
+			base := startNocrd(t, ns, s, "POLICY_ROUTE="+watPolicy(t, dir, c.guest), "POLICY_ROUTE_TIMEOUT=50ms",
+				"POLICY_MEMORY_LIMIT_MB=2", "POLICY_CACHE_DIR="+filepath.Join(dir, "cache-"+c.guest))
+			auth := map[string]string{"Authorization": "Bearer " + alice}
+			before := ws.hits.Load()
+			for i := range 3 {
+				start := time.Now()
+				resp, b := do(t, "POST", base+"/route/f1/files", auth, strings.NewReader("x"))
+				took := time.Since(start)
+				var e struct{ Error, Detail string }
+				if resp.StatusCode != http.StatusForbidden || json.Unmarshal(b, &e) != nil || !strings.Contains(e.Detail, "policy") {
+					t.Errorf("request %d: %d %s, want 403 with a JSON error", i, resp.StatusCode, b)
+				}
+				if took > 2*time.Second {
+					t.Errorf("request %d took %s", i, took)
+				}
+			}
+			if ws.hits.Load() != before {
+				t.Error("a request reached the workspace past a failed policy")
+			}
+			// Still serving: readiness, MCP and the metrics.
+			if resp, b := do(t, "GET", base+"/readyz", nil, nil); resp.StatusCode != 200 {
+				t.Errorf("readyz %d %s", resp.StatusCode, b)
+			}
+			if res := callTool(t, mcpClient(t, base, alice, nil), "list_workspaces", map[string]any{}); res.IsError {
+				t.Errorf("list_workspaces: %s", resultText(res))
+			}
+			_, metrics := do(t, "GET", base+"/metrics", nil, nil)
+			series := fmt.Sprintf(`nocrd_policy_decisions_total{policy=%q,hook="route",outcome=%q}`, c.guest, c.outcome)
+			if v := metricValue(string(metrics), series); v != 3 {
+				t.Errorf("%s = %v, want 3", series, v)
+			}
+		})
+	}
+	t.Run("wrong exports", func(t *testing.T) {
+		cmd := exec.Command(testenv.NocrdBinary(t), "--port", "0", "--host", "127.0.0.1")
+		bad := watPolicy(t, t.TempDir(), "noexport")
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+testenv.Kubeconfig(t), "POLICY_ROUTE="+bad, "POLICY_CACHE_DIR="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), bad+": exports no handle_request function") {
+			t.Errorf("exit %v, output %s", err, out)
+		}
+	})
+}
