@@ -59,16 +59,17 @@ test: deps build policies lint ## run every test against a real cluster started 
 	$(CLUSTER) run -dir $(TEST_CLUSTER_DIR) -- env NOCRD_BIN=$(NOCRD) $(GO) test $(GOTEST_FLAGS) ./...
 
 .PHONY: bench
-bench: build bench-deps ## Go benchmarks (3 runs each) and the whole-system load test vs nginx, on a cluster started for the run
+bench: build policies bench-deps ## Go benchmarks (3 runs each) and the whole-system load test vs nginx, on a cluster started for the run
 	@mkdir -p $(BIN)
 	$(CLUSTER) run -dir $(TEST_CLUSTER_DIR) -- bash -c '$(GO) test -run "^$$" -bench . -benchmem -count 3 ./... | tee $(BIN)/bench.txt && \
 	  $(GO) run ./bench -nocrd $(NOCRD) -runs 3 -out bench/results'
 
 .PHONY: bench-deps
-bench-deps: ## install nginx and wrk for the load test (idempotent)
+bench-deps: ## install nginx, wrk and wabt for the load test (idempotent)
 	@missing=""; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	command -v wat2wasm >/dev/null 2>&1 || missing="$$missing wabt"; \
 	if [ -n "$$missing" ]; then \
 	  echo "bench-deps: installing$$missing with apt-get"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

@@ -1,11 +1,13 @@
 // Command bench measures whole-system proxy throughput: one fasthttp
 // backend standing in for a workspace, reached directly, through nginx
 // configured as an equivalent keep-alive reverse proxy, and through the
-// nocrd binary (routing only, and with ES256 JWT ownership checks), each
-// loaded by wrk in the same run, interleaved, several times. It writes the
-// medians as a markdown table and an SVG chart into bench/results/.
+// nocrd binary (routing only; with ES256 JWT ownership checks; and with
+// JWT plus a Wasm route policy, the WAT guest and the Go inject-identity
+// guest), each loaded by wrk in the same run, interleaved, several times. It
+// writes the medians as a markdown table and an SVG chart into
+// bench/results/.
 //
-//	go run ./bench -kubeconfig $KUBECONFIG -nocrd bin/nocrd [-runs 3] [-duration 5s]
+//	go run ./bench -kubeconfig $KUBECONFIG -nocrd bin/nocrd [-policies bin/policies] [-runs 3] [-duration 5s]
 //
 // make bench runs it on a cluster started for the run.
 package main
@@ -20,6 +22,7 @@ import (
 	"encoding/pem"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -51,7 +54,16 @@ type target struct {
 
 type sample struct {
 	rps, p50, p99 float64 // requests/s, ms, ms
+	// requests and non2xx count the run's answers, and those that were
+	// not 2xx or 3xx.
+	requests, non2xx float64
 }
+
+// maxNon2xx is the share of answers that may fail before a run is an
+// error: a route policy's wall-clock deadline can pass for a thread the
+// saturated machine did not schedule, and the request is then refused
+// (fail closed). Such refusals are reported, not hidden.
+const maxNon2xx = 1e-4
 
 func main() {
 	kubeconfig := flag.String("kubeconfig", os.Getenv("KUBECONFIG"), "cluster to spawn the workspace on")
@@ -60,14 +72,29 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "length of each wrk run")
 	conns := flag.Int("connections", 64, "wrk connections")
 	out := flag.String("out", "bench/results", "directory for the table and chart")
+	policyDir := flag.String("policies", "bin/policies", "the example policies built by make policies")
+	only := flag.String("only", "", "measure only the targets whose name matches this regular expression (direct and nginx always run)")
 	flag.Parse()
-	if err := run(*kubeconfig, *nocrdBin, *runs, *duration, *conns, *out); err != nil {
+	if *only != "" {
+		onlyRe = regexp.MustCompile(*only)
+	}
+	if err := run(*kubeconfig, *nocrdBin, *policyDir, *runs, *duration, *conns, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(kubeconfig, nocrdBin string, runs int, duration time.Duration, conns int, out string) error {
+// onlyRe, when set, limits the targets measured (-only).
+var onlyRe *regexp.Regexp
+
+// The rows a route policy is compared with, and the policy rows.
+const (
+	rowJWT       = "nocrd + JWT (ES256)"
+	rowPolicyWAT = "nocrd + JWT + policy (WAT)"
+	rowPolicyGo  = "nocrd + JWT + policy (Go)"
+)
+
+func run(kubeconfig, nocrdBin, policyDir string, runs int, duration time.Duration, conns int, out string) error {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return fmt.Errorf("wrk is not installed (make bench-deps installs it)")
 	}
@@ -132,7 +159,18 @@ func run(kubeconfig, nocrdBin string, runs int, duration time.Duration, conns in
 		return err
 	}
 
-	plainPort, jwtPort := freePort(), freePort()
+	// The route policies: readonly.wat lets GET through after one host
+	// call; inject-identity (Go) sets a header to the verified subject.
+	watPolicy := filepath.Join(tmp, "readonly.wasm")
+	if b, err := exec.Command("wat2wasm", "wasm-policies/testdata/readonly.wat", "-o", watPolicy).CombinedOutput(); err != nil {
+		return fmt.Errorf("wat2wasm (make deps installs wabt): %v: %s", err, b)
+	}
+	goPolicy := filepath.Join(policyDir, "inject-identity.wasm")
+	if _, err := os.Stat(goPolicy); err != nil {
+		return fmt.Errorf("%w (make policies builds it)", err)
+	}
+
+	plainPort, jwtPort, watPort, goPort := freePort(), freePort(), freePort(), freePort()
 	plain, err := startNocrd(nocrdBin, kubeconfig, ns, plainPort, nil)
 	if err != nil {
 		return err
@@ -143,12 +181,30 @@ func run(kubeconfig, nocrdBin string, runs int, duration time.Duration, conns in
 		return err
 	}
 	defer stop(withJWT)
+	jwtEnv := []string{"AUTH_ENABLED=true", "JWT_PUBLIC_KEY=" + pubPEM, "POLICY_CACHE_DIR=" + filepath.Join(tmp, "wasm-cache")}
+	withWAT, err := startNocrd(nocrdBin, kubeconfig, ns, watPort, append(jwtEnv, "POLICY_ROUTE="+watPolicy))
+	if err != nil {
+		return err
+	}
+	defer stop(withWAT)
+	withGo, err := startNocrd(nocrdBin, kubeconfig, ns, goPort, append(jwtEnv, "POLICY_ROUTE="+goPolicy))
+	if err != nil {
+		return err
+	}
+	defer stop(withGo)
 
 	targets := []target{
 		{name: "direct", url: "http://" + backendAddr + "/api"}, // the backend runs in this process
 		{name: "nginx", url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", nginxPort), pid: nginxPIDs},
 		{name: "nocrd", url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", plainPort), pid: func() []int { return []int{plain.Process.Pid} }},
-		{name: "nocrd + JWT (ES256)", url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", jwtPort), header: "Authorization: Bearer " + string(signed), pid: func() []int { return []int{withJWT.Process.Pid} }},
+		{name: rowJWT, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", jwtPort), header: "Authorization: Bearer " + string(signed), pid: func() []int { return []int{withJWT.Process.Pid} }},
+		{name: rowPolicyWAT, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", watPort), header: "Authorization: Bearer " + string(signed), pid: func() []int { return []int{withWAT.Process.Pid} }},
+		{name: rowPolicyGo, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", goPort), header: "Authorization: Bearer " + string(signed), pid: func() []int { return []int{withGo.Process.Pid} }},
+	}
+	if onlyRe != nil {
+		targets = slices.DeleteFunc(targets, func(t target) bool {
+			return t.name != "direct" && t.name != "nginx" && !onlyRe.MatchString(t.name)
+		})
 	}
 	// Every target must answer 200 before anything is measured.
 	for _, t := range targets {
@@ -323,7 +379,9 @@ func check(t target) error {
 var (
 	rpsRe = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
 	latRe = regexp.MustCompile(`(?m)^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$`)
-	errRe = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)|Socket errors: .*`)
+	errRe = regexp.MustCompile(`Socket errors: .*`)
+	badRe = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+	reqRe = regexp.MustCompile(`(\d+) requests in`)
 )
 
 // wrk runs one load test: one wrk thread, as the issue's anchors were
@@ -338,14 +396,23 @@ func wrk(t target, d time.Duration, conns int) (sample, error) {
 		return sample{}, fmt.Errorf("wrk: %v: %s", err, out)
 	}
 	if m := errRe.FindString(string(out)); m != "" {
-		return sample{}, fmt.Errorf("wrk saw errors: %s\n%s", m, out)
+		return sample{}, fmt.Errorf("wrk saw errors: %s\n%s%s", m, out, policyOutcomes(t.url))
 	}
 	var s sample
 	m := rpsRe.FindStringSubmatch(string(out))
-	if m == nil {
+	r := reqRe.FindStringSubmatch(string(out))
+	if m == nil || r == nil {
 		return s, fmt.Errorf("no Requests/sec in wrk output:\n%s", out)
 	}
 	s.rps, _ = strconv.ParseFloat(m[1], 64)
+	s.requests, _ = strconv.ParseFloat(r[1], 64)
+	if b := badRe.FindStringSubmatch(string(out)); b != nil {
+		s.non2xx, _ = strconv.ParseFloat(b[1], 64)
+		if s.non2xx > maxNon2xx*s.requests {
+			return s, fmt.Errorf("wrk saw %v answers that were not 2xx or 3xx in %v requests\n%s%s", s.non2xx, s.requests, out, policyOutcomes(t.url))
+		}
+		fmt.Fprintf(os.Stderr, "%s: %v of %v answers were not 2xx or 3xx\n%s\n", t.name, s.non2xx, s.requests, policyOutcomes(t.url))
+	}
 	for _, l := range latRe.FindAllStringSubmatch(string(out), -1) {
 		v, _ := strconv.ParseFloat(l[2], 64)
 		switch l[3] {
@@ -364,6 +431,29 @@ func wrk(t target, d time.Duration, conns int) (sample, error) {
 }
 
 // peakRSS is the process's peak resident set (VmHWM) in MiB.
+// policyOutcomes is the policy decisions a nocrd target counted, to say
+// why some of its answers were not 2xx.
+func policyOutcomes(target string) string {
+	i := strings.Index(target, "/route/")
+	if i < 0 {
+		return ""
+	}
+	resp, err := http.Get(target[:i] + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	_, _ = io.Copy(&b, resp.Body)
+	var out []string
+	for _, line := range strings.Split(b.String(), "\n") {
+		if strings.HasPrefix(line, "nocrd_policy_decisions_total{") || strings.HasPrefix(line, "nocrd_proxy_requests_total{") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 func peakRSS(pid int) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -392,7 +482,7 @@ func medians(ss []sample) sample {
 	for _, s := range ss {
 		rps, p50, p99 = append(rps, s.rps), append(p50, s.p50), append(p99, s.p99)
 	}
-	return sample{median(rps), median(p50), median(p99)}
+	return sample{rps: median(rps), p50: median(p50), p99: median(p99)}
 }
 
 func render(targets []target, results map[string][]sample, rss map[string]float64, runs int, d time.Duration, conns int) string {
@@ -410,20 +500,25 @@ func render(targets []target, results map[string][]sample, rss map[string]float6
 		fmt.Fprintf(&b, "| %s | %.0f | %.2f× | %.2f× | %.3f | %.3f | %.2f× | %s |\n",
 			t.name, m.rps, m.rps/direct.rps, m.rps/nginx.rps, m.p50, m.p99, m.p99/nginx.p99, rssCell)
 	}
-	b.WriteString("\nEvery run:\n\n| target | requests/s per run | p99 (ms) per run |\n|---|---|---|\n")
+	if jwt := medians(results[rowJWT]); jwt.rps > 0 && len(results[rowPolicyWAT]) > 0 && len(results[rowPolicyGo]) > 0 {
+		fmt.Fprintf(&b, "\nWith a Wasm route policy, as a share of the same nocrd + JWT without one: WAT guest %.2f×, Go guest %.2f× (requests/s).\n",
+			medians(results[rowPolicyWAT]).rps/jwt.rps, medians(results[rowPolicyGo]).rps/jwt.rps)
+	}
+	b.WriteString("\nEvery run:\n\n| target | requests/s per run | p99 (ms) per run | answers not 2xx/3xx per run |\n|---|---|---|---|\n")
 	for _, t := range targets {
-		var r, p []string
+		var r, p, e []string
 		for _, s := range results[t.name] {
 			r, p = append(r, fmt.Sprintf("%.0f", s.rps)), append(p, fmt.Sprintf("%.3f", s.p99))
+			e = append(e, fmt.Sprintf("%.0f of %.0f", s.non2xx, s.requests))
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s |\n", t.name, strings.Join(r, ", "), strings.Join(p, ", "))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t.name, strings.Join(r, ", "), strings.Join(p, ", "), strings.Join(e, ", "))
 	}
 	return b.String()
 }
 
 // chart draws the median requests/s of each target as horizontal bars.
 func chart(targets []target, results map[string][]sample) string {
-	const width, barH, gap, left = 640, 28, 12, 170
+	const width, barH, gap, left = 680, 28, 12, 210
 	var max float64
 	for _, t := range targets {
 		max = math.Max(max, medians(results[t.name]).rps)

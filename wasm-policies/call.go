@@ -171,7 +171,7 @@ func (m *Module) handle(req Request, resp *Response) (next bool, err error) {
 	inst.call.req, inst.call.resp = nil, nil
 	if err == nil && timedOut {
 		// The watchdog claimed the call just as it returned: the instance's
-		// context is cancelled, and the answer came too late anyway.
+		// stop global is set, and the answer came too late anyway.
 		err = context.DeadlineExceeded
 	}
 	if err != nil {

@@ -4,11 +4,13 @@
 //
 // A Host owns one wazero runtime (compiler engine, optional on-disk
 // compilation cache, a memory limit for every instance, no filesystem or
-// network for guests). Load compiles a module once, checks its exports and
-// makes one instance eagerly, so a broken module fails at start-up with its
-// file and reason. Instances are pooled and reused; each call has a
-// deadline, and a trap, a timeout, memory exhaustion or a malformed answer
-// is a deny (fail closed) after which the instance is thrown away.
+// network for guests). Load instruments a module so that it can be stopped
+// (instrument.go), compiles it once, checks its exports and makes its
+// instances eagerly, so a broken module fails at start-up with its file and
+// reason. Instances are pooled and reused; each call has a deadline, which
+// one watchdog per host enforces (watchdog.go), and a trap, a timeout,
+// memory exhaustion or a malformed answer is a deny (fail closed) after
+// which the instance is thrown away.
 //
 // The package sees requests only through its Request interface, so it
 // imports neither fasthttp nor client-go; callers adapt their requests.
@@ -75,7 +77,9 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 	h := &Host{opts: opts, log: opts.Logger, watch: newWatchdog()}
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithMemoryLimitPages(opts.MemoryLimitPages).
-		WithCloseOnContextDone(true) // lets the watchdog stop a running guest
+		// No WithCloseOnContextDone: it costs a goroutine per call. The
+		// watchdog stops a guest through the global instrument adds.
+		WithCloseOnContextDone(false)
 	if opts.CacheDir != "" {
 		if err := os.MkdirAll(opts.CacheDir, 0o755); err != nil {
 			return nil, fmt.Errorf("policy compilation cache %s: %w", opts.CacheDir, err)
@@ -148,7 +152,7 @@ func (e *LoadError) Error() string {
 
 func (e *LoadError) Unwrap() error { return e.Err }
 
-// Load compiles the module at path, with config for get_config and a
+// Load instruments and compiles the module at path, with config for get_config and a
 // deadline per call, and makes its first instance.
 func (h *Host) Load(ctx context.Context, path string, config []byte, timeout time.Duration) (*Module, error) {
 	wasm, err := os.ReadFile(path)
@@ -164,6 +168,18 @@ func (h *Host) LoadBytes(ctx context.Context, path string, wasm, config []byte, 
 		return nil, &LoadError{Path: path, Reason: fmt.Sprintf("deadline must be positive, got %s", timeout)}
 	}
 	h.watch.deadlineFor(timeout)
+	stoppable, err := instrument(wasm)
+	if err != nil {
+		// Say what wazero finds wrong, if anything, before what stops
+		// nocrd from instrumenting a valid module.
+		code, cerr := h.rt.CompileModule(ctx, wasm)
+		if cerr != nil {
+			return nil, &LoadError{Path: path, Reason: "is not a valid WebAssembly module", Err: cerr}
+		}
+		_ = code.Close(ctx)
+		return nil, &LoadError{Path: path, Reason: "cannot be run under a deadline", Err: err}
+	}
+	wasm = stoppable
 	code, err := h.rt.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, &LoadError{Path: path, Reason: "is not a valid WebAssembly module", Err: err}
@@ -220,7 +236,6 @@ func (m *Module) Close(ctx context.Context) error {
 		select {
 		case inst := <-m.idle:
 			m.host.watch.remove(inst)
-			inst.cancel()
 			_ = inst.mod.Close(ctx)
 		default:
 			return m.code.Close(ctx)
@@ -234,11 +249,12 @@ type instance struct {
 	mod    api.Module
 	handle api.Function
 	stack  [2]uint64
-	// ctx carries the instance to the host functions; the watchdog
-	// cancels it when a call overruns its deadline, which makes wazero
-	// stop the guest.
-	ctx    context.Context
-	cancel context.CancelFunc
+	// ctx carries the instance to the host functions.
+	ctx context.Context
+	// stop is the global instrument added: the watchdog sets it when a
+	// call overruns its deadline, and the guest traps at its next loop or
+	// call.
+	stop api.MutableGlobal
 	// deadline is the running call's, on the watchdog's clock: 0 when no
 	// call runs, claimedDeadline once the watchdog has cancelled it.
 	deadline atomic.Int64
@@ -249,23 +265,37 @@ type instanceKey struct{}
 
 func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	inst := &instance{m: m}
-	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions(ExportInitialize).
+	inst.ctx = context.WithValue(context.Background(), instanceKey{}, inst)
+	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions().
 		WithSysWalltime().WithSysNanotime().WithRandSource(rand.Reader)
-	// _initialize runs now, within InstantiateTimeout, and may call
-	// get_config and log, which find their instance in the context.
-	ictx, cancel := context.WithTimeout(context.WithValue(ctx, instanceKey{}, inst), m.host.opts.InstantiateTimeout)
-	defer cancel()
-	mod, err := m.host.rt.InstantiateModule(ictx, m.code, cfg)
+	mod, err := m.host.rt.InstantiateModule(ctx, m.code, cfg)
 	if err != nil {
-		if ictx.Err() != nil {
-			return nil, fmt.Errorf("not done within %s: %w", m.host.opts.InstantiateTimeout, err)
-		}
 		return nil, err
 	}
 	inst.mod = mod
 	inst.handle = mod.ExportedFunction(ExportHandleRequest)
-	inst.ctx, inst.cancel = context.WithCancel(context.WithValue(context.Background(), instanceKey{}, inst))
+	stop, ok := mod.ExportedGlobal(StopExport).(api.MutableGlobal)
+	if !ok {
+		_ = mod.Close(ctx)
+		return nil, errors.New("the instrumented module lost its stop global")
+	}
+	inst.stop = stop
 	m.host.watch.add(inst)
+	// _initialize runs once, under the watchdog like any call, within
+	// InstantiateTimeout; it may call get_config and log, which find their
+	// instance in the context.
+	if init := mod.ExportedFunction(ExportInitialize); init != nil {
+		m.host.watch.begin(inst, m.host.opts.InstantiateTimeout)
+		_, err := init.Call(inst.ctx)
+		if timedOut := m.host.watch.end(inst); timedOut || err != nil {
+			m.host.watch.remove(inst)
+			_ = mod.Close(ctx)
+			if timedOut {
+				return nil, fmt.Errorf("%s not done within %s", ExportInitialize, m.host.opts.InstantiateTimeout)
+			}
+			return nil, fmt.Errorf("%s: %w", ExportInitialize, err)
+		}
+	}
 	return inst, nil
 }
 
@@ -300,7 +330,6 @@ func (m *Module) put(inst *instance) {
 // new one made in the background.
 func (m *Module) discard(inst *instance) {
 	m.host.watch.remove(inst)
-	inst.cancel()
 	_ = inst.mod.Close(context.Background())
 	m.mu.Lock()
 	m.made--

@@ -139,6 +139,7 @@ func TestFaultsFailClosed(t *testing.T) {
 	}{
 		{"trap", "trap"},
 		{"loop", "timeout"},
+		{"recurse", "timeout"},
 		{"bomb", "trap"},
 		{"badnext", "malformed"},
 		{"badstatus", "trap"},
@@ -180,6 +181,7 @@ func TestLoadErrors(t *testing.T) {
 	cases := []struct{ path, reason string }{
 		{wat(t, "noexport"), "exports no handle_request function"},
 		{wat(t, "foreign"), "imports env.open_socket, which nocrd does not provide"},
+		{wat(t, "start"), "cannot be run under a deadline: cannot be instrumented: it has a start function"},
 		{garbage, "is not a valid WebAssembly module"},
 		{filepath.Join(t.TempDir(), "missing.wasm"), "cannot be read"},
 	}

@@ -9,19 +9,19 @@ import (
 // watchdog enforces the per-call deadlines of every instance of a Host
 // from one goroutine.
 //
-// wazero stops a running guest when the context of its call is cancelled.
-// A timer per call would do it too, but arming and stopping a runtime timer
-// on every request wakes the network poller, which costs more than the
-// decision itself (see RATIONALE.md). Instead a call publishes its deadline
-// in its instance, and the watchdog, ticking at a fraction of the shortest
-// deadline while calls are being made, cancels the context of any call that
-// is past it. When no call has started for a whole tick it parks, and the
+// A guest is stopped by setting its instance's StopExport global (see
+// instrument.go). A timer per call could do it, but arming and stopping a
+// runtime timer on every request wakes the network poller, which costs more
+// than the decision itself (see RATIONALE.md). Instead a call publishes its
+// deadline in its instance, and the watchdog, ticking at a fraction of the
+// shortest deadline while calls are being made, stops any call that is
+// past it. When no call has started for a whole tick it parks, and the
 // next call wakes it.
 //
 // A call and the watchdog race for the deadline with a compare-and-swap:
 // the call swaps it to 0 when it returns, the watchdog swaps it to
 // claimedDeadline before it cancels; whoever loses knows who won, so a call
-// that finished is never cancelled and a cancelled one is never reused.
+// that finished is never stopped and a stopped one is never reused.
 type watchdog struct {
 	epoch time.Time
 	tick  atomic.Int64 // nanoseconds
@@ -105,7 +105,7 @@ func (w *watchdog) begin(inst *instance, timeout time.Duration) {
 
 // end withdraws the deadline of the call on inst, and reports whether the
 // watchdog had already claimed it (the call timed out and the instance's
-// context is cancelled).
+// stop global is set).
 func (w *watchdog) end(inst *instance) (timedOut bool) {
 	return inst.deadline.Swap(0) == claimedDeadline
 }
@@ -143,7 +143,7 @@ func (w *watchdog) run() {
 	}
 }
 
-// scan cancels every call past its deadline and reports whether any call
+// scan stops every call past its deadline and reports whether any call
 // is in flight.
 func (w *watchdog) scan() (busy bool) {
 	now := w.now()
@@ -156,7 +156,7 @@ func (w *watchdog) scan() (busy bool) {
 		}
 		busy = true
 		if now >= d && inst.deadline.CompareAndSwap(d, claimedDeadline) {
-			inst.cancel() // wazero closes the module; the call returns an error
+			inst.stop.Set(1) // the guest traps at its next loop or call
 		}
 	}
 	return busy

@@ -1,0 +1,4 @@
+package policies
+
+// Instrument exposes instrument to the external tests.
+var Instrument = instrument

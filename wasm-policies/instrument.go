@@ -1,0 +1,429 @@
+package policies
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// StopExport is the global nocrd adds to every policy module so that the
+// watchdog can stop a call that runs past its deadline.
+//
+// wazero stops a running guest only when the runtime is built with
+// WithCloseOnContextDone, and then it starts a goroutine for every call to
+// watch the context, which costs a proxied request more than the decision
+// itself. Instead, Load rewrites the module before compiling it: a mutable
+// i32 global, exported under this name, is checked at the start of every
+// function and at the head of every loop, where a non-zero value executes
+// unreachable. Every unbounded execution passes through one of the two (a
+// loop, or a call: recursion), so setting the global stops any guest within
+// a few instructions, with a trap. Nothing else in the module changes: no
+// index moves, because the global is appended after the module's own.
+const StopExport = "nocrd_stop"
+
+// Section ids of the WebAssembly binary format.
+const (
+	secCustom   = 0
+	secImport   = 2
+	secStart    = 8
+	secGlobal   = 6
+	secExport   = 7
+	secCode     = 10
+	importFunc  = 0
+	importTable = 1
+	importMem   = 2
+	importGlob  = 3
+	importTag   = 4
+	exportGlob  = 3
+)
+
+// sectionRank orders the known sections as the binary format requires.
+var sectionRank = map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
+
+// errInstrument wraps every reason a module cannot be instrumented.
+var errInstrument = errors.New("cannot be instrumented")
+
+// instrument returns wasm with StopExport added and checked. It rejects
+// what it cannot rewrite safely: a malformed module, an instruction it does
+// not know, or a start function (which would run at instantiation, before
+// the watchdog can stop it; Go-built guests use _initialize instead).
+func instrument(wasm []byte) ([]byte, error) {
+	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte("\x00asm")) || binary.LittleEndian.Uint32(wasm[4:8]) != 1 {
+		return nil, fmt.Errorf("%w: not a WebAssembly 1.0 binary module", errInstrument)
+	}
+	type section struct {
+		id      byte
+		payload []byte
+	}
+	var secs []section
+	r := reader{b: wasm, off: 8}
+	for !r.done() {
+		id := r.byte()
+		n := r.u32()
+		payload := r.bytes(n)
+		if r.err != nil {
+			return nil, r.fail("section %d", id)
+		}
+		if id == secCustom {
+			name := reader{b: payload}
+			if s := string(name.bytes(name.u32())); name.err == nil && strings.HasPrefix(s, ".debug") {
+				continue // DWARF refers to code offsets, which move
+			}
+		}
+		if id == secStart {
+			return nil, fmt.Errorf("%w: it has a start function, which runs before any deadline applies; export _initialize instead", errInstrument)
+		}
+		secs = append(secs, section{id, payload})
+	}
+
+	// The new global's index: after every imported and defined global.
+	var globals uint32
+	hasGlobal, hasExport := false, false
+	for _, s := range secs {
+		switch s.id {
+		case secImport:
+			n, err := importedGlobals(s.payload)
+			if err != nil {
+				return nil, err
+			}
+			globals += n
+		case secGlobal:
+			c := reader{b: s.payload}
+			globals += c.u32()
+			hasGlobal = true
+			if c.err != nil {
+				return nil, c.fail("global section")
+			}
+		case secExport:
+			hasExport = true
+		}
+	}
+	check := appendU32([]byte{0x23}, globals) // global.get stop
+	check = append(check, 0x04, 0x40, 0x00, 0x0b)
+
+	// Add the sections the module lacks, in their place.
+	for _, add := range []struct {
+		id  byte
+		has bool
+	}{{secGlobal, hasGlobal}, {secExport, hasExport}} {
+		if add.has {
+			continue
+		}
+		i := len(secs)
+		for j, s := range secs {
+			if rank, ok := sectionRank[s.id]; ok && rank > sectionRank[add.id] {
+				i = j
+				break
+			}
+		}
+		secs = append(secs[:i], append([]section{{add.id, []byte{0}}}, secs[i:]...)...)
+	}
+
+	out := append([]byte(nil), wasm[:8]...)
+	for _, s := range secs {
+		payload := s.payload
+		var err error
+		switch s.id {
+		case secGlobal:
+			// (global (mut i32) (i32.const 0))
+			payload, err = appendToVector(payload, []byte{0x7f, 0x01, 0x41, 0x00, 0x0b})
+		case secExport:
+			entry := appendU32(nil, uint32(len(StopExport)))
+			entry = append(entry, StopExport...)
+			entry = append(entry, exportGlob)
+			entry = appendU32(entry, globals)
+			payload, err = appendToVector(payload, entry)
+		case secCode:
+			payload, err = instrumentCode(payload, check)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s.id)
+		out = appendU32(out, uint32(len(payload)))
+		out = append(out, payload...)
+	}
+	return out, nil
+}
+
+// importedGlobals counts the globals an import section imports.
+func importedGlobals(payload []byte) (uint32, error) {
+	r := reader{b: payload}
+	var globals uint32
+	for n := r.u32(); n > 0 && r.err == nil; n-- {
+		r.bytes(r.u32()) // module
+		r.bytes(r.u32()) // name
+		switch kind := r.byte(); kind {
+		case importFunc:
+			r.u32()
+		case importTable:
+			r.byte() // reference type
+			r.limits()
+		case importMem:
+			r.limits()
+		case importGlob:
+			r.byte() // value type
+			r.byte() // mutability
+			globals++
+		case importTag:
+			r.byte()
+			r.u32()
+		default:
+			return 0, fmt.Errorf("%w: import of unknown kind %d", errInstrument, kind)
+		}
+	}
+	if r.err != nil || !r.done() {
+		return 0, r.fail("import section")
+	}
+	return globals, nil
+}
+
+// appendToVector adds one encoded entry to a section that is a vector.
+func appendToVector(payload, entry []byte) ([]byte, error) {
+	r := reader{b: payload}
+	n := r.u32()
+	if r.err != nil {
+		return nil, r.fail("vector")
+	}
+	out := appendU32(nil, n+1)
+	out = append(out, payload[r.off:]...)
+	return append(out, entry...), nil
+}
+
+// instrumentCode puts check at the start of every function body and after
+// the block type of every loop.
+func instrumentCode(payload, check []byte) ([]byte, error) {
+	r := reader{b: payload}
+	n := r.u32()
+	out := appendU32(nil, n)
+	var body []byte
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		size := r.u32()
+		fn := reader{b: r.bytes(size)}
+		if r.err != nil {
+			break
+		}
+		for groups := fn.u32(); groups > 0 && fn.err == nil; groups-- {
+			fn.u32()  // count
+			fn.byte() // value type
+		}
+		if fn.err != nil {
+			return nil, fn.fail("locals of function %d", i)
+		}
+		body = append(body[:0], fn.b[:fn.off]...)
+		body = append(body, check...)
+		var err error
+		if body, err = instrumentExpr(body, &fn, check); err != nil {
+			return nil, fmt.Errorf("function %d: %w", i, err)
+		}
+		out = appendU32(out, uint32(len(body)))
+		out = append(out, body...)
+	}
+	if r.err != nil || !r.done() {
+		return nil, r.fail("code section")
+	}
+	return out, nil
+}
+
+// instrumentExpr copies the instructions of fn to out, with check after
+// every loop's block type.
+func instrumentExpr(out []byte, fn *reader, check []byte) ([]byte, error) {
+	for !fn.done() {
+		start := fn.off
+		op := fn.byte()
+		isLoop := op == 0x03
+		if err := fn.immediates(op); err != nil {
+			return nil, err
+		}
+		if fn.err != nil {
+			return nil, fn.fail("instruction 0x%02x", op)
+		}
+		out = append(out, fn.b[start:fn.off]...)
+		if isLoop {
+			out = append(out, check...)
+		}
+	}
+	return out, nil
+}
+
+// immediates skips the immediates of the instruction op.
+func (r *reader) immediates(op byte) error {
+	switch {
+	case op == 0x02 || op == 0x03 || op == 0x04 || op == 0x06: // block loop if try
+		r.blockType()
+	case op == 0x1f: // try_table
+		r.blockType()
+		for n := r.u32(); n > 0 && r.err == nil; n-- {
+			if kind := r.byte(); kind <= 1 {
+				r.u32() // tag
+			}
+			r.u32() // label
+		}
+	case op == 0x0e: // br_table
+		for n := r.u32(); n > 0 && r.err == nil; n-- {
+			r.u32()
+		}
+		r.u32()
+	case op == 0x11 || op == 0x13: // call_indirect, return_call_indirect
+		r.u32()
+		r.u32()
+	case op == 0x07 || op == 0x08 || op == 0x09 || op == 0x0c || op == 0x0d || op == 0x10 || op == 0x12 || op == 0x18,
+		op >= 0x20 && op <= 0x26, op == 0x3f || op == 0x40, op == 0xd2:
+		r.u32()
+	case op == 0x1c: // select t*
+		for n := r.u32(); n > 0 && r.err == nil; n-- {
+			r.byte()
+		}
+	case op >= 0x28 && op <= 0x3e:
+		r.memarg()
+	case op == 0x41 || op == 0x42:
+		r.leb()
+	case op == 0x43:
+		r.bytes(4)
+	case op == 0x44:
+		r.bytes(8)
+	case op == 0xd0: // ref.null
+		r.byte()
+	case op == 0xfc:
+		return r.prefixFC(r.u32())
+	case op == 0xfd:
+		r.prefixFD(r.u32())
+	case op == 0xfe:
+		if sub := r.u32(); sub == 0x03 {
+			r.byte() // atomic.fence
+		} else {
+			r.memarg()
+		}
+	case op <= 0x01, op == 0x05, op == 0x0a, op == 0x0b, op == 0x0f, op == 0x19, op == 0x1a, op == 0x1b,
+		op >= 0x45 && op <= 0xc4, op == 0xd1:
+		// no immediates
+	default:
+		return fmt.Errorf("%w: unknown instruction 0x%02x at byte %d of a function", errInstrument, op, r.off-1)
+	}
+	return nil
+}
+
+func (r *reader) prefixFC(sub uint32) error {
+	switch {
+	case sub <= 7: // saturating truncations
+	case sub == 8 || sub == 12 || sub == 10 || sub == 14: // memory.init, table.init, memory.copy, table.copy
+		r.u32()
+		r.u32()
+	case sub <= 17:
+		r.u32()
+	default:
+		return fmt.Errorf("%w: unknown instruction 0xfc %d", errInstrument, sub)
+	}
+	return nil
+}
+
+func (r *reader) prefixFD(sub uint32) {
+	switch {
+	case sub <= 11 || sub == 92 || sub == 93: // loads and stores
+		r.memarg()
+	case sub == 12 || sub == 13: // v128.const, i8x16.shuffle
+		r.bytes(16)
+	case sub >= 21 && sub <= 34: // lane accesses
+		r.byte()
+	case sub >= 84 && sub <= 91: // lane loads and stores
+		r.memarg()
+		r.byte()
+	}
+}
+
+// reader decodes the binary format; the first error sticks.
+type reader struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (r *reader) done() bool { return r.err != nil || r.off >= len(r.b) }
+
+func (r *reader) fail(format string, args ...any) error {
+	return fmt.Errorf("%w: malformed %s", errInstrument, fmt.Sprintf(format, args...))
+}
+
+func (r *reader) byte() byte {
+	if r.err != nil || r.off >= len(r.b) {
+		r.err = errors.New("unexpected end")
+		return 0
+	}
+	b := r.b[r.off]
+	r.off++
+	return b
+}
+
+func (r *reader) bytes(n uint32) []byte {
+	if r.err != nil || uint64(r.off)+uint64(n) > uint64(len(r.b)) {
+		r.err = errors.New("unexpected end")
+		return nil
+	}
+	b := r.b[r.off : r.off+int(n)]
+	r.off += int(n)
+	return b
+}
+
+// leb skips a LEB128 number of at most 10 bytes and returns its low 64
+// bits, unsigned.
+func (r *reader) leb() uint64 {
+	var v uint64
+	for i := 0; i < 10; i++ {
+		b := r.byte()
+		v |= uint64(b&0x7f) << (7 * i)
+		if b&0x80 == 0 {
+			return v
+		}
+	}
+	r.err = errors.New("LEB128 number too long")
+	return 0
+}
+
+func (r *reader) u32() uint32 {
+	v := r.leb()
+	if v > 1<<32-1 {
+		r.err = errors.New("number out of range")
+	}
+	return uint32(v)
+}
+
+func (r *reader) limits() {
+	flags := r.byte()
+	r.leb()
+	if flags&1 != 0 {
+		r.leb()
+	}
+}
+
+func (r *reader) memarg() {
+	align := r.u32()
+	if align&0x40 != 0 { // multiple memories: a memory index follows
+		r.u32()
+	}
+	r.leb()
+}
+
+// blockType skips the empty type, a value type or a type index (s33).
+func (r *reader) blockType() {
+	if r.off < len(r.b) {
+		switch b := r.b[r.off]; b {
+		case 0x40, 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f:
+			r.off++
+			return
+		}
+	}
+	r.leb()
+}
+
+func appendU32(b []byte, v uint32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
