@@ -14,14 +14,23 @@ import (
 // wazero stops a running guest only when the runtime is built with
 // WithCloseOnContextDone, and then it starts a goroutine for every call to
 // watch the context, which costs a proxied request more than the decision
-// itself. Instead, Load rewrites the module before compiling it: a mutable
-// i32 global, exported under this name, is checked at the start of every
-// function and at the head of every loop, where a non-zero value executes
-// unreachable. Every unbounded execution passes through one of the two (a
-// loop, or a call: recursion), so setting the global stops any guest within
-// a few instructions, with a trap. Nothing else in the module changes: no
-// index moves, because the global is appended after the module's own.
+// itself. Instead, Load rewrites the module before compiling it. Two
+// mutable i32 globals are appended after the module's own (so no index
+// moves): the stop flag, exported under this name, and a budget. At the
+// start of every function and at the head of every loop the guest spends
+// one unit of budget; when it runs out, the guest refills it, executes
+// memory.grow 0, which wazero implements in Go, and traps with unreachable
+// if the stop flag is set. Every unbounded execution passes a loop head or
+// a call, so a set flag stops any guest within checkBudget of them. The
+// trip into Go matters as much as the flag: native code cannot be
+// preempted, so a guest that never left it would hold up the Go runtime's
+// stop-the-world phases, the watchdog's included, for ever.
 const StopExport = "nocrd_stop"
+
+// checkBudget is how many function entries and loop iterations a guest
+// makes between two visits to Go: a stop is seen, and the runtime may
+// preempt the guest's goroutine, at least that often.
+const checkBudget = 4096
 
 // Section ids of the WebAssembly binary format.
 const (
@@ -29,6 +38,7 @@ const (
 	secImport   = 2
 	secStart    = 8
 	secGlobal   = 6
+	secMemory   = 5
 	secExport   = 7
 	secCode     = 10
 	importFunc  = 0
@@ -79,16 +89,20 @@ func instrument(wasm []byte) ([]byte, error) {
 	}
 
 	// The new global's index: after every imported and defined global.
-	var globals uint32
+	var globals, memories uint32
 	hasGlobal, hasExport := false, false
 	for _, s := range secs {
 		switch s.id {
 		case secImport:
-			n, err := importedGlobals(s.payload)
+			g, m, err := importedGlobals(s.payload)
 			if err != nil {
 				return nil, err
 			}
-			globals += n
+			globals += g
+			memories += m
+		case secMemory:
+			c := reader{b: s.payload}
+			memories += c.u32()
 		case secGlobal:
 			c := reader{b: s.payload}
 			globals += c.u32()
@@ -100,8 +114,10 @@ func instrument(wasm []byte) ([]byte, error) {
 			hasExport = true
 		}
 	}
-	check := appendU32([]byte{0x23}, globals) // global.get stop
-	check = append(check, 0x04, 0x40, 0x00, 0x0b)
+	if memories == 0 {
+		return nil, fmt.Errorf("%w: it has no memory", errInstrument)
+	}
+	check := checkCode(globals, globals+1)
 
 	// Add the sections the module lacks, in their place.
 	for _, add := range []struct {
@@ -127,8 +143,12 @@ func instrument(wasm []byte) ([]byte, error) {
 		var err error
 		switch s.id {
 		case secGlobal:
-			// (global (mut i32) (i32.const 0))
+			// (global $stop (mut i32) (i32.const 0))
+			// (global $budget (mut i32) (i32.const checkBudget))
 			payload, err = appendToVector(payload, []byte{0x7f, 0x01, 0x41, 0x00, 0x0b})
+			if err == nil {
+				payload, err = appendToVector(payload, append(appendU32([]byte{0x7f, 0x01, 0x41}, checkBudget), 0x0b))
+			}
 		case secExport:
 			entry := appendU32(nil, uint32(len(StopExport)))
 			entry = append(entry, StopExport...)
@@ -148,10 +168,42 @@ func instrument(wasm []byte) ([]byte, error) {
 	return out, nil
 }
 
-// importedGlobals counts the globals an import section imports.
-func importedGlobals(payload []byte) (uint32, error) {
+// checkCode is what runs at every function entry and loop head:
+//
+//	global.get $budget
+//	i32.eqz
+//	if
+//	  i32.const checkBudget
+//	  global.set $budget
+//	  i32.const 0
+//	  memory.grow 0      ;; a trip into Go
+//	  drop
+//	  global.get $stop
+//	  if
+//	    unreachable
+//	  end
+//	end
+//	global.get $budget
+//	i32.const 1
+//	i32.sub
+//	global.set $budget
+func checkCode(stop, budget uint32) []byte {
+	b := appendU32([]byte{0x23}, budget)
+	b = append(b, 0x45, 0x04, 0x40, 0x41)
+	b = appendU32(b, checkBudget) // i32.const is signed LEB; checkBudget < 2^13
+	b = appendU32(append(b, 0x24), budget)
+	b = append(b, 0x41, 0x00, 0x40, 0x00, 0x1a)
+	b = appendU32(append(b, 0x23), stop)
+	b = append(b, 0x04, 0x40, 0x00, 0x0b, 0x0b)
+	b = appendU32(append(b, 0x23), budget)
+	b = append(b, 0x41, 0x01, 0x6b)
+	return appendU32(append(b, 0x24), budget)
+}
+
+// importedGlobals counts the globals and memories an import section
+// imports.
+func importedGlobals(payload []byte) (globals, memories uint32, err error) {
 	r := reader{b: payload}
-	var globals uint32
 	for n := r.u32(); n > 0 && r.err == nil; n-- {
 		r.bytes(r.u32()) // module
 		r.bytes(r.u32()) // name
@@ -163,6 +215,7 @@ func importedGlobals(payload []byte) (uint32, error) {
 			r.limits()
 		case importMem:
 			r.limits()
+			memories++
 		case importGlob:
 			r.byte() // value type
 			r.byte() // mutability
@@ -171,13 +224,13 @@ func importedGlobals(payload []byte) (uint32, error) {
 			r.byte()
 			r.u32()
 		default:
-			return 0, fmt.Errorf("%w: import of unknown kind %d", errInstrument, kind)
+			return 0, 0, fmt.Errorf("%w: import of unknown kind %d", errInstrument, kind)
 		}
 	}
 	if r.err != nil || !r.done() {
-		return 0, r.fail("import section")
+		return 0, 0, r.fail("import section")
 	}
-	return globals, nil
+	return globals, memories, nil
 }
 
 // appendToVector adds one encoded entry to a section that is a vector.

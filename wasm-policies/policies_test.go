@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -279,5 +280,44 @@ func TestDeadlineAfterIdle(t *testing.T) {
 				t.Fatalf("call %d: a quick decision failed: %v %v", i, next, err)
 			}
 		}
+	}
+}
+
+// TestDeadlineDuringGC: a guest that never returns still visits Go (see
+// StopExport), so a garbage collection that starts while it runs does not
+// wait for it for ever, and the watchdog, which the collection pauses too,
+// still stops it.
+func TestDeadlineDuringGC(t *testing.T) {
+	h := newHost(t, policies.Options{PoolSize: 1})
+	stop := make(chan struct{})
+	gcs := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				gcs <- n
+				return
+			default:
+				runtime.GC()
+				n++
+			}
+		}
+	}()
+	for _, guest := range []string{"loop", "recurse"} {
+		m := load(t, h, wat(t, guest), "", 20*time.Millisecond)
+		for i := range 5 {
+			start := time.Now()
+			_, err := m.Handle(request("GET", "/"), &policies.Response{})
+			var fe *policies.FaultError
+			if !errors.As(err, &fe) || fe.Reason != "timeout" || time.Since(start) > 2*time.Second {
+				t.Errorf("%s call %d: %v after %s", guest, i, err, time.Since(start))
+			}
+		}
+		_ = m.Close(context.Background())
+	}
+	close(stop)
+	if n := <-gcs; n == 0 {
+		t.Error("no collection ran during the calls")
 	}
 }
