@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -28,11 +27,20 @@ type gate struct {
 	uris []string
 }
 
-func (g *gate) Decide(_ context.Context, req *fasthttp.Request, client net.Addr, resp *fasthttp.Response) (bool, error) {
+func (g *gate) Decide(_ context.Context, req *fasthttp.Request, info proxy.RouteInfo, resp *fasthttp.Response) (bool, error) {
+	// What a policy is shown: the request's headers, and the proxy's
+	// RouteInfo under the reserved names (whatever the client sent there).
 	h := map[string]string{}
 	for k, v := range req.Header.All() {
 		h[string(k)] = string(v)
 	}
+	for name, v := range map[string][]byte{proxy.HeaderSubject: info.Subject, proxy.HeaderClaims: info.Claims, proxy.HeaderWorkspace: info.Workspace, proxy.HeaderOwner: []byte(info.Owner)} {
+		delete(h, name)
+		if len(v) > 0 {
+			h[name] = string(v)
+		}
+	}
+	client := info.Client
 	g.mu.Lock()
 	g.saw = append(g.saw, h)
 	g.uris = append(g.uris, string(req.RequestURI()))
@@ -51,6 +59,7 @@ func (g *gate) Decide(_ context.Context, req *fasthttp.Request, client net.Addr,
 		return false, errors.New("no client address")
 	}
 	req.Header.Set("X-Policy-Checked", "yes")
+	req.Header.Set("X-Nocrd-Smuggled", "by the policy") // never forwarded
 	return true, nil
 }
 
@@ -95,7 +104,7 @@ func TestRoutePolicy(t *testing.T) {
 		"policy never sees the token":              saw["Authorization"] == "" && !strings.Contains(uri, "token"),
 		"policy sees the path inside the route":    uri == "/files?q=1",
 		"workspace gets the policy's header":       s.Header["X-Policy-Checked"] == "yes",
-		"workspace never gets the nocrd headers":   s.Header[proxy.HeaderSubject]+s.Header[proxy.HeaderOwner]+s.Header[proxy.HeaderWorkspace]+s.Header[proxy.HeaderClaims] == "",
+		"workspace never gets the nocrd headers":   s.Header[proxy.HeaderSubject]+s.Header[proxy.HeaderOwner]+s.Header[proxy.HeaderWorkspace]+s.Header[proxy.HeaderClaims]+s.Header["X-Nocrd-Smuggled"] == "",
 		"workspace never gets the consumed header": s.Header["Authorization"] == "",
 	} {
 		if !ok {

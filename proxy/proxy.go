@@ -46,24 +46,39 @@ type Authorizer interface {
 
 // Policy decides whether a request goes on to its workspace. The proxy
 // calls it after authentication, ownership and resolution, with the request
-// about to be sent upstream: the path inside the workspace, the credentials
-// the proxy consumed already removed, and the headers HeaderSubject,
-// HeaderClaims, HeaderWorkspace and HeaderOwner set by the proxy (whatever
-// the client sent under those names) and removed again before forwarding. Decide may
-// change the method, the URI and the headers. It returns false after
-// writing its answer (status, headers, body) into resp. An error is a
-// policy that failed: the proxy answers 403 and forwards nothing.
+// about to be sent upstream (the path inside the workspace, the credentials
+// the proxy consumed already removed) and what the proxy established about
+// it in info, which a Policy shows its rules as the headers HeaderSubject,
+// HeaderClaims, HeaderWorkspace and HeaderOwner. The proxy never forwards a
+// header under those names, whoever set it. Decide may change the method,
+// the URI and the headers. It returns false after writing its answer
+// (status, headers, body) into resp. An error is a policy that failed: the
+// proxy answers 403 and forwards nothing.
 type Policy interface {
-	Decide(ctx context.Context, req *fasthttp.Request, client net.Addr, resp *fasthttp.Response) (next bool, err error)
+	Decide(ctx context.Context, req *fasthttp.Request, info RouteInfo, resp *fasthttp.Response) (next bool, err error)
 }
 
-// Headers the proxy shows a Policy and never forwards while one is set.
+// RouteInfo is what the proxy established about a request before its
+// Policy. The slices alias the proxy's buffers: valid only during Decide.
+type RouteInfo struct {
+	Client net.Addr
+	// Subject and Claims (compact JSON) are the verified token's; both are
+	// empty without authentication.
+	Subject, Claims []byte
+	Workspace       []byte
+	Owner           string
+}
+
+// Headers a Policy shows for RouteInfo, and which the proxy never forwards
+// while one is set.
 const (
 	HeaderSubject = "X-Nocrd-Subject"
 	// HeaderClaims is the verified token's claims as compact JSON.
 	HeaderClaims    = "X-Nocrd-Claims"
 	HeaderWorkspace = "X-Nocrd-Workspace"
 	HeaderOwner     = "X-Nocrd-Owner"
+	// HeaderPrefix starts every header name nocrd reserves.
+	HeaderPrefix = "X-Nocrd-"
 )
 
 // Options are the proxy's collaborators and behaviour.
@@ -245,11 +260,22 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	p.m.request(outcomeProxied, ctx.Response.StatusCode())
 }
 
-func setOrDel(h *fasthttp.RequestHeader, name string, v []byte) {
-	if len(v) > 0 {
-		h.SetBytesV(name, v)
-	} else {
-		h.Del(name)
+// stripReserved removes every header named with HeaderPrefix. Names are
+// canonical, so one case is enough; the scan costs far less than deleting
+// each reserved name on every request.
+func stripReserved(h *fasthttp.RequestHeader) {
+	for {
+		var found []byte
+		for k := range h.All() {
+			if len(k) >= len(HeaderPrefix) && string(k[:len(HeaderPrefix)]) == HeaderPrefix {
+				found = k
+				break
+			}
+		}
+		if found == nil {
+			return
+		}
+		h.DelBytes(found)
 	}
 }
 
@@ -260,18 +286,9 @@ type caller struct{ subject, claims []byte }
 // decide runs the route policy on the upstream request. It returns false
 // when the request must not go on: the client has its answer.
 func (p *Proxy) decide(ctx *fasthttp.RequestCtx, req *fasthttp.Request, route Route, who caller, owner string) bool {
-	h := &req.Header
-	// Without authentication there is no subject or claims, and none
-	// forged by the client either.
-	setOrDel(h, HeaderSubject, who.subject)
-	setOrDel(h, HeaderClaims, who.claims)
-	h.SetBytesV(HeaderWorkspace, route.ID)
-	h.Set(HeaderOwner, owner)
-	next, err := p.opts.Policy.Decide(ctx, req, ctx.RemoteAddr(), &ctx.Response)
-	h.Del(HeaderSubject)
-	h.Del(HeaderClaims)
-	h.Del(HeaderWorkspace)
-	h.Del(HeaderOwner)
+	info := RouteInfo{Client: ctx.RemoteAddr(), Subject: who.subject, Claims: who.claims, Workspace: route.ID, Owner: owner}
+	next, err := p.opts.Policy.Decide(ctx, req, info, &ctx.Response)
+	stripReserved(&req.Header) // sent by the client or set by the policy
 	switch {
 	case err != nil:
 		ctx.Response.Reset() // drop whatever the failed policy wrote

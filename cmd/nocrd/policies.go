@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 	corev1 "k8s.io/api/core/v1"
@@ -41,12 +42,12 @@ func newRoutePolicy(chain *policies.Chain) *routePolicy {
 	return &routePolicy{chain: chain, calls: sync.Pool{New: func() any { return &routeCall{} }}}
 }
 
-func (r *routePolicy) Decide(_ context.Context, req *fasthttp.Request, client net.Addr, resp *fasthttp.Response) (bool, error) {
+func (r *routePolicy) Decide(_ context.Context, req *fasthttp.Request, info proxy.RouteInfo, resp *fasthttp.Response) (bool, error) {
 	c := r.calls.Get().(*routeCall)
 	defer r.calls.Put(c)
-	c.req = fastRequest{req: req, client: client, addr: c.req.addr[:0]}
+	c.req = fastRequest{req: req, info: info, addr: c.req.addr[:0]}
 	next, _, err := r.chain.Handle(&c.req, &c.resp)
-	c.req.req, c.req.client = nil, nil
+	c.req.req, c.req.info = nil, proxy.RouteInfo{}
 	if err != nil || next {
 		return next, err
 	}
@@ -63,11 +64,30 @@ func (r *routePolicy) Decide(_ context.Context, req *fasthttp.Request, client ne
 
 // fastRequest presents a fasthttp request to the policies. Its header
 // names are canonical (the server canonicalises them as it reads), and the
-// setters canonicalise the guest's.
+// setters canonicalise the guest's. The reserved X-Nocrd-* headers are
+// virtual: read from the proxy's RouteInfo, never from the request (where
+// a client may have forged them), and not writable.
 type fastRequest struct {
-	req    *fasthttp.Request
-	client net.Addr
-	addr   []byte
+	req  *fasthttp.Request
+	info proxy.RouteInfo
+	addr []byte
+}
+
+// reserved are the virtual headers, lowercase as the ABI lists names.
+var reserved = []struct {
+	name  string
+	value func(*proxy.RouteInfo) []byte
+}{
+	{"x-nocrd-subject", func(i *proxy.RouteInfo) []byte { return i.Subject }},
+	{"x-nocrd-claims", func(i *proxy.RouteInfo) []byte { return i.Claims }},
+	{"x-nocrd-workspace", func(i *proxy.RouteInfo) []byte { return i.Workspace }},
+	{"x-nocrd-owner", func(i *proxy.RouteInfo) []byte { return unsafe.Slice(unsafe.StringData(i.Owner), len(i.Owner)) }},
+}
+
+// isReserved reports whether name starts with proxy.HeaderPrefix, in any
+// case.
+func isReserved(name []byte) bool {
+	return len(name) >= len(proxy.HeaderPrefix) && bytes.EqualFold(name[:len(proxy.HeaderPrefix)], []byte(proxy.HeaderPrefix))
 }
 
 func (f *fastRequest) Method() []byte          { return f.req.Header.Method() }
@@ -77,20 +97,29 @@ func (f *fastRequest) SetURI(uri []byte)       { f.req.SetRequestURIBytes(uri) }
 func (f *fastRequest) Body() []byte            { return nil } // route policies decide on the head
 
 func (f *fastRequest) SourceAddr() []byte {
-	if a, ok := f.client.(*net.TCPAddr); ok {
+	if a, ok := f.info.Client.(*net.TCPAddr); ok {
 		f.addr = netip.AddrPortFrom(a.AddrPort().Addr().Unmap(), a.AddrPort().Port()).AppendTo(f.addr[:0])
 		return f.addr
 	}
-	if f.client == nil {
+	if f.info.Client == nil {
 		return nil
 	}
-	f.addr = append(f.addr[:0], f.client.String()...)
+	f.addr = append(f.addr[:0], f.info.Client.String()...)
 	return f.addr
 }
 
 func (f *fastRequest) AppendHeaderNames(dst []byte) ([]byte, int) {
 	start, n := len(dst), 0
+	for _, r := range reserved {
+		if len(r.value(&f.info)) > 0 {
+			dst = append(append(dst, r.name...), 0)
+			n++
+		}
+	}
 	for k := range f.req.Header.All() {
+		if isReserved(k) {
+			continue
+		}
 		name := len(dst)
 		for _, c := range k {
 			if 'A' <= c && c <= 'Z' {
@@ -124,6 +153,14 @@ func seenName(list, name []byte) bool {
 }
 
 func (f *fastRequest) AppendHeaderValues(dst, name []byte) ([]byte, int) {
+	if isReserved(name) {
+		for _, r := range reserved {
+			if v := r.value(&f.info); len(v) > 0 && bytes.EqualFold(name, []byte(r.name)) {
+				return append(append(dst, v...), 0), 1
+			}
+		}
+		return dst, 0
+	}
 	n := 0
 	for k, v := range f.req.Header.All() {
 		if bytes.EqualFold(k, name) {
@@ -134,9 +171,25 @@ func (f *fastRequest) AppendHeaderValues(dst, name []byte) ([]byte, int) {
 	return dst, n
 }
 
-func (f *fastRequest) SetHeader(name, value []byte) { f.req.Header.SetBytesKV(name, value) }
-func (f *fastRequest) AddHeader(name, value []byte) { f.req.Header.AddBytesKV(name, value) }
-func (f *fastRequest) RemoveHeader(name []byte)     { f.req.Header.DelBytes(name) }
+// The setters leave the reserved headers alone: they are nocrd's, and
+// never forwarded anyway.
+func (f *fastRequest) SetHeader(name, value []byte) {
+	if !isReserved(name) {
+		f.req.Header.SetBytesKV(name, value)
+	}
+}
+
+func (f *fastRequest) AddHeader(name, value []byte) {
+	if !isReserved(name) {
+		f.req.Header.AddBytesKV(name, value)
+	}
+}
+
+func (f *fastRequest) RemoveHeader(name []byte) {
+	if !isReserved(name) {
+		f.req.Header.DelBytes(name)
+	}
+}
 
 // reloadOnSignal reloads set on every SIGHUP until ctx ends.
 func reloadOnSignal(ctx context.Context, set *policies.Set, log interface {
