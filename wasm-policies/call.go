@@ -72,14 +72,18 @@ func (r *Response) add(name, value []byte) {
 	r.Header = append(r.Header, Field{append([]byte(nil), name...), append([]byte(nil), value...)})
 }
 
-func (r *Response) remove(name []byte) {
-	kept := r.Header[:0]
-	for _, f := range r.Header {
+func (r *Response) remove(name []byte) { r.Header = withoutField(r.Header, name) }
+
+// withoutField removes from fields, in place, every field named name
+// (matched case-insensitively).
+func withoutField(fields []Field, name []byte) []Field {
+	kept := fields[:0]
+	for _, f := range fields {
 		if !bytes.EqualFold(f.Name, name) {
 			kept = append(kept, f)
 		}
 	}
-	r.Header = kept
+	return kept
 }
 
 // FaultError is a policy that failed instead of deciding: it trapped, ran

@@ -62,12 +62,4 @@ func (m *Message) AddHeader(name, value []byte) {
 	m.Header = append(m.Header, Field{bytes.Clone(name), bytes.Clone(value)})
 }
 
-func (m *Message) RemoveHeader(name []byte) {
-	kept := m.Header[:0]
-	for _, f := range m.Header {
-		if !bytes.EqualFold(f.Name, name) {
-			kept = append(kept, f)
-		}
-	}
-	m.Header = kept
-}
+func (m *Message) RemoveHeader(name []byte) { m.Header = withoutField(m.Header, name) }

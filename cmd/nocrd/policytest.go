@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
-	"net/textproto"
 	"strings"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/nocrd/nocrd/k8s"
 	"github.com/nocrd/nocrd/mcp"
@@ -45,30 +47,33 @@ func (p policyTester) TestPolicy(_ context.Context, in mcp.TestPolicyInput) (mcp
 	return p.route(in, chain, out)
 }
 
+// route runs the request through the same adapter the proxy uses, so the
+// guest sees the reserved headers exactly as it would behind the proxy:
+// virtual, read-only, and the subject and claims only when there are some.
 func (p policyTester) route(in mcp.TestPolicyInput, chain *policies.Chain, out mcp.TestPolicyOutput) (mcp.TestPolicyOutput, error) {
-	method, path, ws, owner := or(in.Method, http.MethodGet), or(in.Path, "/"), or(in.Workspace, "test"), or(in.Owner, in.Subject)
-	msg := policies.NewMessage(method, path, nil)
-	msg.Source = []byte("127.0.0.1:0")
+	var req fasthttp.Request
+	req.Header.SetMethod(or(in.Method, http.MethodGet))
+	req.SetRequestURI(or(in.Path, "/"))
 	for k, v := range in.Headers {
-		msg.AddHeader([]byte(textproto.CanonicalMIMEHeaderKey(k)), []byte(v))
+		req.Header.Add(k, v)
 	}
-	// What the proxy shows a policy: the subject and claims only when
-	// there are some, as without authentication.
-	if in.Subject != "" {
-		msg.SetHeader([]byte(proxy.HeaderSubject), []byte(in.Subject))
+	info := proxy.RouteInfo{
+		Client:    &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)},
+		Subject:   []byte(in.Subject),
+		Workspace: []byte(or(in.Workspace, "test")),
+		Owner:     or(in.Owner, or(in.Subject, k8s.Anonymous)),
 	}
 	if len(in.Claims) > 0 {
 		claims, err := json.Marshal(in.Claims)
 		if err != nil {
 			return out, fmt.Errorf("claims: %w", err)
 		}
-		msg.SetHeader([]byte(proxy.HeaderClaims), claims)
+		info.Claims = claims
 	}
-	msg.SetHeader([]byte(proxy.HeaderWorkspace), []byte(ws))
-	msg.SetHeader([]byte(proxy.HeaderOwner), []byte(or(owner, k8s.Anonymous)))
+	fr := fastRequest{req: &req, info: info}
 	for _, m := range chain.Modules() {
 		var resp policies.Response
-		next, err := m.Try(msg, &resp)
+		next, err := m.Try(&fr, &resp)
 		var fe *policies.FaultError
 		switch {
 		case errors.As(err, &fe):
@@ -81,10 +86,10 @@ func (p policyTester) route(in mcp.TestPolicyInput, chain *policies.Chain, out m
 			return out, nil
 		}
 	}
-	fwd := &mcp.TestPolicyRequest{Method: string(msg.MethodValue), Path: string(msg.URIValue), Headers: map[string]string{}}
-	for _, f := range msg.Header {
-		if !bytes.HasPrefix(bytes.ToLower(f.Name), []byte("x-nocrd-")) {
-			fwd.Headers[textproto.CanonicalMIMEHeaderKey(string(f.Name))] = string(f.Value)
+	fwd := &mcp.TestPolicyRequest{Method: string(req.Header.Method()), Path: string(req.RequestURI()), Headers: map[string]string{}}
+	for k, v := range req.Header.All() {
+		if !isReserved(k) { // the proxy strips them before forwarding
+			fwd.Headers[string(k)] = string(v)
 		}
 	}
 	out.Request = fwd
