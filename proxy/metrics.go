@@ -73,7 +73,7 @@ func (m *proxyMetrics) register(r *metrics.Registry) {
 				}
 			}
 		})
-	m.upstream = r.Histogram("nocrd_proxy_upstream_seconds", "Time from receiving a request to the workspace's response headers.", latencyBounds)
+	m.upstream = r.Histogram("nocrd_proxy_upstream_seconds", "Time from sending a request to the workspace to its response headers.", latencyBounds)
 	m.auth = map[string]*metrics.Counter{}
 	for _, reason := range []string{reasonMissing, reasonInvalid, "expired", "not_yet_valid", "bad_signature", "wrong_issuer", "wrong_audience", reasonWrongOwner} {
 		m.auth[reason] = r.Counter("nocrd_proxy_auth_failures_total", "Requests refused by authentication or ownership, by reason.", "reason", reason)

@@ -69,8 +69,8 @@ type RouteInfo struct {
 	Owner           string
 }
 
-// Headers a Policy shows for RouteInfo, and which the proxy never forwards
-// while one is set.
+// Headers a Policy shows for RouteInfo. No header starting with
+// HeaderPrefix is ever forwarded, whoever set it.
 const (
 	HeaderSubject = "X-Nocrd-Subject"
 	// HeaderClaims is the verified token's claims as compact JSON.
@@ -160,13 +160,6 @@ func New(r Resolver, opts Options) *Proxy {
 	return p
 }
 
-// hopByHop are the headers that describe one connection, not the message
-// (RFC 9110 section 7.6.1); they are never forwarded.
-var hopByHop = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-}
-
 // b2s views b as a string without copying; the string must not outlive b.
 func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
@@ -174,7 +167,6 @@ func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 // returns: a streamed response body is a bodyStream holding the upstream
 // connection, which fasthttp closes when it has written it.
 func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
 	route, perr := ParseRoute(ctx.Request.Header.RequestURI(), p.base)
 	if perr != nil {
 		p.fail(ctx, outcomeBadRequest, perr)
@@ -237,7 +229,7 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	*bp = p.upstreamURI((*bp)[:0], route)
 	req.SetRequestURIBytes(*bp)
 	p.rewriteHeaders(ctx, &req.Header, route, subject, bp)
-	if p.opts.Policy != nil && !p.decide(ctx, req, route, caller{subject, claims}, ep.Owner) {
+	if p.opts.Policy != nil && !p.decide(ctx, req, route, caller{subject, claims}, ep.Owner, bp) {
 		return
 	}
 	if cl := ctx.Request.Header.ContentLength(); cl > 0 || cl == -1 {
@@ -248,10 +240,12 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		}
 	}
 
-	conn, skipBody, err := p.roundTrip(ep.Addr, req, &ctx.Response.Header)
-	p.m.upstream.Observe(time.Since(start).Seconds())
+	sent := time.Now()
+	conn, skipBody, err := p.roundTrip(ep.Addr, req, &ctx.Response.Header, sent)
+	end := time.Now()
+	p.m.upstream.Observe(end.Sub(sent).Seconds())
 	if err == nil {
-		err = p.respond(ctx, req, conn, skipBody, bp)
+		err = p.respond(ctx, req, conn, skipBody, bp, end)
 	}
 	if err != nil {
 		p.upstreamFailed(ctx, ep.Addr, err)
@@ -260,22 +254,15 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	p.m.request(outcomeProxied, ctx.Response.StatusCode())
 }
 
-// stripReserved removes every header named with HeaderPrefix. Names are
-// canonical, so one case is enough; the scan costs far less than deleting
-// each reserved name on every request.
-func stripReserved(h *fasthttp.RequestHeader) {
-	for {
-		var found []byte
-		for k := range h.All() {
-			if len(k) >= len(HeaderPrefix) && string(k[:len(HeaderPrefix)]) == HeaderPrefix {
-				found = k
-				break
-			}
+// stripReserved removes every header named with HeaderPrefix, in any
+// case, after one scan of a copy of h (see Fields). buf is scratch.
+func stripReserved(h *fasthttp.RequestHeader, buf *[]byte) {
+	head := h.AppendBytes((*buf)[:0])
+	*buf = head[:0]
+	for k := range Fields(head) {
+		if isReserved(k) {
+			h.DelBytes(k)
 		}
-		if found == nil {
-			return
-		}
-		h.DelBytes(found)
 	}
 }
 
@@ -285,10 +272,10 @@ type caller struct{ subject, claims []byte }
 
 // decide runs the route policy on the upstream request. It returns false
 // when the request must not go on: the client has its answer.
-func (p *Proxy) decide(ctx *fasthttp.RequestCtx, req *fasthttp.Request, route Route, who caller, owner string) bool {
+func (p *Proxy) decide(ctx *fasthttp.RequestCtx, req *fasthttp.Request, route Route, who caller, owner string, buf *[]byte) bool {
 	info := RouteInfo{Client: ctx.RemoteAddr(), Subject: who.subject, Claims: who.claims, Workspace: route.ID, Owner: owner}
 	next, err := p.opts.Policy.Decide(ctx, req, info, &ctx.Response)
-	stripReserved(&req.Header) // sent by the client or set by the policy
+	stripReserved(&req.Header, buf) // sent by the client or set by the policy
 	switch {
 	case err != nil:
 		ctx.Response.Reset() // drop whatever the failed policy wrote
@@ -351,7 +338,7 @@ func safeHost(h []byte) bool {
 // fasthttp reads while writing, so no large body is held whole and
 // server-sent events go out as they arrive. respond owns conn; when it
 // fails the caller answers instead.
-func (p *Proxy) respond(ctx *fasthttp.RequestCtx, req *fasthttp.Request, conn *upstreamConn, skipBody bool, bp *[]byte) error {
+func (p *Proxy) respond(ctx *fasthttp.RequestCtx, req *fasthttp.Request, conn *upstreamConn, skipBody bool, bp *[]byte, now time.Time) error {
 	out := &ctx.Response
 	reuse := !req.Header.ConnectionClose() && !out.Header.ConnectionClose()
 	n := out.Header.ContentLength()
@@ -362,14 +349,14 @@ func (p *Proxy) respond(ctx *fasthttp.RequestCtx, req *fasthttp.Request, conn *u
 		// Content-Length stays as it sent it.
 		out.SkipBody = true
 		out.Header.SetContentLength(n)
-		conn.done(reuse)
+		conn.done(reuse, now)
 	case n >= 0 && n <= maxBufferedBody:
 		out.Header.SetContentLength(n)
 		if err := out.ReadBody(conn.br, 0); err != nil {
 			_ = conn.Close()
 			return err
 		}
-		conn.done(reuse)
+		conn.done(reuse, now)
 	default:
 		resp := fasthttp.AcquireResponse()
 		resp.Header.SetContentLength(n)
@@ -395,7 +382,7 @@ func (p *Proxy) respond(ctx *fasthttp.RequestCtx, req *fasthttp.Request, conn *u
 // token returns the bearer token of the request, from the Authorization
 // header or the token query parameter, or nil.
 func (p *Proxy) token(ctx *fasthttp.RequestCtx, query []byte) []byte {
-	if a := ctx.Request.Header.Peek("Authorization"); len(a) > 7 && strings.EqualFold(b2s(a[:7]), "bearer ") {
+	if a := ctx.Request.Header.PeekCanonical(strAuthorization); len(a) > 7 && strings.EqualFold(b2s(a[:7]), "bearer ") {
 		return bytes.TrimSpace(a[7:])
 	}
 	if len(query) > 0 {
@@ -445,64 +432,66 @@ func (p *Proxy) upstreamURI(dst []byte, r Route) []byte {
 	return dst
 }
 
-// rewriteHeaders prepares the upstream request's headers, building values
-// in buf (the handler's pooled scratch) so that nothing is allocated.
+// rewriteHeaders prepares the upstream request's headers from one pass
+// over a copy of them (see Fields): hop-by-hop headers and those the
+// Connection header names go, and so do the token (unless it is passed
+// on), and any subject, X-Nocrd-* or X-Forwarded-* header the client sent.
+// Then X-Forwarded-For gets the client's address after the chain the
+// client sent, and X-Forwarded-Proto, -Host and -Prefix are set. Most
+// requests have none of these, and cost one scan and no deletion. buf is
+// the handler's pooled scratch; nothing is allocated.
 func (p *Proxy) rewriteHeaders(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHeader, r Route, subject []byte, buf *[]byte) {
-	stripHopByHop(h, buf)
-	if p.opts.Authorizer != nil && !p.opts.PassAuthorization {
-		h.Del("Authorization")
-	}
-	if p.opts.SubjectHeader != "" {
-		h.Del(p.opts.SubjectHeader)
-		if len(subject) > 0 {
-			h.SetBytesV(p.opts.SubjectHeader, subject)
+	head := h.AppendBytes((*buf)[:0])
+	dropAuth := p.opts.Authorizer != nil && !p.opts.PassAuthorization
+	var priorFor, forListed bool
+	for k, v := range Fields(head) {
+		switch {
+		case isHopByHop(k):
+			h.DelBytes(k)
+			if !is(k, "Connection") {
+				continue
+			}
+			for name := range commaList(v) {
+				h.DelBytes(name)
+				forListed = forListed || is(name, "X-Forwarded-For")
+			}
+		case is(k, "X-Forwarded-For"):
+			priorFor = true
+		case dropAuth && is(k, "Authorization"), isReserved(k),
+			p.opts.SubjectHeader != "" && is(k, p.opts.SubjectHeader),
+			is(k, "X-Forwarded-Proto"), is(k, "X-Forwarded-Host"), is(k, "X-Forwarded-Prefix"):
+			h.DelBytes(k)
 		}
 	}
-	b := (*buf)[:0]
-	if prior := h.Peek("X-Forwarded-For"); len(prior) > 0 {
-		b = append(append(b, prior...), ", "...)
+	if p.opts.SubjectHeader != "" && len(subject) > 0 {
+		h.SetBytesV(p.opts.SubjectHeader, subject)
+	}
+
+	// Values are built after the copy, in the same buffer.
+	out := head
+	if priorFor {
+		h.DelBytes(strXForwardedFor)
+		if !forListed { // else it was hop-by-hop, and is not passed on
+			for k, v := range Fields(head) {
+				if len(v) > 0 && is(k, "X-Forwarded-For") {
+					out = append(append(out, v...), ", "...)
+				}
+			}
+		}
 	}
 	if ip, ok := netip.AddrFromSlice(ctx.RemoteIP()); ok {
-		b = ip.Unmap().AppendTo(b)
+		out = ip.Unmap().AppendTo(out)
 	}
-	h.SetBytesV("X-Forwarded-For", b)
+	h.SetCanonical(strXForwardedFor, bytes.TrimSuffix(out[len(head):], []byte(", ")))
 	if ctx.IsTLS() {
-		h.Set("X-Forwarded-Proto", "https")
+		h.SetCanonical(strXForwardedProto, strHTTPS)
 	} else {
-		h.Set("X-Forwarded-Proto", "http")
+		h.SetCanonical(strXForwardedProto, strHTTP)
 	}
-	h.SetBytesV("X-Forwarded-Host", ctx.Host())
-	b = append(append(append(b[:0], p.base...), RoutePrefix...), r.ID...)
-	h.SetBytesV("X-Forwarded-Prefix", b)
-	*buf = b
-}
-
-// stripHopByHop removes hop-by-hop headers and those the Connection header
-// names. buf is scratch space for the Connection value, which is copied
-// because deleting headers may move the bytes Peek returned.
-func stripHopByHop(h interface {
-	Peek(string) []byte
-	Del(string)
-	DelBytes([]byte)
-}, buf *[]byte) {
-	if c := h.Peek("Connection"); len(c) > 0 {
-		names := append((*buf)[:0], c...)
-		*buf = names
-		for len(names) > 0 {
-			name := names
-			if i := bytes.IndexByte(names, ','); i >= 0 {
-				name, names = names[:i], names[i+1:]
-			} else {
-				names = nil
-			}
-			if name = bytes.TrimSpace(name); len(name) > 0 {
-				h.DelBytes(name)
-			}
-		}
-	}
-	for _, name := range hopByHop {
-		h.Del(name)
-	}
+	h.SetCanonical(strXForwardedHost, ctx.Host())
+	out = append(append(append(out[:len(head)], p.base...), RoutePrefix...), r.ID...)
+	h.SetCanonical(strXForwardedPrefix, out[len(head):])
+	*buf = out[:0]
 }
 
 // pool returns the connection pool of an upstream address.

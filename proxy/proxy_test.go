@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,6 +25,7 @@ import (
 type seen struct {
 	Method, URI, Body string
 	Header            map[string]string
+	Raw               string // the header block as received
 }
 
 // backend starts a real HTTP server on loopback that echoes each request as
@@ -35,7 +37,8 @@ func backend(t *testing.T) (addr string, hits *atomic.Int32) {
 		DisableHeaderNamesNormalizing: true,
 		Handler: func(ctx *fasthttp.RequestCtx) {
 			hits.Add(1)
-			s := seen{Method: string(ctx.Method()), URI: string(ctx.Request.Header.RequestURI()), Body: string(ctx.PostBody()), Header: map[string]string{}}
+			s := seen{Method: string(ctx.Method()), URI: string(ctx.Request.Header.RequestURI()), Body: string(ctx.PostBody()), Header: map[string]string{},
+				Raw: string(ctx.Request.Header.RawHeaders())}
 			for k, v := range ctx.Request.Header.All() {
 				s.Header[string(k)] = string(v)
 			}
@@ -296,5 +299,68 @@ func TestOwnership(t *testing.T) {
 	}
 	if hits.Load() != before {
 		t.Errorf("refused requests reached the backend")
+	}
+}
+
+type allowAll struct{}
+
+func (allowAll) Decide(context.Context, *fasthttp.Request, proxy.RouteInfo, *fasthttp.Response) (bool, error) {
+	return true, nil
+}
+
+// TestForwardedHeadersExact: what the proxy does not own reaches the
+// workspace byte for byte (cookies keep their quotes and stay two
+// headers), while every copy of the headers it does own is replaced: a
+// client cannot slip a second X-Forwarded-Host or -Proto past it. Prior
+// X-Forwarded-For headers are kept as one chain, unless the client marked
+// them hop-by-hop.
+func TestForwardedHeadersExact(t *testing.T) {
+	addr, _ := backend(t)
+	for _, c := range []struct {
+		name string
+		opts proxy.Options
+	}{{"plain", proxy.Options{}}, {"with a route policy", proxy.Options{Policy: allowAll{}}}} {
+		t.Run(c.name, func(t *testing.T) {
+			base, _ := startProxy(t, staticResolver{"a": {Addr: addr, Owner: "alice"}}, c.opts)
+			status, body := raw(t, base, "GET /route/a/x HTTP/1.1\r\nHost: h.example\r\n"+
+				"Cookie: a=\"q v\"; b=2\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Host: evil.example\r\n"+
+				"Cookie: c=3\r\nX-Forwarded-Host: evil2.example\r\nX-Forwarded-Proto: https\r\nX-Forwarded-For: 10.0.0.2\r\n"+
+				"x-forwarded-prefix: /evil\r\nX-Nocrd-Owner: root\r\n\r\n")
+			if status != 200 {
+				t.Fatalf("status %d: %s", status, body)
+			}
+			var s seen
+			if err := json.Unmarshal([]byte(body), &s); err != nil {
+				t.Fatal(err)
+			}
+			lines := map[string][]string{}
+			for _, l := range strings.Split(strings.TrimSpace(s.Raw), "\r\n") {
+				k, v, _ := strings.Cut(l, ": ")
+				lines[strings.ToLower(k)] = append(lines[strings.ToLower(k)], v)
+			}
+			want := map[string][]string{
+				"cookie":             {`a="q v"; b=2`, "c=3"},
+				"x-forwarded-for":    {"10.0.0.1, 10.0.0.2, 127.0.0.1"},
+				"x-forwarded-host":   {"h.example"},
+				"x-forwarded-proto":  {"http"},
+				"x-forwarded-prefix": {"/route/a"},
+				"x-nocrd-owner":      nil,
+			}
+			for k, v := range want {
+				if !slices.Equal(lines[k], v) {
+					t.Errorf("%s: forwarded %q, want %q\n%s", k, lines[k], v, s.Raw)
+				}
+			}
+		})
+	}
+
+	base, _ := startProxy(t, staticResolver{"a": {Addr: addr, Owner: "alice"}}, proxy.Options{})
+	status, body := raw(t, base, "GET /route/a/x HTTP/1.1\r\nHost: h\r\nConnection: x-forwarded-for\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n")
+	var s seen
+	if err := json.Unmarshal([]byte(body), &s); status != 200 || err != nil {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	if s.Header["X-Forwarded-For"] != "127.0.0.1" {
+		t.Errorf("X-Forwarded-For named in Connection: forwarded %q, want only the client", s.Header["X-Forwarded-For"])
 	}
 }

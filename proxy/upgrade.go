@@ -13,17 +13,11 @@ import (
 // isUpgrade reports whether a request asks to switch protocols
 // (Connection: upgrade with an Upgrade header), as WebSockets do.
 func isUpgrade(h *fasthttp.RequestHeader) bool {
-	if len(h.Peek("Upgrade")) == 0 {
+	if len(h.PeekCanonical(strUpgrade)) == 0 {
 		return false
 	}
-	for c := h.Peek("Connection"); len(c) > 0; {
-		tok := c
-		if i := bytes.IndexByte(c, ','); i >= 0 {
-			tok, c = c[:i], c[i+1:]
-		} else {
-			c = nil
-		}
-		if bytes.EqualFold(bytes.TrimSpace(tok), []byte("upgrade")) {
+	for tok := range commaList(h.PeekCanonical(strConnection)) {
+		if is(tok, "upgrade") {
 			return true
 		}
 	}
@@ -48,7 +42,7 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, addr string, r Route, who call
 	h.SetRequestURIBytes(uri)
 	h.Set("Connection", "Upgrade")
 	h.Set("Upgrade", "websocket")
-	if p.opts.Policy != nil && !p.decide(ctx, req, r, who, owner) {
+	if p.opts.Policy != nil && !p.decide(ctx, req, r, who, owner, &buf) {
 		return
 	}
 	// The request line and headers, copied: req goes back to its pool when

@@ -52,8 +52,8 @@ type upstreamConn struct {
 }
 
 // get returns an idle connection, most recently used first, or dials one.
-func (p *Proxy) get(pl *pool) (*upstreamConn, error) {
-	now := time.Now()
+// now is the time, read by the caller.
+func (p *Proxy) get(pl *pool, now time.Time) (*upstreamConn, error) {
 	pl.mu.Lock()
 	for n := len(pl.idle); n > 0; n = len(pl.idle) {
 		c := pl.idle[n-1]
@@ -75,10 +75,11 @@ func (p *Proxy) get(pl *pool) (*upstreamConn, error) {
 	return &upstreamConn{idleConn: ic, pool: pl, br: bufio.NewReaderSize(ic, upstreamReadBuffer), bw: bufio.NewWriterSize(ic, upstreamWriteBuffer)}, nil
 }
 
-// put returns a connection whose last response was read to its end.
-func (c *upstreamConn) put() {
+// put returns a connection whose last response was read to its end at
+// now.
+func (c *upstreamConn) put(now time.Time) {
 	pl := c.pool
-	c.usedAt = time.Now()
+	c.usedAt = now
 	pl.mu.Lock()
 	if pl.closed || len(pl.idle) >= maxIdlePerUpstream {
 		pl.mu.Unlock()
@@ -130,17 +131,24 @@ var errEmptyResponse = errors.New("upstream closed the connection without a resp
 // read (then done) or abandoned (then Close). A kept-alive connection that
 // the workspace closed meanwhile fails an idempotent request without a
 // streamed body, which is then retried once on a new connection.
-func (p *Proxy) roundTrip(addr string, req *fasthttp.Request, h *fasthttp.ResponseHeader) (*upstreamConn, bool, error) {
+//
+// now is the time the caller read just before; it stands for the clock
+// when the first write and read set their deadlines, which spares two
+// reads of the clock per request.
+func (p *Proxy) roundTrip(addr string, req *fasthttp.Request, h *fasthttp.ResponseHeader, now time.Time) (*upstreamConn, bool, error) {
 	pl := p.pool(addr)
 	retryable := !req.IsBodyStream() && (req.Header.IsGet() || req.Header.IsHead() || req.Header.IsPut() || req.Header.IsOptions())
 	for {
-		c, err := p.get(pl)
+		c, err := p.get(pl, now)
 		if err != nil {
 			return nil, false, err
 		}
+		c.readNow, c.writeNow = now, now
 		h.Reset() // names canonicalised as read, for stripHopByHop
 		h.SetNoDefaultContentType(true)
-		if err = c.exchange(req, h); err == nil {
+		err = c.exchange(req, h)
+		c.readNow, c.writeNow = time.Time{}, time.Time{} // in case one was not used
+		if err == nil {
 			return c, req.Header.IsHead() || noBody(h.StatusCode()), nil
 		}
 		_ = c.Close()
@@ -180,14 +188,14 @@ func noBody(status int) bool {
 	return status < 200 || status == http.StatusNoContent || status == http.StatusNotModified
 }
 
-// done gives the connection back after a response read to its end, or
-// closes it when either side asked for that.
-func (c *upstreamConn) done(reuse bool) {
+// done gives the connection back after a response read to its end at
+// now, or closes it when either side asked for that.
+func (c *upstreamConn) done(reuse bool, now time.Time) {
 	if !reuse {
 		_ = c.Close()
 		return
 	}
-	c.put()
+	c.put(now)
 }
 
 // bodyStream is an upstream response body on its way to the client.
@@ -234,7 +242,7 @@ func (s *bodyStream) Read(b []byte) (int, error) {
 func (s *bodyStream) Close() error {
 	err := s.resp.CloseBodyStream()
 	if s.eof && !s.failed && !s.close {
-		s.conn.put()
+		s.conn.put(time.Now())
 	} else {
 		_ = s.conn.Close()
 	}
@@ -254,6 +262,9 @@ type idleConn struct {
 	timeout time.Duration
 	// readUntil and writeUntil are the deadlines set, in Unix nanoseconds.
 	readUntil, writeUntil atomic.Int64
+	// readNow and writeNow, when set, stand for the clock at the next read
+	// or write: the caller has just read it.
+	readNow, writeNow time.Time
 }
 
 // deadlineSlack is how stale an idleConn deadline may get before it is
@@ -261,9 +272,14 @@ type idleConn struct {
 const deadlineSlack = time.Second
 
 // next returns the deadline to set before an operation, or false when the
-// current one, until, is recent enough.
-func (c *idleConn) next(until *atomic.Int64) (time.Time, bool) {
-	now := time.Now()
+// current one, until, is recent enough. It uses and clears *hint when set.
+func (c *idleConn) next(until *atomic.Int64, hint *time.Time) (time.Time, bool) {
+	now := *hint
+	if now.IsZero() {
+		now = time.Now()
+	} else {
+		*hint = time.Time{}
+	}
 	slack := deadlineSlack
 	if c.timeout < 4*deadlineSlack {
 		slack = 0
@@ -277,7 +293,7 @@ func (c *idleConn) next(until *atomic.Int64) (time.Time, bool) {
 }
 
 func (c *idleConn) Read(b []byte) (int, error) {
-	if d, ok := c.next(&c.readUntil); ok {
+	if d, ok := c.next(&c.readUntil, &c.readNow); ok {
 		if err := c.Conn.SetReadDeadline(d); err != nil {
 			return 0, err
 		}
@@ -286,7 +302,7 @@ func (c *idleConn) Read(b []byte) (int, error) {
 }
 
 func (c *idleConn) Write(b []byte) (int, error) {
-	if d, ok := c.next(&c.writeUntil); ok {
+	if d, ok := c.next(&c.writeUntil, &c.writeNow); ok {
 		if err := c.Conn.SetWriteDeadline(d); err != nil {
 			return 0, err
 		}

@@ -164,7 +164,9 @@ func (f *frontDoor) serve(ctx context.Context, beforeShutdown func()) error {
 		NoDefaultContentType:  true,
 		// No ReadTimeout: it would cut long uploads and event streams.
 		IdleTimeout: 90 * time.Second,
-		Logger:      slogPrinter{f.log},
+		// Nothing reads ctx.Time, so the clock is not read for it.
+		LazyRequestTime: true,
+		Logger:          slogPrinter{f.log},
 	}
 	scheme := "http"
 	if f.cfg.Serve.TLSCert != "" {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"net"
 	"net/http"
 	"net/netip"
@@ -45,7 +46,7 @@ func newRoutePolicy(chain *policies.Chain) *routePolicy {
 func (r *routePolicy) Decide(_ context.Context, req *fasthttp.Request, info proxy.RouteInfo, resp *fasthttp.Response) (bool, error) {
 	c := r.calls.Get().(*routeCall)
 	defer r.calls.Put(c)
-	c.req = fastRequest{req: req, info: info, addr: c.req.addr[:0]}
+	c.req = fastRequest{req: req, info: info, addr: c.req.addr[:0], head: c.req.head[:0]}
 	next, _, err := r.chain.Handle(&c.req, &c.resp)
 	c.req.req, c.req.info = nil, proxy.RouteInfo{}
 	if err != nil || next {
@@ -67,10 +68,23 @@ func (r *routePolicy) Decide(_ context.Context, req *fasthttp.Request, info prox
 // setters canonicalise the guest's. The reserved X-Nocrd-* headers are
 // virtual: read from the proxy's RouteInfo, never from the request (where
 // a client may have forged them), and not writable.
+//
+// Headers are read from a serialised copy (proxy.Fields), made once and
+// again after a setter: reading them through fasthttp's own iterator would
+// make it rewrite the request's cookies.
 type fastRequest struct {
 	req  *fasthttp.Request
 	info proxy.RouteInfo
 	addr []byte
+	head []byte // the copy; empty when stale
+}
+
+// fields iterates over the request's header fields.
+func (f *fastRequest) fields() iter.Seq2[[]byte, []byte] {
+	if len(f.head) == 0 {
+		f.head = f.req.Header.AppendBytes(f.head)
+	}
+	return proxy.Fields(f.head)
 }
 
 // reserved are the virtual headers, lowercase as the ABI lists names.
@@ -90,11 +104,19 @@ func isReserved(name []byte) bool {
 	return len(name) >= len(proxy.HeaderPrefix) && bytes.EqualFold(name[:len(proxy.HeaderPrefix)], []byte(proxy.HeaderPrefix))
 }
 
-func (f *fastRequest) Method() []byte          { return f.req.Header.Method() }
-func (f *fastRequest) SetMethod(method []byte) { f.req.Header.SetMethodBytes(method) }
-func (f *fastRequest) URI() []byte             { return f.req.Header.RequestURI() }
-func (f *fastRequest) SetURI(uri []byte)       { f.req.SetRequestURIBytes(uri) }
-func (f *fastRequest) Body() []byte            { return nil } // route policies decide on the head
+func (f *fastRequest) Method() []byte { return f.req.Header.Method() }
+func (f *fastRequest) SetMethod(method []byte) {
+	f.req.Header.SetMethodBytes(method)
+	f.head = f.head[:0]
+}
+
+func (f *fastRequest) URI() []byte { return f.req.Header.RequestURI() }
+func (f *fastRequest) SetURI(uri []byte) {
+	f.req.SetRequestURIBytes(uri)
+	f.head = f.head[:0]
+}
+
+func (f *fastRequest) Body() []byte { return nil } // route policies decide on the head
 
 func (f *fastRequest) SourceAddr() []byte {
 	if a, ok := f.info.Client.(*net.TCPAddr); ok {
@@ -116,7 +138,7 @@ func (f *fastRequest) AppendHeaderNames(dst []byte) ([]byte, int) {
 			n++
 		}
 	}
-	for k := range f.req.Header.All() {
+	for k := range f.fields() {
 		if isReserved(k) {
 			continue
 		}
@@ -162,7 +184,7 @@ func (f *fastRequest) AppendHeaderValues(dst, name []byte) ([]byte, int) {
 		return dst, 0
 	}
 	n := 0
-	for k, v := range f.req.Header.All() {
+	for k, v := range f.fields() {
 		if bytes.EqualFold(k, name) {
 			dst = append(append(dst, v...), 0)
 			n++
@@ -176,18 +198,21 @@ func (f *fastRequest) AppendHeaderValues(dst, name []byte) ([]byte, int) {
 func (f *fastRequest) SetHeader(name, value []byte) {
 	if !isReserved(name) {
 		f.req.Header.SetBytesKV(name, value)
+		f.head = f.head[:0]
 	}
 }
 
 func (f *fastRequest) AddHeader(name, value []byte) {
 	if !isReserved(name) {
 		f.req.Header.AddBytesKV(name, value)
+		f.head = f.head[:0]
 	}
 }
 
 func (f *fastRequest) RemoveHeader(name []byte) {
 	if !isReserved(name) {
 		f.req.Header.DelBytes(name)
+		f.head = f.head[:0]
 	}
 }
 

@@ -1,0 +1,149 @@
+package proxy
+
+import (
+	"bytes"
+	"iter"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Fields iterates over the header fields of head, a request head as
+// RequestHeader.AppendBytes writes it: a request line, "Name: value"
+// lines and an empty line.
+//
+// It is how the proxy, and a Policy, should look at every header of a
+// request it forwards. RequestHeader.All (and VisitAll, PeekKeys, Len)
+// first parses the Cookie headers, after which fasthttp writes them back
+// merged into one and with the quotes around values dropped, so a request
+// that was only looked at would no longer be forwarded as it came.
+// AppendBytes writes the header as it would be sent and changes nothing;
+// since head is a copy, h may be changed while head is scanned.
+func Fields(head []byte) iter.Seq2[[]byte, []byte] {
+	return func(yield func(name, value []byte) bool) {
+		i := bytes.IndexByte(head, '\n') // the end of the request line
+		if i < 0 {
+			return
+		}
+		for rest := head[i+1:]; ; {
+			j := bytes.IndexByte(rest, '\n')
+			if j < 0 {
+				return // a truncated head
+			}
+			line := rest[:j]
+			rest = rest[j+1:]
+			if n := len(line); n > 0 && line[n-1] == '\r' {
+				line = line[:n-1]
+			}
+			if len(line) == 0 {
+				return // the empty line that ends the head
+			}
+			k := bytes.IndexByte(line, ':')
+			if k <= 0 {
+				continue
+			}
+			v := line[k+1:]
+			for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+				v = v[1:]
+			}
+			if !yield(line[:k], v) {
+				return
+			}
+		}
+	}
+}
+
+// isHopByHop reports whether name, in any case, is a header that describes
+// one connection, not the message (RFC 9110 section 7.6.1); they are never
+// forwarded.
+func isHopByHop(name []byte) bool {
+	var want string
+	switch len(name) {
+	case 2:
+		want = "Te"
+	case 7:
+		want = "Trailer"
+		if name[0]|0x20 == 'u' {
+			want = "Upgrade"
+		}
+	case 10:
+		want = "Keep-Alive"
+		if name[0]|0x20 == 'c' {
+			want = "Connection"
+		}
+	case 16:
+		want = "Proxy-Connection"
+	case 17:
+		want = "Transfer-Encoding"
+	case 18:
+		want = "Proxy-Authenticate"
+	case 19:
+		want = "Proxy-Authorization"
+	default:
+		return false
+	}
+	return strings.EqualFold(b2s(name), want)
+}
+
+// is reports whether name is want in any case.
+func is(name []byte, want string) bool {
+	return len(name) == len(want) && strings.EqualFold(b2s(name), want)
+}
+
+// isReserved reports whether name starts with HeaderPrefix, in any case.
+func isReserved(name []byte) bool {
+	return len(name) >= len(HeaderPrefix) && strings.EqualFold(b2s(name[:len(HeaderPrefix)]), HeaderPrefix)
+}
+
+// commaList iterates over the elements of a comma-separated list, as a
+// Connection header holds, trimmed, skipping empty ones.
+func commaList(list []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for len(list) > 0 {
+			name := list
+			if i := bytes.IndexByte(list, ','); i >= 0 {
+				name, list = list[:i], list[i+1:]
+			} else {
+				list = nil
+			}
+			if name = bytes.TrimSpace(name); len(name) > 0 && !yield(name) {
+				return
+			}
+		}
+	}
+}
+
+// stripHopByHop removes from a response header the hop-by-hop headers and
+// those its Connection header names. The common case, a response with
+// none, costs one pass over the header and no deletion. buf is scratch
+// space: the names are copied there because deleting moves the header's
+// bytes.
+func stripHopByHop(h *fasthttp.ResponseHeader, buf *[]byte) {
+	names := (*buf)[:0]
+	for k, v := range h.All() { // ResponseHeader.All changes nothing
+		if !isHopByHop(k) {
+			continue
+		}
+		names = append(append(names, k...), ',')
+		if is(k, "Connection") {
+			names = append(append(names, v...), ',')
+		}
+	}
+	*buf = names
+	for name := range commaList(names) {
+		h.DelBytes(name)
+	}
+}
+
+// Canonical names of the headers the proxy sets, for SetCanonical.
+var (
+	strXForwardedFor    = []byte("X-Forwarded-For")
+	strXForwardedProto  = []byte("X-Forwarded-Proto")
+	strXForwardedHost   = []byte("X-Forwarded-Host")
+	strXForwardedPrefix = []byte("X-Forwarded-Prefix")
+	strAuthorization    = []byte("Authorization")
+	strConnection       = []byte("Connection")
+	strUpgrade          = []byte("Upgrade")
+	strHTTP             = []byte("http")
+	strHTTPS            = []byte("https")
+)

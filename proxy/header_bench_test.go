@@ -1,0 +1,67 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+type anyToken struct{}
+
+func (anyToken) Authorize(context.Context, string) (string, []byte, error) {
+	return "alice", nil, nil
+}
+
+// BenchmarkRewriteHeaders is the header work of one proxied request: the
+// client's request head copied and rewritten for the workspace (hop-by-hop
+// headers and the token removed, X-Forwarded-* set), and the workspace's
+// response head stripped of hop-by-hop headers. Both heads are parsed from
+// the wire as the server and the upstream reader parse them.
+func BenchmarkRewriteHeaders(b *testing.B) {
+	for _, c := range []struct{ name, req string }{
+		{"wrk", "GET /gw/route/ws1/api HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAuthorization: Bearer " + strings.Repeat("t", 240) + "\r\n\r\n"},
+		{"browser", "GET /gw/route/ws1/lab/api/contents?content=1 HTTP/1.1\r\nHost: nocrd.example\r\n" +
+			"User-Agent: Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/140.0\r\nAccept: application/json\r\n" +
+			"Accept-Language: en-GB,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\nReferer: https://nocrd.example/gw/route/ws1/lab\r\n" +
+			"Authorization: Bearer " + strings.Repeat("t", 240) + "\r\nConnection: keep-alive\r\nCookie: _xsrf=2|abc|def; theme=dark\r\n" +
+			"Sec-Fetch-Dest: empty\r\nSec-Fetch-Mode: cors\r\nSec-Fetch-Site: same-origin\r\nPriority: u=4\r\n\r\n"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			p := New(nil, Options{BaseURL: "/gw", Authorizer: anyToken{}})
+			defer p.Close()
+			var ctx fasthttp.RequestCtx
+			var in fasthttp.Request
+			if err := in.Read(bufio.NewReader(strings.NewReader(c.req))); err != nil {
+				b.Fatal(err)
+			}
+			ctx.Init(&in, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}, nil)
+			route, perr := ParseRoute(ctx.Request.Header.RequestURI(), p.base)
+			if perr != nil {
+				b.Fatal(perr)
+			}
+			var upResp fasthttp.ResponseHeader
+			if err := upResp.Read(bufio.NewReader(strings.NewReader("HTTP/1.1 200 OK\r\nServer: fasthttp\r\n" +
+				"Date: Mon, 23 Nov 2026 10:00:00 GMT\r\nContent-Type: application/json\r\nContent-Length: 64\r\n\r\n"))); err != nil {
+				b.Fatal(err)
+			}
+			var req fasthttp.Request
+			var resp fasthttp.ResponseHeader
+			buf := make([]byte, 0, 1024)
+			b.ReportAllocs()
+			for b.Loop() {
+				req.Header.Reset()
+				ctx.Request.Header.CopyTo(&req.Header)
+				p.rewriteHeaders(&ctx, &req.Header, route, []byte("alice"), &buf)
+				upResp.CopyTo(&resp)
+				stripHopByHop(&resp, &buf)
+			}
+			if len(req.Header.Peek("Authorization")) > 0 || len(req.Header.Peek("Connection")) > 0 {
+				b.Fatalf("not stripped:\n%s", req.Header.Header())
+			}
+		})
+	}
+}
