@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
-	"time"
 
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
@@ -158,8 +157,7 @@ func (m *Module) handle(req Request, resp *Response) (next bool, err error) {
 	if m.closed.Load() {
 		return false, &FaultError{Policy: m.Name, Reason: "unavailable", Err: errors.New("module closed")}
 	}
-	deadline := time.Now().Add(m.timeout)
-	inst, err := m.get(deadline)
+	inst, left, err := m.get()
 	if err != nil {
 		reason := "unavailable"
 		if errors.Is(err, errBusy) {
@@ -169,7 +167,7 @@ func (m *Module) handle(req Request, resp *Response) (next bool, err error) {
 	}
 	resp.Reset()
 	inst.call = call{req: req, resp: resp, scratch: inst.call.scratch[:0]}
-	m.host.watch.begin(inst, time.Until(deadline))
+	m.host.watch.begin(inst, left)
 	err = inst.handle.CallWithStack(inst.ctx, inst.stack[:])
 	timedOut := m.host.watch.end(inst)
 	inst.call.req, inst.call.resp = nil, nil
@@ -247,6 +245,9 @@ func (c *Chain) Handle(req Request, resp *Response) (next bool, policy string, e
 
 // instanceOf returns the instance a host function runs for.
 func instanceOf(ctx context.Context) *instance {
+	if c, ok := ctx.(*instanceContext); ok {
+		return c.inst
+	}
 	return ctx.Value(instanceKey{}).(*instance)
 }
 

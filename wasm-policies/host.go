@@ -250,7 +250,7 @@ type instance struct {
 	handle api.Function
 	stack  [2]uint64
 	// ctx carries the instance to the host functions.
-	ctx context.Context
+	ctx *instanceContext
 	// stop is the global instrument added: the watchdog sets it when a
 	// call overruns its deadline, and the guest traps at its next loop or
 	// call.
@@ -263,9 +263,24 @@ type instance struct {
 
 type instanceKey struct{}
 
+// instanceContext is the context of an instance's calls. Its Value knows
+// instanceKey and nothing else: wazero looks a few keys up on every call,
+// and on this context each lookup is a type comparison.
+type instanceContext struct {
+	context.Context // Background: no deadline, never done
+	inst            *instance
+}
+
+func (c *instanceContext) Value(key any) any {
+	if _, ok := key.(instanceKey); ok {
+		return c.inst
+	}
+	return nil
+}
+
 func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	inst := &instance{m: m}
-	inst.ctx = context.WithValue(context.Background(), instanceKey{}, inst)
+	inst.ctx = &instanceContext{Context: context.Background(), inst: inst}
 	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions().
 		WithSysWalltime().WithSysNanotime().WithRandSource(rand.Reader)
 	mod, err := m.host.rt.InstantiateModule(ctx, m.code, cfg)
@@ -299,21 +314,24 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	return inst, nil
 }
 
-// get returns an idle instance, or waits for one until the deadline.
-func (m *Module) get(deadline time.Time) (*instance, error) {
+// get returns an idle instance and what is left of the call's timeout, or
+// waits for one for at most the timeout. The clock is read only when it
+// has to wait.
+func (m *Module) get() (*instance, time.Duration, error) {
 	select {
 	case inst := <-m.idle:
-		return inst, nil
+		return inst, m.timeout, nil
 	default:
 	}
 	m.refill() // in case an earlier replacement failed
-	t := time.NewTimer(time.Until(deadline))
+	start := time.Now()
+	t := time.NewTimer(m.timeout)
 	defer t.Stop()
 	select {
 	case inst := <-m.idle:
-		return inst, nil
+		return inst, max(m.timeout-time.Since(start), 0), nil
 	case <-t.C:
-		return nil, errBusy
+		return nil, 0, errBusy
 	}
 }
 

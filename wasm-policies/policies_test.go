@@ -283,6 +283,37 @@ func TestDeadlineAfterIdle(t *testing.T) {
 	}
 }
 
+// TestTimeoutIncludesWaiting: a call that has to wait for an instance (the
+// only one is busy with a runaway call) gets what is left of its timeout,
+// so it fails closed within the timeout of when it was made, not later.
+func TestTimeoutIncludesWaiting(t *testing.T) {
+	const timeout = time.Second
+	h := newHost(t, policies.Options{PoolSize: 1})
+	m := load(t, h, wat(t, "loop"), "", timeout)
+	defer m.Close(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, err := m.Handle(request("GET", "/"), &policies.Response{})
+		first <- err
+	}()
+	time.Sleep(timeout / 2) // the first call holds the only instance
+	start := time.Now()
+	_, err := m.Handle(request("GET", "/"), &policies.Response{})
+	took := time.Since(start)
+	var fe *policies.FaultError
+	if !errors.As(err, &fe) || (fe.Reason != "timeout" && fe.Reason != "busy") {
+		t.Errorf("the waiting call: %v, want a timeout", err)
+	}
+	// It waited about half the timeout and then ran for the rest; a full
+	// timeout after the wait would make it take one and a half.
+	if took > timeout*13/10 {
+		t.Errorf("the waiting call took %s, want about %s", took, timeout)
+	}
+	if err := <-first; !errors.As(err, &fe) || fe.Reason != "timeout" {
+		t.Errorf("the first call: %v, want a timeout", err)
+	}
+}
+
 // TestDeadlineDuringGC: a guest that never returns still visits Go (see
 // StopExport), so a garbage collection that starts while it runs does not
 // wait for it for ever, and the watchdog, which the collection pauses too,
