@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -49,6 +50,13 @@ type upstreamConn struct {
 	bw     *bufio.Writer
 	usedAt time.Time // when it last went idle
 	reused bool
+
+	// raw sends a request from within the wait for its response (see
+	// sendAndWait), with flushWait, made once, as the callback.
+	raw       syscall.RawConn
+	flushWait func(uintptr) bool
+	flushed   bool
+	flushErr  error
 }
 
 // get returns an idle connection, most recently used first, or dials one.
@@ -72,7 +80,13 @@ func (p *Proxy) get(pl *pool, now time.Time) (*upstreamConn, error) {
 		return nil, err
 	}
 	ic := &idleConn{Conn: nc, timeout: p.opts.UpstreamTimeout}
-	return &upstreamConn{idleConn: ic, pool: pl, br: bufio.NewReaderSize(ic, upstreamReadBuffer), bw: bufio.NewWriterSize(ic, upstreamWriteBuffer)}, nil
+	c := &upstreamConn{idleConn: ic, pool: pl, br: bufio.NewReaderSize(ic, upstreamReadBuffer), bw: bufio.NewWriterSize(ic, upstreamWriteBuffer)}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if c.raw, err = sc.SyscallConn(); err == nil {
+			c.flushWait = c.flushThenWait
+		}
+	}
+	return c, nil
 }
 
 // put returns a connection whose last response was read to its end at
@@ -161,10 +175,16 @@ func (p *Proxy) roundTrip(addr string, req *fasthttp.Request, h *fasthttp.Respon
 // exchange writes the request and reads the response head, skipping
 // interim (1xx) answers other than 101 Switching Protocols.
 func (c *upstreamConn) exchange(req *fasthttp.Request, h *fasthttp.ResponseHeader) error {
+	writes := c.writes
 	if err := req.Write(c.bw); err != nil {
 		return err
 	}
-	if err := c.bw.Flush(); err != nil {
+	if c.flushWait != nil && c.writes == writes {
+		// The whole request is still in the buffer.
+		if err := c.sendAndWait(); err != nil {
+			return err
+		}
+	} else if err := c.bw.Flush(); err != nil {
 		return err
 	}
 	for n := 0; ; n++ {
@@ -181,6 +201,47 @@ func (c *upstreamConn) exchange(req *fasthttp.Request, h *fasthttp.ResponseHeade
 			return errors.New("upstream sent too many interim responses")
 		}
 	}
+}
+
+// sendAndWait sends the buffered request and waits until the connection
+// has something to read.
+//
+// Reading right after writing, as a plain Read does, almost always finds
+// nothing yet: the workspace has not answered. That costs a system call
+// per request before the runtime waits for the connection. Instead the
+// request is written from within a RawConn read, whose first act is to
+// forget any readiness seen before, then the callback returns false and
+// the runtime waits. Since the wait began before the request went out, the
+// answer cannot come unnoticed in between; the Read that follows finds
+// it. Anything that was there before (a close, or bytes the workspace sent
+// unasked) shows up the same way it would have with a write then a read:
+// the workspace resets the connection, or the bytes are read as the
+// response.
+func (c *upstreamConn) sendAndWait() error {
+	hint := c.readNow // the Read that follows uses it too
+	if d, ok := c.next(&c.readUntil, &hint); ok {
+		if err := c.Conn.SetReadDeadline(d); err != nil {
+			return err
+		}
+	}
+	c.flushed, c.flushErr = false, nil
+	err := c.raw.Read(c.flushWait)
+	if c.flushErr != nil {
+		return c.flushErr
+	}
+	return err
+}
+
+// flushThenWait is sendAndWait's RawConn callback: the first call sends
+// the request and asks to wait; the next, once the connection is readable
+// (or has failed), ends the wait.
+func (c *upstreamConn) flushThenWait(uintptr) bool {
+	if c.flushed {
+		return true
+	}
+	c.flushed = true
+	c.flushErr = c.bw.Flush()
+	return c.flushErr != nil
 }
 
 // noBody reports whether a status has no body whatever the headers say.
@@ -265,6 +326,7 @@ type idleConn struct {
 	// readNow and writeNow, when set, stand for the clock at the next read
 	// or write: the caller has just read it.
 	readNow, writeNow time.Time
+	writes            int // calls to Write so far
 }
 
 // deadlineSlack is how stale an idleConn deadline may get before it is
@@ -302,6 +364,7 @@ func (c *idleConn) Read(b []byte) (int, error) {
 }
 
 func (c *idleConn) Write(b []byte) (int, error) {
+	c.writes++
 	if d, ok := c.next(&c.writeUntil, &c.writeNow); ok {
 		if err := c.Conn.SetWriteDeadline(d); err != nil {
 			return 0, err
