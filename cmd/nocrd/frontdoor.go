@@ -15,6 +15,7 @@ import (
 
 	"github.com/nocrd/nocrd/internal/auth"
 	"github.com/nocrd/nocrd/internal/httpadapt"
+	"github.com/nocrd/nocrd/internal/lazydeadline"
 	"github.com/nocrd/nocrd/internal/metrics"
 	"github.com/nocrd/nocrd/k8s"
 	"github.com/nocrd/nocrd/proxy"
@@ -179,10 +180,13 @@ func (f *frontDoor) serve(ctx context.Context, beforeShutdown func()) error {
 		"route", fmt.Sprintf("%s://%s%s/route/<workspace-id>/", scheme, ln.Addr(), base))
 	served := make(chan error, 1)
 	go func() {
+		// The idle timeout moves each connection's read deadline twice per
+		// request; lazydeadline spares the runtime timer updates.
+		lazy := lazydeadline.Listen(ln)
 		if scheme == "https" {
-			served <- srv.ServeTLS(ln, f.cfg.Serve.TLSCert, f.cfg.Serve.TLSKey)
+			served <- srv.ServeTLS(lazy, f.cfg.Serve.TLSCert, f.cfg.Serve.TLSKey)
 		} else {
-			served <- srv.Serve(ln)
+			served <- srv.Serve(lazy)
 		}
 	}()
 	var serveErr error
