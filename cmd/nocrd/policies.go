@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"iter"
 	"net"
 	"net/http"
 	"net/netip"
@@ -79,12 +78,14 @@ type fastRequest struct {
 	head []byte // the copy; empty when stale
 }
 
-// fields iterates over the request's header fields.
-func (f *fastRequest) fields() iter.Seq2[[]byte, []byte] {
+// snapshot returns the copy of the request's head, made if stale; range
+// over its fields with proxy.Fields (at the call site, where the iterator
+// can live on the stack).
+func (f *fastRequest) snapshot() []byte {
 	if len(f.head) == 0 {
 		f.head = f.req.Header.AppendBytes(f.head)
 	}
-	return proxy.Fields(f.head)
+	return f.head
 }
 
 // reserved are the virtual headers, lowercase as the ABI lists names.
@@ -138,7 +139,7 @@ func (f *fastRequest) AppendHeaderNames(dst []byte) ([]byte, int) {
 			n++
 		}
 	}
-	for k := range f.fields() {
+	for k := range proxy.Fields(f.snapshot()) {
 		if isReserved(k) {
 			continue
 		}
@@ -184,7 +185,7 @@ func (f *fastRequest) AppendHeaderValues(dst, name []byte) ([]byte, int) {
 		return dst, 0
 	}
 	n := 0
-	for k, v := range f.fields() {
+	for k, v := range proxy.Fields(f.snapshot()) {
 		if bytes.EqualFold(k, name) {
 			dst = append(append(dst, v...), 0)
 			n++
