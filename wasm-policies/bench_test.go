@@ -10,23 +10,38 @@ import (
 
 // BenchmarkDecision is one route decision through the ABI on a pooled
 // instance, the deadline included: the WAT guest reads the method (one
-// host call); the Go guest reads a header and sets another.
+// host call); the Go guest reads a header and sets another. The parallel
+// runs make decisions from every P at once, as a loaded proxy does, which
+// adds the pool's contention and the instances' cache footprint.
 func BenchmarkDecision(b *testing.B) {
 	for _, g := range []struct{ name, path string }{
 		{"WAT", wat(b, "readonly")},
 		{"Go", goGuest(b, "examples/inject-identity")},
 	} {
+		h := newHost(b, policies.Options{})
+		m := load(b, h, g.path, "X-User", time.Second)
+		decide := func(b *testing.B, req policies.Request, resp *policies.Response) {
+			if next, err := m.Handle(req, resp); !next || err != nil {
+				b.Fatalf("next=%v %v", next, err)
+			}
+		}
 		b.Run(g.name, func(b *testing.B) {
-			h := newHost(b, policies.Options{})
-			m := load(b, h, g.path, "X-User", time.Second)
 			req := request("GET", "/files", "X-Nocrd-Subject", "alice")
 			var resp policies.Response
 			b.ReportAllocs()
 			for b.Loop() {
-				if next, err := m.Handle(req, &resp); !next || err != nil {
-					b.Fatalf("next=%v %v", next, err)
-				}
+				decide(b, req, &resp)
 			}
+		})
+		b.Run(g.name+"-parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				req := request("GET", "/files", "X-Nocrd-Subject", "alice")
+				var resp policies.Response
+				for pb.Next() {
+					decide(b, req, &resp)
+				}
+			})
 		})
 	}
 }

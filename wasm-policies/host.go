@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -125,11 +126,16 @@ type Module struct {
 	code    wazero.CompiledModule
 	config  []byte
 	timeout time.Duration
-	// idle holds ready instances; made counts live ones and those being
-	// made; refills tracks the background replacements.
-	idle    chan *instance
+	// The pool, under mu: idle is a stack of ready instances, so the one
+	// used last, whose memory is likeliest still in the CPU's caches, is
+	// the next one used; waiters are the calls that found it empty, in
+	// arrival order; made counts live instances and those being made, at
+	// most size; refills tracks the background replacements.
 	mu      sync.Mutex
+	idle    []*instance
+	waiters []chan *instance
 	made    int
+	size    int
 	refills sync.WaitGroup
 	closed  atomic.Bool
 	// counters count decisions, when the module belongs to a Set.
@@ -211,7 +217,7 @@ func (h *Host) LoadBytes(ctx context.Context, path string, wasm, config []byte, 
 	m := &Module{
 		Name: ModuleName(path), Path: path,
 		host: h, code: code, config: config, timeout: timeout,
-		idle: make(chan *instance, h.opts.PoolSize),
+		size: h.opts.PoolSize, idle: make([]*instance, 0, h.opts.PoolSize),
 	}
 	for range h.opts.PoolSize {
 		inst, err := m.instantiate(ctx)
@@ -220,7 +226,7 @@ func (h *Host) LoadBytes(ctx context.Context, path string, wasm, config []byte, 
 			return nil, &LoadError{Path: path, Reason: "does not instantiate", Err: err}
 		}
 		m.made++
-		m.idle <- inst
+		m.idle = append(m.idle, inst)
 	}
 	return m, nil
 }
@@ -228,19 +234,20 @@ func (h *Host) LoadBytes(ctx context.Context, path string, wasm, config []byte, 
 // Close discards the module's instances; calls in flight finish first
 // because they hold theirs, and discard them when they return.
 func (m *Module) Close(ctx context.Context) error {
-	m.mu.Lock() // refill checks closed and counts itself under mu
+	m.mu.Lock() // refill and put check closed under mu
 	m.closed.Store(true)
+	idle, waiters := m.idle, m.waiters
+	m.idle, m.waiters = nil, nil
 	m.mu.Unlock()
-	m.refills.Wait()
-	for {
-		select {
-		case inst := <-m.idle:
-			m.host.watch.remove(inst)
-			_ = inst.mod.Close(ctx)
-		default:
-			return m.code.Close(ctx)
-		}
+	for _, w := range waiters {
+		w <- nil // no instance will come: the call fails now
 	}
+	for _, inst := range idle {
+		m.host.watch.remove(inst)
+		_ = inst.mod.Close(ctx)
+	}
+	m.refills.Wait() // a replacement made meanwhile is discarded by put
+	return m.code.Close(ctx)
 }
 
 // instance is one instantiated guest and the state of the call it runs.
@@ -318,30 +325,66 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 // waits for one for at most the timeout. The clock is read only when it
 // has to wait.
 func (m *Module) get() (*instance, time.Duration, error) {
-	select {
-	case inst := <-m.idle:
+	m.mu.Lock()
+	if n := len(m.idle); n > 0 {
+		inst := m.idle[n-1]
+		m.idle[n-1] = nil
+		m.idle = m.idle[:n-1]
+		m.mu.Unlock()
 		return inst, m.timeout, nil
-	default:
 	}
-	m.refill() // in case an earlier replacement failed
+	if m.closed.Load() {
+		m.mu.Unlock()
+		return nil, 0, errClosed
+	}
+	w := make(chan *instance, 1) // put and Close never block on it
+	m.waiters = append(m.waiters, w)
+	m.refillLocked() // in case an earlier replacement failed
+	m.mu.Unlock()
+
 	start := time.Now()
 	t := time.NewTimer(m.timeout)
 	defer t.Stop()
 	select {
-	case inst := <-m.idle:
+	case inst := <-w:
+		if inst == nil {
+			return nil, 0, errClosed
+		}
 		return inst, max(m.timeout-time.Since(start), 0), nil
 	case <-t.C:
+	}
+	m.mu.Lock()
+	if i := slices.Index(m.waiters, w); i >= 0 {
+		m.waiters = slices.Delete(m.waiters, i, i+1)
+		m.mu.Unlock()
 		return nil, 0, errBusy
 	}
+	m.mu.Unlock()
+	// An instance was handed over as the timer fired: pass it on.
+	if inst := <-w; inst != nil {
+		m.put(inst)
+	}
+	return nil, 0, errBusy
 }
 
-// put returns a healthy instance to the pool.
+// put returns a healthy instance to the pool: to the call that has waited
+// longest, else onto the idle stack.
 func (m *Module) put(inst *instance) {
+	m.mu.Lock()
 	if m.closed.Load() {
+		m.mu.Unlock()
 		m.discard(inst)
 		return
 	}
-	m.idle <- inst
+	if len(m.waiters) > 0 {
+		w := m.waiters[0]
+		m.waiters = slices.Delete(m.waiters, 0, 1)
+		m.mu.Unlock()
+		w <- inst
+		return
+	}
+	m.idle = append(m.idle, inst)
+	m.mu.Unlock()
 }
 
 // discard closes an instance that failed (its state is unknown) and has a
@@ -360,7 +403,11 @@ func (m *Module) discard(inst *instance) {
 func (m *Module) refill() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed.Load() || m.made >= cap(m.idle) {
+	m.refillLocked()
+}
+
+func (m *Module) refillLocked() {
+	if m.closed.Load() || m.made >= m.size {
 		return
 	}
 	m.made++
@@ -379,7 +426,10 @@ func (m *Module) refill() {
 	}()
 }
 
-var errBusy = errors.New("every instance is busy")
+var (
+	errBusy   = errors.New("every instance is busy")
+	errClosed = errors.New("module closed")
+)
 
 // runtimeProcs is GOMAXPROCS, the number of calls that can run at once.
 func runtimeProcs() int { return max(1, runtime.GOMAXPROCS(0)) }

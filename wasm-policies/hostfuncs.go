@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"strings"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -296,12 +297,21 @@ func setStatusCode(ctx context.Context, _ api.Module, stack []uint64) {
 // isToken reports whether b is an RFC 9110 token (header names, methods).
 func isToken(b []byte) bool {
 	for _, c := range b {
-		if c <= ' ' || c >= 0x7f || bytesIndex(`"(),/:;<=>?@[\]{}`, c) {
+		if !tokenChars[c] {
 			return false
 		}
 	}
 	return true
 }
+
+// tokenChars are the bytes of an RFC 9110 token: visible ASCII except the
+// delimiters. A table, because every header a guest names is checked.
+var tokenChars = func() (t [256]bool) {
+	for c := '!'; c <= '~'; c++ {
+		t[c] = !strings.ContainsRune(`"(),/:;<=>?@[\]{}`, c)
+	}
+	return t
+}()
 
 // isFieldValue reports whether b may be a header value: no CR, LF or NUL.
 func isFieldValue(b []byte) bool {
@@ -321,15 +331,6 @@ func isVisibleASCII(b []byte) bool {
 		}
 	}
 	return true
-}
-
-func bytesIndex(s string, c byte) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return true
-		}
-	}
-	return false
 }
 
 func appendLower(dst, s []byte) []byte {
