@@ -80,13 +80,39 @@ func main() {
 	policyDir := flag.String("policies", "bin/policies", "the example policies built by make policies")
 	only := flag.String("only", "", "measure only the targets whose name matches this regular expression (direct and nginx always run)")
 	flag.Parse()
-	if *only != "" {
-		onlyRe = regexp.MustCompile(*only)
+	re, err := checkFlags(*runs, *duration, *warmup, *conns, *only)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
 	}
+	onlyRe = re
 	if err := run(*kubeconfig, *nocrdBin, *policyDir, *runs, *duration, *warmup, *conns, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// checkFlags says which flag is wrong, if any, and compiles -only. wrk
+// takes whole seconds, so the durations must be whole seconds.
+func checkFlags(runs int, duration, warmup time.Duration, conns int, only string) (*regexp.Regexp, error) {
+	switch {
+	case runs < 1:
+		return nil, fmt.Errorf("-runs: must be at least 1, got %d", runs)
+	case conns < 1:
+		return nil, fmt.Errorf("-connections: must be at least 1, got %d", conns)
+	case duration < time.Second || duration%time.Second != 0:
+		return nil, fmt.Errorf("-duration: must be a whole number of seconds, at least 1s (wrk's unit), got %s", duration)
+	case warmup < 0 || warmup%time.Second != 0:
+		return nil, fmt.Errorf("-warmup: must be a whole number of seconds, or 0 (wrk's unit), got %s", warmup)
+	}
+	if only == "" {
+		return nil, nil
+	}
+	re, err := regexp.Compile(only)
+	if err != nil {
+		return nil, fmt.Errorf("-only: %w", err)
+	}
+	return re, nil
 }
 
 // onlyRe, when set, limits the targets measured (-only).
@@ -411,7 +437,7 @@ var (
 // wrk runs one load test: one wrk thread, as the anchors were
 // measured, so the load generator takes as little of the 2 cores as it can.
 func wrk(t target, d time.Duration, conns int) (sample, error) {
-	args := []string{"-t1", "-c" + strconv.Itoa(conns), "-d" + d.String(), "--latency"}
+	args := []string{"-t1", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(int(d/time.Second)) + "s", "--latency"}
 	if t.header != "" {
 		args = append(args, "-H", t.header)
 	}

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCheckFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		runs     int
+		duration time.Duration
+		warmup   time.Duration
+		conns    int
+		only     string
+		wantErr  string // the flag named, or "" for none
+	}{
+		{"defaults", 5, 5 * time.Second, time.Second, 64, "", ""},
+		{"no warm-up", 5, 5 * time.Second, 0, 64, "", ""},
+		{"only", 5, 5 * time.Second, time.Second, 64, "JWT", ""},
+		{"minutes", 1, 2 * time.Minute, time.Second, 1, "", ""},
+		{"zero runs", 0, 5 * time.Second, time.Second, 64, "", "-runs"},
+		{"zero connections", 5, 5 * time.Second, time.Second, 0, "", "-connections"},
+		{"sub-second duration", 5, 500 * time.Millisecond, time.Second, 64, "", "-duration"},
+		{"fractional duration", 5, 1500 * time.Millisecond, time.Second, 64, "", "-duration"},
+		{"sub-second warm-up", 5, 5 * time.Second, 500 * time.Millisecond, 64, "", "-warmup"},
+		{"negative warm-up", 5, 5 * time.Second, -time.Second, 64, "", "-warmup"},
+		{"bad regexp", 5, 5 * time.Second, time.Second, 64, "JWT(", "-only"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			re, err := checkFlags(tc.runs, tc.duration, tc.warmup, tc.conns, tc.only)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				if (re != nil) != (tc.only != "") {
+					t.Fatalf("-only %q compiled to %v", tc.only, re)
+				}
+				return
+			}
+			if err == nil || !strings.HasPrefix(err.Error(), tc.wantErr+":") {
+				t.Fatalf("error %v, want one naming %s", err, tc.wantErr)
+			}
+		})
+	}
+}
