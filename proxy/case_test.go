@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -34,15 +33,8 @@ func TestHeaderNamesAnyCase(t *testing.T) {
 		proxy.Options{Authorizer: v, Policy: g})
 	alice := token(t, "s3cret", "alice", time.Hour)
 
-	status, body := raw(t, base, "GET /route/a/x HTTP/1.1\r\nHost: h\r\nauthorization: Bearer "+alice+
+	s := rawSeen(t, base, "GET /route/a/x HTTP/1.1\r\nHost: h\r\nauthorization: Bearer "+alice+
 		"\r\nconnection: x-secret\r\nx-secret: 1\r\nkeep-alive: 5\r\nproxy-authorization: y\r\nx-nocrd-subject: root\r\nx-nocrd-owner: root\r\n\r\n")
-	if status != 200 {
-		t.Fatalf("lower-case Authorization: %d %s", status, body)
-	}
-	var s seen
-	if err := json.Unmarshal([]byte(body), &s); err != nil {
-		t.Fatal(err)
-	}
 	for name := range s.Header {
 		switch strings.ToLower(name) {
 		case "authorization", "connection", "x-secret", "keep-alive", "proxy-authorization", "x-nocrd-subject", "x-nocrd-owner":
@@ -59,7 +51,7 @@ func TestHeaderNamesAnyCase(t *testing.T) {
 		}
 	}
 
-	status, body = raw(t, base, "GET /route/l/ HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer "+alice+"\r\n\r\n")
+	status, body := raw(t, base, "GET /route/l/ HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer "+alice+"\r\n\r\n")
 	if status != 200 || body != "ok" {
 		t.Fatalf("lower-case response: %d %q", status, body)
 	}

@@ -105,6 +105,18 @@ func raw(t *testing.T, base, request string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// rawSeen sends request with raw, requires a 200 and returns what the
+// backend saw.
+func rawSeen(t *testing.T, base, request string) seen {
+	t.Helper()
+	status, body := raw(t, base, request)
+	var s seen
+	if err := json.Unmarshal([]byte(body), &s); status != 200 || err != nil {
+		t.Fatalf("status %d (%v): %s", status, err, body)
+	}
+	return s
+}
+
 func get(t *testing.T, url string, header map[string]string) (*http.Response, seen) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
@@ -322,17 +334,10 @@ func TestForwardedHeadersExact(t *testing.T) {
 	}{{"plain", proxy.Options{}}, {"with a route policy", proxy.Options{Policy: allowAll{}}}} {
 		t.Run(c.name, func(t *testing.T) {
 			base, _ := startProxy(t, staticResolver{"a": {Addr: addr, Owner: "alice"}}, c.opts)
-			status, body := raw(t, base, "GET /route/a/x HTTP/1.1\r\nHost: h.example\r\n"+
+			s := rawSeen(t, base, "GET /route/a/x HTTP/1.1\r\nHost: h.example\r\n"+
 				"Cookie: a=\"q v\"; b=2\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Host: evil.example\r\n"+
 				"Cookie: c=3\r\nX-Forwarded-Host: evil2.example\r\nX-Forwarded-Proto: https\r\nX-Forwarded-For: 10.0.0.2\r\n"+
 				"x-forwarded-prefix: /evil\r\nX-Nocrd-Owner: root\r\n\r\n")
-			if status != 200 {
-				t.Fatalf("status %d: %s", status, body)
-			}
-			var s seen
-			if err := json.Unmarshal([]byte(body), &s); err != nil {
-				t.Fatal(err)
-			}
 			lines := map[string][]string{}
 			for _, l := range strings.Split(strings.TrimSpace(s.Raw), "\r\n") {
 				k, v, _ := strings.Cut(l, ": ")
@@ -355,11 +360,7 @@ func TestForwardedHeadersExact(t *testing.T) {
 	}
 
 	base, _ := startProxy(t, staticResolver{"a": {Addr: addr, Owner: "alice"}}, proxy.Options{})
-	status, body := raw(t, base, "GET /route/a/x HTTP/1.1\r\nHost: h\r\nConnection: x-forwarded-for\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n")
-	var s seen
-	if err := json.Unmarshal([]byte(body), &s); status != 200 || err != nil {
-		t.Fatalf("status %d: %s", status, body)
-	}
+	s := rawSeen(t, base, "GET /route/a/x HTTP/1.1\r\nHost: h\r\nConnection: x-forwarded-for\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n")
 	if s.Header["X-Forwarded-For"] != "127.0.0.1" {
 		t.Errorf("X-Forwarded-For named in Connection: forwarded %q, want only the client", s.Header["X-Forwarded-For"])
 	}

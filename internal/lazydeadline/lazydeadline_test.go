@@ -130,16 +130,7 @@ func TestLongRequestNotCut(t *testing.T) {
 // shutdown sets to interrupt a read) takes effect at once, and a later one
 // is honoured in full although the socket's fires first.
 func TestEarlierDeadlineFires(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
+	ln, peer := dialed(t)
 	c, err := lazydeadline.Listen(ln).Accept()
 	if err != nil {
 		t.Fatal(err)
@@ -184,16 +175,7 @@ func TestEarlierDeadlineFires(t *testing.T) {
 // deadline for each request on a keep-alive connection with an idle
 // timeout: set it before waiting, clear it once the request begins.
 func BenchmarkKeepAliveDeadlines(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer peer.Close()
+	ln, _ := dialed(b)
 	plain, err := ln.Accept()
 	if err != nil {
 		b.Fatal(err)
@@ -211,4 +193,21 @@ func BenchmarkKeepAliveDeadlines(b *testing.B) {
 			}
 		})
 	}
+}
+
+// dialed is a loopback listener with one connection dialled to it and not
+// yet accepted; both close when the test ends.
+func dialed(tb testing.TB) (net.Listener, net.Conn) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = ln.Close() })
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = peer.Close() })
+	return ln, peer
 }
