@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/nocrd/nocrd/internal/rawio"
 )
 
 // The upstream side of the proxy: one pool of keep-alive connections per
@@ -79,6 +81,7 @@ func (p *Proxy) get(pl *pool, now time.Time) (*upstreamConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	nc = rawio.Wrap(nc)
 	ic := &idleConn{Conn: nc, timeout: p.opts.UpstreamTimeout}
 	c := &upstreamConn{idleConn: ic, pool: pl, br: bufio.NewReaderSize(ic, upstreamReadBuffer), bw: bufio.NewWriterSize(ic, upstreamWriteBuffer)}
 	if sc, ok := nc.(syscall.Conn); ok {

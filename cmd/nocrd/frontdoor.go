@@ -17,6 +17,7 @@ import (
 	"github.com/nocrd/nocrd/internal/httpadapt"
 	"github.com/nocrd/nocrd/internal/lazydeadline"
 	"github.com/nocrd/nocrd/internal/metrics"
+	"github.com/nocrd/nocrd/internal/rawio"
 	"github.com/nocrd/nocrd/k8s"
 	"github.com/nocrd/nocrd/proxy"
 	policies "github.com/nocrd/nocrd/wasm-policies"
@@ -181,8 +182,10 @@ func (f *frontDoor) serve(ctx context.Context, beforeShutdown func()) error {
 	served := make(chan error, 1)
 	go func() {
 		// The idle timeout moves each connection's read deadline twice per
-		// request; lazydeadline spares the runtime timer updates.
-		lazy := lazydeadline.Listen(ln)
+		// request; lazydeadline spares the runtime timer updates. rawio
+		// keeps short socket reads and writes out of the runtime's
+		// system-call handoffs.
+		lazy := lazydeadline.Listen(rawio.Listen(ln))
 		if scheme == "https" {
 			served <- srv.ServeTLS(lazy, f.cfg.Serve.TLSCert, f.cfg.Serve.TLSKey)
 		} else {
