@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,22 +15,26 @@ func TestCheckFlags(t *testing.T) {
 		warmup   time.Duration
 		conns    int
 		only     string
+		baseline string
 		wantErr  string // the flag named, or "" for none
 	}{
-		{"defaults", 5, 5 * time.Second, time.Second, 64, "", ""},
-		{"no warm-up", 5, 5 * time.Second, 0, 64, "", ""},
-		{"only", 5, 5 * time.Second, time.Second, 64, "JWT", ""},
-		{"minutes", 1, 2 * time.Minute, time.Second, 1, "", ""},
-		{"zero runs", 0, 5 * time.Second, time.Second, 64, "", "-runs"},
-		{"zero connections", 5, 5 * time.Second, time.Second, 0, "", "-connections"},
-		{"sub-second duration", 5, 500 * time.Millisecond, time.Second, 64, "", "-duration"},
-		{"fractional duration", 5, 1500 * time.Millisecond, time.Second, 64, "", "-duration"},
-		{"sub-second warm-up", 5, 5 * time.Second, 500 * time.Millisecond, 64, "", "-warmup"},
-		{"negative warm-up", 5, 5 * time.Second, -time.Second, 64, "", "-warmup"},
-		{"bad regexp", 5, 5 * time.Second, time.Second, 64, "JWT(", "-only"},
+		{"defaults", 5, 5 * time.Second, time.Second, 64, "", "", ""},
+		{"no warm-up", 5, 5 * time.Second, 0, 64, "", "", ""},
+		{"only", 5, 5 * time.Second, time.Second, 64, "JWT", "", ""},
+		{"minutes", 1, 2 * time.Minute, time.Second, 1, "", "", ""},
+		{"zero runs", 0, 5 * time.Second, time.Second, 64, "", "", "-runs"},
+		{"zero connections", 5, 5 * time.Second, time.Second, 0, "", "", "-connections"},
+		{"sub-second duration", 5, 500 * time.Millisecond, time.Second, 64, "", "", "-duration"},
+		{"fractional duration", 5, 1500 * time.Millisecond, time.Second, 64, "", "", "-duration"},
+		{"sub-second warm-up", 5, 5 * time.Second, 500 * time.Millisecond, 64, "", "", "-warmup"},
+		{"negative warm-up", 5, 5 * time.Second, -time.Second, 64, "", "", "-warmup"},
+		{"bad regexp", 5, 5 * time.Second, time.Second, 64, "JWT(", "", "-only"},
+		{"baseline", 5, 5 * time.Second, time.Second, 64, "", os.Args[0], ""},
+		{"missing baseline", 5, 5 * time.Second, time.Second, 64, "", "/no/such/nocrd", "-baseline"},
+		{"baseline is a directory", 5, 5 * time.Second, time.Second, 64, "", os.TempDir(), "-baseline"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			re, err := checkFlags(tc.runs, tc.duration, tc.warmup, tc.conns, tc.only)
+			re, err := checkFlags(tc.runs, tc.duration, tc.warmup, tc.conns, tc.only, tc.baseline)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatalf("unexpected error: %v", err)

@@ -9,6 +9,10 @@
 //
 //	go run ./bench -kubeconfig $KUBECONFIG -nocrd bin/nocrd [-policies bin/policies] [-runs 3] [-duration 5s]
 //
+// With -baseline, another nocrd binary (an older build, say) is measured
+// with JWT too, in the same runs, and the table gives the change's ratio
+// to it: an A/B test of a change that the machine's drift affects alike.
+//
 // make bench runs it on a cluster started for the run.
 package main
 
@@ -79,8 +83,9 @@ func main() {
 	out := flag.String("out", "bench/results", "directory for the table and chart")
 	policyDir := flag.String("policies", "bin/policies", "the example policies built by make policies")
 	only := flag.String("only", "", "measure only the targets whose name matches this regular expression (direct and nginx always run)")
+	flag.StringVar(&baselineBin, "baseline", "", "another nocrd binary to measure with JWT in the same runs, for an A/B comparison")
 	flag.Parse()
-	re, err := checkFlags(*runs, *duration, *warmup, *conns, *only)
+	re, err := checkFlags(*runs, *duration, *warmup, *conns, *only, baselineBin)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
@@ -94,7 +99,12 @@ func main() {
 
 // checkFlags says which flag is wrong, if any, and compiles -only. wrk
 // takes whole seconds, so the durations must be whole seconds.
-func checkFlags(runs int, duration, warmup time.Duration, conns int, only string) (*regexp.Regexp, error) {
+func checkFlags(runs int, duration, warmup time.Duration, conns int, only, baseline string) (*regexp.Regexp, error) {
+	if baseline != "" {
+		if st, err := os.Stat(baseline); err != nil || st.IsDir() {
+			return nil, fmt.Errorf("-baseline: %s is not a nocrd binary", baseline)
+		}
+	}
 	switch {
 	case runs < 1:
 		return nil, fmt.Errorf("-runs: must be at least 1, got %d", runs)
@@ -118,11 +128,15 @@ func checkFlags(runs int, duration, warmup time.Duration, conns int, only string
 // onlyRe, when set, limits the targets measured (-only).
 var onlyRe *regexp.Regexp
 
+// baselineBin, when set, is measured as rowBaseline (-baseline).
+var baselineBin string
+
 // The rows a route policy is compared with, and the policy rows.
 const (
 	rowJWT       = "nocrd + JWT (ES256)"
 	rowPolicyWAT = "nocrd + JWT + policy (WAT)"
 	rowPolicyGo  = "nocrd + JWT + policy (Go)"
+	rowBaseline  = "baseline + JWT (ES256)"
 )
 
 func run(kubeconfig, nocrdBin, policyDir string, runs int, duration, warmup time.Duration, conns int, out string) error {
@@ -231,6 +245,15 @@ func run(kubeconfig, nocrdBin, policyDir string, runs int, duration, warmup time
 		{name: rowJWT, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", jwtPort), header: "Authorization: Bearer " + string(signed), pid: func() []int { return []int{withJWT.Process.Pid} }},
 		{name: rowPolicyWAT, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", watPort), header: "Authorization: Bearer " + string(signed), pid: func() []int { return []int{withWAT.Process.Pid} }},
 		{name: rowPolicyGo, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", goPort), header: "Authorization: Bearer " + string(signed), pid: func() []int { return []int{withGo.Process.Pid} }},
+	}
+	if baselineBin != "" {
+		port := freePort()
+		base, err := startNocrd(baselineBin, kubeconfig, ns, port, []string{"AUTH_ENABLED=true", "JWT_PUBLIC_KEY=" + pubPEM})
+		if err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+		defer stop(base)
+		targets = append(targets, target{name: rowBaseline, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", port), header: "Authorization: Bearer " + string(signed), pid: func() []int { return []int{base.Process.Pid} }})
 	}
 	if onlyRe != nil {
 		targets = slices.DeleteFunc(targets, func(t target) bool {
@@ -591,14 +614,23 @@ func render(targets []target, results map[string][]sample, rss map[string]float6
 			medians(results[rowPolicyWAT]).rps/jwt.rps, medians(results[rowPolicyGo]).rps/jwt.rps,
 			runRatio(results[rowPolicyWAT], results[rowJWT]), runRatio(results[rowPolicyGo], results[rowJWT]))
 	}
-	b.WriteString("\nEvery run:\n\n| target | requests/s per run | p99 (ms) per run | answers not 2xx/3xx per run |\n|---|---|---|---|\n")
+	if base := medians(results[rowBaseline]); base.rps > 0 && len(results[rowJWT]) > 0 {
+		var cpu []float64
+		for i := range min(len(results[rowJWT]), len(results[rowBaseline])) {
+			cpu = append(cpu, results[rowJWT][i].cpu/results[rowBaseline][i].cpu)
+		}
+		fmt.Fprintf(&b, "\nnocrd + JWT as a share of the baseline binary with JWT (requests/s): %.2f× (ratio of the medians), %.2f× (median of the ratios within each run); CPU per request %.1f µs against %.1f µs, %.2f× (median of the ratios within each run).\n",
+			medians(results[rowJWT]).rps/base.rps, runRatio(results[rowJWT], results[rowBaseline]), medians(results[rowJWT]).cpu, base.cpu, median(cpu))
+	}
+	b.WriteString("\nEvery run:\n\n| target | requests/s per run | p99 (ms) per run | CPU per request (µs) per run | answers not 2xx/3xx per run |\n|---|---|---|---|---|\n")
 	for _, t := range targets {
-		var r, p, e []string
+		var r, p, c, e []string
 		for _, s := range results[t.name] {
 			r, p = append(r, fmt.Sprintf("%.0f", s.rps)), append(p, fmt.Sprintf("%.3f", s.p99))
+			c = append(c, fmt.Sprintf("%.1f", s.cpu))
 			e = append(e, fmt.Sprintf("%.0f of %.0f", s.non2xx, s.requests))
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t.name, strings.Join(r, ", "), strings.Join(p, ", "), strings.Join(e, ", "))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", t.name, strings.Join(r, ", "), strings.Join(p, ", "), strings.Join(c, ", "), strings.Join(e, ", "))
 	}
 	return b.String()
 }
