@@ -573,7 +573,11 @@ func runRatio(a, b []sample) float64 {
 	return median(rs)
 }
 
+// median is 0 for no values.
 func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	if len(s)%2 == 1 {
@@ -614,7 +618,8 @@ func render(targets []target, results map[string][]sample, rss map[string]float6
 			medians(results[rowPolicyWAT]).rps/jwt.rps, medians(results[rowPolicyGo]).rps/jwt.rps,
 			runRatio(results[rowPolicyWAT], results[rowJWT]), runRatio(results[rowPolicyGo], results[rowJWT]))
 	}
-	if base := medians(results[rowBaseline]); base.rps > 0 && len(results[rowJWT]) > 0 {
+	if len(results[rowBaseline]) > 0 && len(results[rowJWT]) > 0 {
+		base := medians(results[rowBaseline])
 		var cpu []float64
 		for i := range min(len(results[rowJWT]), len(results[rowBaseline])) {
 			cpu = append(cpu, results[rowJWT][i].cpu/results[rowBaseline][i].cpu)
