@@ -66,7 +66,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 	case errno != 0:
 		return 0, c.opError("read", errno)
 	case err != nil:
-		return 0, err // closed, or the deadline passed
+		return 0, renamed(err, "read") // closed, or the deadline passed
 	case n == 0:
 		return 0, io.EOF
 	}
@@ -105,9 +105,19 @@ func (c *Conn) Write(b []byte) (int, error) {
 	case errno != 0:
 		return n, c.opError("write", errno)
 	case err != nil:
-		return n, err
+		return n, renamed(err, "write")
 	}
 	return n, nil
+}
+
+// renamed gives an error of the RawConn ("raw-read", "raw-write") the
+// operation net's own Read or Write would name; the error is new to this
+// call, so changing it in place is safe.
+func renamed(err error, op string) error {
+	if oe, ok := err.(*net.OpError); ok {
+		oe.Op = op
+	}
+	return err
 }
 
 // write is the RawConn callback of Write: it writes until all of wbuf is

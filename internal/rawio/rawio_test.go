@@ -132,6 +132,9 @@ func TestDeadlines(t *testing.T) {
 	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("read past the deadline: %v; want a timeout", err)
 	}
+	if op, ok := err.(*net.OpError); !ok || op.Op != "read" {
+		t.Fatalf("read past the deadline: %#v; want a read *net.OpError, as net's", err)
+	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("read returned after %v", d)
 	}
@@ -142,6 +145,9 @@ func TestDeadlines(t *testing.T) {
 	n, err := w.Write(make([]byte, 64<<20))
 	if !errors.Is(err, os.ErrDeadlineExceeded) || n == 0 || n == 64<<20 {
 		t.Fatalf("write into full buffers = %d, %v; want part written then a timeout", n, err)
+	}
+	if op, ok := err.(*net.OpError); !ok || op.Op != "write" {
+		t.Fatalf("write past the deadline: %#v; want a write *net.OpError", err)
 	}
 
 	_ = w.SetDeadline(time.Time{})
