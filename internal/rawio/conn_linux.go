@@ -126,11 +126,16 @@ func (c *Conn) write(fd uintptr) bool {
 	for c.wn < len(c.wbuf) {
 		rest := c.wbuf[c.wn:]
 		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
-		switch e {
-		case 0:
+		switch {
+		case e == 0 && n == 0:
+			// A socket never takes nothing; stop rather than spin, as
+			// net's own Write does.
+			c.werr = syscall.EIO
+			return true
+		case e == 0:
 			c.wn += int(n)
-		case syscall.EINTR:
-		case syscall.EAGAIN:
+		case e == syscall.EINTR:
+		case e == syscall.EAGAIN:
 			return false
 		default:
 			c.werr = e
