@@ -566,9 +566,14 @@ func cpuSeconds(pids []int) float64 {
 // runRatio is the median over runs of a's requests/s over b's in the same
 // run, which cancels the machine's drift between runs.
 func runRatio(a, b []sample) float64 {
+	return runRatioOf(a, b, func(s sample) float64 { return s.rps })
+}
+
+// runRatioOf is runRatio for any measure of a sample.
+func runRatioOf(a, b []sample, measure func(sample) float64) float64 {
 	var rs []float64
 	for i := range min(len(a), len(b)) {
-		rs = append(rs, a[i].rps/b[i].rps)
+		rs = append(rs, measure(a[i])/measure(b[i]))
 	}
 	return median(rs)
 }
@@ -620,12 +625,9 @@ func render(targets []target, results map[string][]sample, rss map[string]float6
 	}
 	if len(results[rowBaseline]) > 0 && len(results[rowJWT]) > 0 {
 		base := medians(results[rowBaseline])
-		var cpu []float64
-		for i := range min(len(results[rowJWT]), len(results[rowBaseline])) {
-			cpu = append(cpu, results[rowJWT][i].cpu/results[rowBaseline][i].cpu)
-		}
 		fmt.Fprintf(&b, "\nnocrd + JWT as a share of the baseline binary with JWT (requests/s): %.2f× (ratio of the medians), %.2f× (median of the ratios within each run); CPU per request %.1f µs against %.1f µs, %.2f× (median of the ratios within each run).\n",
-			medians(results[rowJWT]).rps/base.rps, runRatio(results[rowJWT], results[rowBaseline]), medians(results[rowJWT]).cpu, base.cpu, median(cpu))
+			medians(results[rowJWT]).rps/base.rps, runRatio(results[rowJWT], results[rowBaseline]), medians(results[rowJWT]).cpu, base.cpu,
+			runRatioOf(results[rowJWT], results[rowBaseline], func(s sample) float64 { return s.cpu }))
 	}
 	b.WriteString("\nEvery run:\n\n| target | requests/s per run | p99 (ms) per run | CPU per request (µs) per run | answers not 2xx/3xx per run |\n|---|---|---|---|---|\n")
 	for _, t := range targets {
