@@ -31,7 +31,12 @@ type serveConfig struct {
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
 	TLSCert   string `env:"TLS_CERT"`
 	TLSKey    string `env:"TLS_KEY"`
+	// Workers is how many processes serve the HTTP port (see workers.go).
+	Workers int `env:"PROXY_WORKERS" envDefault:"1"`
 }
+
+// maxWorkers bounds PROXY_WORKERS.
+const maxWorkers = 64
 
 func (c serveConfig) Validate() error {
 	if !slices.Contains([]string{"http", "stdio", "both"}, c.Transport) {
@@ -42,6 +47,15 @@ func (c serveConfig) Validate() error {
 	}
 	if _, ok := logLevels[c.LogLevel]; !ok {
 		return fmt.Errorf("--log-level/LOG_LEVEL: must be debug, info, warning, error or fatal, got %q", c.LogLevel)
+	}
+	if c.Workers < 1 || c.Workers > maxWorkers {
+		return fmt.Errorf("--proxy-workers/PROXY_WORKERS: must be between 1 and %d, got %d", maxWorkers, c.Workers)
+	}
+	if c.Workers > 1 && c.Transport == "stdio" {
+		return errors.New("--proxy-workers/PROXY_WORKERS: worker processes serve HTTP; with --transport stdio leave it at 1")
+	}
+	if c.Workers > 1 && !workersSupported {
+		return errors.New("--proxy-workers/PROXY_WORKERS: worker processes need Linux (SO_REUSEPORT); leave it at 1")
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert/TLS_CERT and --tls-key/TLS_KEY: give both or neither")
@@ -71,6 +85,11 @@ type config struct {
 	Policy policies.Config
 
 	showVersion bool
+
+	// What the process was started with, for proxy workers (workers.go).
+	args    []string
+	environ []string
+	stderr  io.Writer
 }
 
 // envAliases are no-crd's alternative variable names: the alias is used
@@ -156,6 +175,7 @@ func parseConfig(args []string, environ []string, helpOut io.Writer) (*config, e
 	str(&cfg.Serve.LogLevel, "LOG_LEVEL", "log level: debug, info, warning, error or fatal", "log-level", "l")
 	str(&cfg.Serve.TLSCert, "TLS_CERT", "TLS certificate file; with --tls-key serves HTTPS", "tls-cert")
 	str(&cfg.Serve.TLSKey, "TLS_KEY", "TLS private key file", "tls-key")
+	integer(&cfg.Serve.Workers, "PROXY_WORKERS", "processes that serve the HTTP port, like nginx's worker_processes (1: this process)", "proxy-workers")
 	boolean(&cfg.MCP.DisablePermissionChecks, "DISABLE_PERMISSION_CHECKS", "register every tool without RBAC checks", "disable-permission-checks")
 	str(&cfg.MCP.CORSOrigin, "CORS_ALLOWED_ORIGIN, CORS_ORIGIN", "CORS allowed origin(s), comma-separated, or *", "cors-origin")
 	str(&cfg.MCP.CORSMethods, "CORS_ALLOWED_METHODS, CORS_METHODS", "CORS allowed methods", "cors-methods")

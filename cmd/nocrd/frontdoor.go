@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +41,7 @@ type frontDoor struct {
 	proxy   *proxy.Proxy
 	adapter *httpadapt.Adapter
 	route   []byte
+	worker  bool // a proxy worker: the primary says where it serves
 }
 
 // routeResolver answers the proxy from the endpoint cache.
@@ -68,7 +70,11 @@ func (r routeResolver) Resolve(ctx context.Context, id string) (proxy.Endpoint, 
 	return proxy.Endpoint{Addr: ep.Addr, Owner: ep.Owner}, nil
 }
 
-func newFrontDoor(cfg *config, kube *k8s.Client, verifier *auth.Verifier, app http.Handler, reg *metrics.Registry, pset *policies.Set, log *slog.Logger) (*frontDoor, error) {
+// newFrontDoor builds the proxy and its route cache. Every path other than
+// /route/ goes to fallback when it is set (a proxy worker hands them to the
+// primary process), else to the net/http side: readiness, metrics, RFC 9728
+// metadata and app.
+func newFrontDoor(cfg *config, kube *k8s.Client, verifier *auth.Verifier, app, fallback http.Handler, reg *metrics.Registry, pset *policies.Set, log *slog.Logger) (*frontDoor, error) {
 	base := cfg.MCP.BasePath()
 	f := &frontDoor{cfg: cfg, log: log, route: []byte(base + proxy.RoutePrefix)}
 	var err error
@@ -107,18 +113,50 @@ func newFrontDoor(cfg *config, kube *k8s.Client, verifier *auth.Verifier, app ht
 		}
 		return 0
 	})
+	if fallback == nil {
+		fallback = appMux(cfg, f.ready(), reg.Handler(), app)
+	} else {
+		f.worker = true
+	}
+	f.adapter = httpadapt.New(fallback, log)
+	return f, nil
+}
 
-	mux := http.NewServeMux()
-	mux.HandleFunc(base+pathReady, func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
+// ready answers /readyz: ready once the workspace watch has synced.
+func (f *frontDoor) ready() http.Handler {
+	return readiness(func() string {
 		if !f.cache.Synced() {
+			return "the workspace watch has not synced yet"
+		}
+		return ""
+	})
+}
+
+// readiness serves /readyz from check, which says what is not ready, or
+// "" when everything is.
+func readiness(check func() string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if detail := check(); detail != "" {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprint(w, `{"error":"Service Unavailable","detail":"the workspace watch has not synced yet"}`+"\n")
+			b, _ := json.Marshal(struct {
+				Error  string `json:"error"`
+				Detail string `json:"detail"`
+			}{"Service Unavailable", detail})
+			_, _ = w.Write(append(b, '\n'))
 			return
 		}
 		fmt.Fprint(w, `{"status":"ready"}`+"\n")
 	})
-	mux.Handle(base+pathMetrics, reg.Handler())
+}
+
+// appMux is the net/http side of the public port: readiness, metrics,
+// RFC 9728 metadata, and app (MCP, the UI, /healthz) for everything else.
+func appMux(cfg *config, ready, metricsHandler, app http.Handler) *http.ServeMux {
+	base := cfg.MCP.BasePath()
+	mux := http.NewServeMux()
+	mux.Handle(base+pathReady, ready)
+	mux.Handle(base+pathMetrics, metricsHandler)
 	meta := cfg.Auth.MetadataHandler(base)
 	mux.Handle(auth.WellKnownPath, meta)
 	mux.Handle(auth.WellKnownPath+"/", meta)
@@ -127,8 +165,7 @@ func newFrontDoor(cfg *config, kube *k8s.Client, verifier *auth.Verifier, app ht
 		mux.Handle(base+auth.WellKnownPath+"/", meta)
 	}
 	mux.Handle("/", app)
-	f.adapter = httpadapt.New(mux, log)
-	return f, nil
+	return mux
 }
 
 func (f *frontDoor) handle(ctx *fasthttp.RequestCtx) {
@@ -140,15 +177,20 @@ func (f *frontDoor) handle(ctx *fasthttp.RequestCtx) {
 	f.adapter.ServeFastHTTP(ctx)
 }
 
-// serve runs the workspace watch and the listener until ctx ends, then
-// calls beforeShutdown, stops accepting, ends streams and upgraded
-// connections, and returns once everything has stopped.
-func (f *frontDoor) serve(ctx context.Context, beforeShutdown func()) error {
-	addr := net.JoinHostPort(f.cfg.Serve.Host, strconv.Itoa(f.cfg.Serve.Port))
+// listen opens the public port.
+func listen(cfg *config) (net.Listener, error) {
+	addr := net.JoinHostPort(cfg.Serve.Host, strconv.Itoa(cfg.Serve.Port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", addr, err)
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	return ln, nil
+}
+
+// serve runs the workspace watch and serves ln until ctx ends, then calls
+// beforeShutdown, stops accepting, ends streams and upgraded connections,
+// and returns once everything has stopped.
+func (f *frontDoor) serve(ctx context.Context, ln net.Listener, beforeShutdown func()) error {
 	wctx, stopWatch := context.WithCancel(context.Background())
 	watchDone := make(chan struct{})
 	go func() { defer close(watchDone); _ = f.cache.Run(wctx) }()
@@ -175,7 +217,11 @@ func (f *frontDoor) serve(ctx context.Context, beforeShutdown func()) error {
 		scheme = "https"
 	}
 	base := f.cfg.MCP.BasePath()
-	f.log.Info("serving HTTP", "addr", ln.Addr().String(),
+	level := slog.LevelInfo
+	if f.worker {
+		level = slog.LevelDebug
+	}
+	f.log.Log(ctx, level, "serving HTTP", "addr", ln.Addr().String(),
 		"streamable", fmt.Sprintf("%s://%s%s/mcp", scheme, ln.Addr(), base),
 		"sse", fmt.Sprintf("%s://%s%s/sse", scheme, ln.Addr(), base),
 		"route", fmt.Sprintf("%s://%s%s/route/<workspace-id>/", scheme, ln.Addr(), base))

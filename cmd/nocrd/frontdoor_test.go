@@ -122,6 +122,13 @@ type echo struct {
 // startNocrd runs the built binary serving HTTP with ES256 authentication.
 func startNocrd(t *testing.T, ns string, s signer, extraEnv ...string) string {
 	t.Helper()
+	base, _ := startNocrdProcess(t, ns, s, extraEnv...)
+	return base
+}
+
+// startNocrdProcess is startNocrd that also returns the process.
+func startNocrdProcess(t *testing.T, ns string, s signer, extraEnv ...string) (string, *os.Process) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -160,7 +167,7 @@ func startNocrd(t *testing.T, ns string, s signer, extraEnv ...string) string {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK, fmt.Errorf("readyz %d; stderr %s", resp.StatusCode, stderr.String())
 	})
-	return base
+	return base, cmd.Process
 }
 
 type bearerRT struct{ token string }
@@ -229,11 +236,18 @@ func do(t *testing.T, method, url string, header map[string]string, body io.Read
 }
 
 // TestFrontDoor drives the whole binary: MCP and the edge proxy on one
-// port, with ES256 tokens, against workspaces on the test cluster.
+// port, with ES256 tokens, against workspaces on the test cluster; once as
+// one process, and once with two proxy workers, which must behave the same.
 func TestFrontDoor(t *testing.T) {
+	for _, workers := range []int{1, 2} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) { testFrontDoor(t, workers) })
+	}
+}
+
+func testFrontDoor(t *testing.T, workers int) {
 	ns := testenv.Namespace(t)
 	s := newSigner(t)
-	base := startNocrd(t, ns, s)
+	base := startNocrd(t, ns, s, "PROXY_WORKERS="+strconv.Itoa(workers))
 	alice, bob := s.token(t, "alice", nil), s.token(t, "bob", nil)
 
 	var mu sync.Mutex
@@ -372,7 +386,8 @@ func TestFrontDoor(t *testing.T) {
 			`nocrd_proxy_auth_failures_total{reason="expired"} 1`,
 			`nocrd_proxy_auth_failures_total{reason="wrong_owner"} 2`,
 			`nocrd_proxy_upstream_seconds_bucket{le="+Inf"}`,
-			`nocrd_route_cache_hits_total`, `nocrd_proxy_websocket_connections 0`, `nocrd_route_watch_synced 1`,
+			// With workers, the primary adds up every worker's metrics.
+			`nocrd_route_cache_hits_total`, `nocrd_proxy_websocket_connections 0`, `nocrd_route_watch_synced ` + strconv.Itoa(workers) + "\n",
 		} {
 			if !strings.Contains(string(b), want) {
 				t.Errorf("metrics lack %s:\n%s", want, b)

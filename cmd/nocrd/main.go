@@ -67,8 +67,21 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 	if sub == "test-policy" {
 		return testPolicyCommand(ctx, cfg, stdin, stdout, stderr)
 	}
+	cfg.args, cfg.environ, cfg.stderr = args, environ, stderr
 	// Logs go to stderr: stdout carries the stdio transport.
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevels[cfg.Serve.LogLevel]}))
+	dir, index, isWorker, err := workerRole(environ)
+	if err != nil {
+		fmt.Fprintf(stderr, "nocrd: %v\n", err)
+		return 2
+	}
+	if isWorker {
+		if err := serveWorker(ctx, cfg, dir, index, log); err != nil {
+			log.Error("nocrd proxy worker stopped", "worker", index, "err", err)
+			return 1
+		}
+		return 0
+	}
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error("nocrd stopped", "err", err)
 		return 1
@@ -154,11 +167,19 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 		running++
 		// Sessions end before the HTTP server shuts down, so that open
 		// event streams do not hold the shutdown up.
-		fd, err := newFrontDoor(cfg, kube, verifier, srv.Handler(), reg, pset, log)
-		if err != nil {
-			return err
+		if cfg.Serve.Workers > 1 {
+			go func() { errc <- serveWithWorkers(ctx, cfg, srv.Handler(), reg, log, func() { _ = srv.Close() }) }()
+		} else {
+			fd, err := newFrontDoor(cfg, kube, verifier, srv.Handler(), nil, reg, pset, log)
+			if err != nil {
+				return err
+			}
+			ln, err := listen(cfg)
+			if err != nil {
+				return err
+			}
+			go func() { errc <- fd.serve(ctx, ln, func() { _ = srv.Close() }) }()
 		}
-		go func() { errc <- fd.serve(ctx, func() { _ = srv.Close() }) }()
 	}
 	if cfg.Serve.Transport == "stdio" || cfg.Serve.Transport == "both" {
 		running++

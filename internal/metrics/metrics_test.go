@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"io"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -72,4 +73,52 @@ func TestKindConflictPanics(t *testing.T) {
 	r := NewRegistry()
 	r.Counter("x", "x")
 	r.Gauge("x", "x")
+}
+
+func TestMerge(t *testing.T) {
+	a := NewRegistry()
+	a.Counter("req_total", "Requests.", "code", "200").Add(3)
+	a.Gauge("open", "Open connections.").Set(2)
+	a.Histogram("lat_seconds", "Latency.", []float64{0.1}).Observe(0.05)
+	b := NewRegistry()
+	b.Counter("req_total", "Requests.", "code", "200").Add(4)
+	b.Counter("req_total", "Requests.", "code", "502").Add(1)
+	b.Histogram("lat_seconds", "Latency.", []float64{0.1}).Observe(0.5)
+	b.Counter("only_b_total", "Only in b.").Inc()
+	var sa, sb strings.Builder
+	_, _ = a.WriteTo(&sa)
+	_, _ = b.WriteTo(&sb)
+	var out strings.Builder
+	if err := Merge(&out, []byte(sa.String()), []byte(sb.String())); err != nil {
+		t.Fatal(err)
+	}
+	want := `# HELP lat_seconds Latency.
+# TYPE lat_seconds histogram
+lat_seconds_bucket{le="0.1"} 1
+lat_seconds_bucket{le="+Inf"} 2
+lat_seconds_sum 0.55
+lat_seconds_count 2
+# HELP open Open connections.
+# TYPE open gauge
+open 2
+# HELP req_total Requests.
+# TYPE req_total counter
+req_total{code="200"} 7
+req_total{code="502"} 1
+# HELP only_b_total Only in b.
+# TYPE only_b_total counter
+only_b_total 1
+`
+	if out.String() != want {
+		t.Fatalf("merged:\n%s\nwant:\n%s", out.String(), want)
+	}
+}
+
+func TestMergeRejectsGarbage(t *testing.T) {
+	for _, in := range []string{"nonsense", "x{a=\"b\"} notanumber"} {
+		err := Merge(io.Discard, []byte("# TYPE x counter\nx 1\n"), []byte(in))
+		if err == nil || !strings.Contains(err.Error(), "scrape 2, line 1") {
+			t.Errorf("Merge(%q) = %v, want an error naming scrape 2, line 1", in, err)
+		}
+	}
 }
