@@ -265,40 +265,47 @@ func (p *workerPool) start(ctx, stop context.Context) error {
 }
 
 // supervise runs worker i until stop ends, restarting it when it dies. The
-// first start reports on up: nil once the worker listens, else why not.
+// first start reports on up: nil once the worker listens, else why not
+// (and then supervise gives up: the primary does not start).
 func (p *workerPool) supervise(stop context.Context, i int, up chan<- error) {
 	defer p.done.Done()
-	first := true
-	for {
+	for first := true; ; first = false {
 		cmd := exec.Command(p.exe, p.args...)
 		cmd.Env = append(slices.Clone(p.env), envWorkerIndex+"="+strconv.Itoa(i))
 		cmd.Stdout, cmd.Stderr = p.stderr, p.stderr // stdout may be the stdio transport
 		cmd.SysProcAttr = workerProcAttr()
 		_ = os.Remove(workerSocket(p.dir, i))
-		err := cmd.Start()
-		exited := make(chan error, 1)
-		if err == nil {
+		if err := cmd.Start(); err != nil {
+			err = fmt.Errorf("proxy worker %d: %w", i, err)
+			if first {
+				up <- err
+				return
+			}
+			p.log.Error("restart a proxy worker", "worker", i, "err", err)
+		} else {
 			p.setProc(i, cmd.Process)
+			exited := make(chan error, 1)
 			go func() { exited <- cmd.Wait() }()
 			if first {
-				err = p.waitListening(stop, i, exited)
+				err := p.waitListening(stop, i, exited)
 				up <- err
-				first = false
+				if err != nil {
+					if !errors.Is(err, errWorkerExited) {
+						p.stop(i, cmd.Process, exited)
+					}
+					p.setProc(i, nil)
+					return
+				}
 			}
-		} else if first {
-			up <- fmt.Errorf("proxy worker %d: %w", i, err)
-			return
-		}
-		if err == nil {
 			select {
-			case err = <-exited:
+			case err := <-exited:
 				p.log.Error("proxy worker exited; restarting it", "worker", i, "err", err)
+				p.setProc(i, nil)
 			case <-stop.Done():
 				p.stop(i, cmd.Process, exited)
 				return
 			}
 		}
-		p.setProc(i, nil)
 		select {
 		case <-time.After(workerRestartDelay):
 		case <-stop.Done():
@@ -306,6 +313,8 @@ func (p *workerPool) supervise(stop context.Context, i int, up chan<- error) {
 		}
 	}
 }
+
+var errWorkerExited = errors.New("stopped while starting; its log says why")
 
 // waitListening waits until worker i answers on its control socket, which
 // it opens once it holds the public port.
@@ -319,7 +328,7 @@ func (p *workerPool) waitListening(stop context.Context, i int, exited <-chan er
 		}
 		select {
 		case err := <-exited:
-			return fmt.Errorf("proxy worker %d stopped while starting (%v); its log says why", i, err)
+			return fmt.Errorf("proxy worker %d (%v): %w", i, err, errWorkerExited)
 		case <-stop.Done():
 			return stop.Err()
 		case <-tick.C:

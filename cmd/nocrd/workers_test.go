@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -115,7 +117,9 @@ func TestProxyWorkers(t *testing.T) {
 		t.Fatalf("want one worker directory in %s, found %v", tmp, dirs)
 	}
 	unix := func(sock string) *http.Client {
-		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Dial: func(string, string) (net.Conn, error) { return net.Dial("unix", sock) }}}
+		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}}
 	}
 	sum := 0
 	for i := range 2 {
@@ -234,5 +238,40 @@ func TestProxyWorkersStop(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestProxyWorkersPortTaken: workers that cannot open the port stop the
+// primary's start-up, with the reason in the log.
+func TestProxyWorkersPortTaken(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	cmd := exec.Command(testenv.NocrdBinary(t), "--host", "127.0.0.1", "--port", port, "--proxy-workers", "2")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+testenv.Kubeconfig(t), "REAPER_INTERVAL=0", "TMPDIR="+t.TempDir())
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Errorf("exit: %v, want status 1", err)
+		}
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("nocrd did not give up within 30 s")
+	}
+	for _, want := range []string{"address already in use", "stopped while starting"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, stderr.String())
+		}
 	}
 }
