@@ -137,7 +137,28 @@ const (
 	rowPolicyWAT = "nocrd + JWT + policy (WAT)"
 	rowPolicyGo  = "nocrd + JWT + policy (Go)"
 	rowBaseline  = "baseline + JWT (ES256)"
+	rowOneProc   = "nocrd + JWT, 1 process"
 )
+
+// proxyWorkers is how many processes serve each nocrd target's port
+// (PROXY_WORKERS): one per CPU, as nginx's worker_processes here; rowOneProc
+// is nocrd + JWT as one process, to show what the workers bring.
+var proxyWorkers = runtime.NumCPU()
+
+// withWorkers is pid and its children: a nocrd and its proxy workers.
+func withWorkers(pid int) []int {
+	pids := []int{pid}
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		for _, c := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(c); err == nil {
+				pids = append(pids, n)
+			}
+		}
+	}
+	return pids
+}
 
 func run(kubeconfig, nocrdBin, policyDir string, runs int, duration, warmup time.Duration, conns int, out string) error {
 	if _, err := exec.LookPath("wrk"); err != nil {
@@ -215,18 +236,24 @@ func run(kubeconfig, nocrdBin, policyDir string, runs int, duration, warmup time
 		return fmt.Errorf("%w (make policies builds it)", err)
 	}
 
-	plainPort, jwtPort, watPort, goPort := freePort(), freePort(), freePort(), freePort()
-	plain, err := startNocrd(nocrdBin, kubeconfig, ns, plainPort, nil)
+	plainPort, jwtPort, watPort, goPort, oneProcPort := freePort(), freePort(), freePort(), freePort(), freePort()
+	workers := "PROXY_WORKERS=" + strconv.Itoa(proxyWorkers)
+	plain, err := startNocrd(nocrdBin, kubeconfig, ns, plainPort, []string{workers})
 	if err != nil {
 		return err
 	}
 	defer stop(plain)
-	withJWT, err := startNocrd(nocrdBin, kubeconfig, ns, jwtPort, []string{"AUTH_ENABLED=true", "JWT_PUBLIC_KEY=" + pubPEM})
+	withJWT, err := startNocrd(nocrdBin, kubeconfig, ns, jwtPort, []string{workers, "AUTH_ENABLED=true", "JWT_PUBLIC_KEY=" + pubPEM})
 	if err != nil {
 		return err
 	}
 	defer stop(withJWT)
-	jwtEnv := []string{"AUTH_ENABLED=true", "JWT_PUBLIC_KEY=" + pubPEM, "POLICY_CACHE_DIR=" + filepath.Join(tmp, "wasm-cache")}
+	oneProc, err := startNocrd(nocrdBin, kubeconfig, ns, oneProcPort, []string{"PROXY_WORKERS=1", "AUTH_ENABLED=true", "JWT_PUBLIC_KEY=" + pubPEM})
+	if err != nil {
+		return err
+	}
+	defer stop(oneProc)
+	jwtEnv := []string{workers, "AUTH_ENABLED=true", "JWT_PUBLIC_KEY=" + pubPEM, "POLICY_CACHE_DIR=" + filepath.Join(tmp, "wasm-cache")}
 	withWAT, err := startNocrd(nocrdBin, kubeconfig, ns, watPort, append(jwtEnv, "POLICY_ROUTE="+watPolicy))
 	if err != nil {
 		return err
@@ -241,19 +268,20 @@ func run(kubeconfig, nocrdBin, policyDir string, runs int, duration, warmup time
 	targets := []target{
 		{name: "direct", url: "http://" + backendAddr + "/api"}, // the backend runs in this process
 		{name: "nginx", url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", nginxPort), pid: nginxPIDs},
-		{name: "nocrd", url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", plainPort), pid: func() []int { return []int{plain.Process.Pid} }},
-		{name: rowJWT, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", jwtPort), header: "Authorization: Bearer " + string(signed), pid: func() []int { return []int{withJWT.Process.Pid} }},
-		{name: rowPolicyWAT, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", watPort), header: "Authorization: Bearer " + string(signed), pid: func() []int { return []int{withWAT.Process.Pid} }},
-		{name: rowPolicyGo, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", goPort), header: "Authorization: Bearer " + string(signed), pid: func() []int { return []int{withGo.Process.Pid} }},
+		{name: "nocrd", url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", plainPort), pid: func() []int { return withWorkers(plain.Process.Pid) }},
+		{name: rowJWT, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", jwtPort), header: "Authorization: Bearer " + string(signed), pid: func() []int { return withWorkers(withJWT.Process.Pid) }},
+		{name: rowPolicyWAT, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", watPort), header: "Authorization: Bearer " + string(signed), pid: func() []int { return withWorkers(withWAT.Process.Pid) }},
+		{name: rowPolicyGo, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", goPort), header: "Authorization: Bearer " + string(signed), pid: func() []int { return withWorkers(withGo.Process.Pid) }},
+		{name: rowOneProc, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", oneProcPort), header: "Authorization: Bearer " + string(signed), pid: func() []int { return []int{oneProc.Process.Pid} }},
 	}
 	if baselineBin != "" {
 		port := freePort()
-		base, err := startNocrd(baselineBin, kubeconfig, ns, port, []string{"AUTH_ENABLED=true", "JWT_PUBLIC_KEY=" + pubPEM})
+		base, err := startNocrd(baselineBin, kubeconfig, ns, port, []string{workers, "AUTH_ENABLED=true", "JWT_PUBLIC_KEY=" + pubPEM})
 		if err != nil {
 			return fmt.Errorf("baseline: %w", err)
 		}
 		defer stop(base)
-		targets = append(targets, target{name: rowBaseline, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", port), header: "Authorization: Bearer " + string(signed), pid: func() []int { return []int{base.Process.Pid} }})
+		targets = append(targets, target{name: rowBaseline, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", port), header: "Authorization: Bearer " + string(signed), pid: func() []int { return withWorkers(base.Process.Pid) }})
 	}
 	if onlyRe != nil {
 		targets = slices.DeleteFunc(targets, func(t target) bool {
@@ -503,7 +531,6 @@ func wrk(t target, d time.Duration, conns int) (sample, error) {
 	return s, nil
 }
 
-// peakRSS is the process's peak resident set (VmHWM) in MiB.
 // policyOutcomes is the policy decisions a nocrd target counted, to say
 // why some of its answers were not 2xx.
 func policyOutcomes(target string) string {
@@ -527,6 +554,7 @@ func policyOutcomes(target string) string {
 	return strings.Join(out, "\n")
 }
 
+// peakRSS is the process's peak resident set (VmHWM) in MiB.
 func peakRSS(pid int) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -601,7 +629,7 @@ func medians(ss []sample) sample {
 
 func render(targets []target, results map[string][]sample, rss map[string]float64, runs int, d, warmup time.Duration, conns int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Proxy throughput\n\nMedians of %d interleaved runs, each `wrk -t1 -c%d -d%s --latency` after %s of unmeasured load, a 64-byte response from a fasthttp backend on the workspace pod's IP; each run starts with a different target. Per run is the median over runs of the ratio within each run, which cancels the machine's drift between runs; CPU per request is the CPU time the target's processes used in a run over the requests it served, which the machine's noise moves less than requests/s. wrk, the proxy and the backend share the machine (%d cores). Generated by `make bench` on %s.\n\n",
+	fmt.Fprintf(&b, "# Proxy throughput\n\nMedians of %d interleaved runs, each `wrk -t1 -c%d -d%s --latency` after %s of unmeasured load, a 64-byte response from a fasthttp backend on the workspace pod's IP; each run starts with a different target. Per run is the median over runs of the ratio within each run, which cancels the machine's drift between runs; CPU per request is the CPU time the target's processes used in a run over the requests it served, which the machine's noise moves less than requests/s. wrk, the proxy and the backend share the machine (%d cores); nginx runs a worker process per core, and so does nocrd (`PROXY_WORKERS`) except in the row marked 1 process. Generated by `make bench` on %s.\n\n",
 		runs, conns, d, warmup, runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"))
 	b.WriteString("| target | requests/s | vs direct | vs nginx | vs nginx, per run | p50 (ms) | p99 (ms) | p99 vs nginx | CPU per request (µs) | peak RSS (MiB) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	direct, nginx := medians(results["direct"]), medians(results["nginx"])
