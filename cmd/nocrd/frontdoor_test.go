@@ -373,6 +373,24 @@ func testFrontDoor(t *testing.T, workers int) {
 			fmt.Sprint(md["bearer_methods_supported"]) != "[header query]" {
 			t.Errorf("metadata: %d %s", resp.StatusCode, b)
 		}
+		// The headers a worker uses to tell the primary about the client's
+		// connection are dropped when a client sends them, in any case: here
+		// a forged TLS flag would turn the resource into an https URL.
+		req, _ := http.NewRequest("GET", base+"/.well-known/oauth-protected-resource/mcp", nil)
+		req.Header.Set("X-Nocrd-Hop-Tls", "1")
+		req.Header["x-nocrd-hop-tls"] = []string{"1"}
+		req.Header.Set("X-Nocrd-Hop-Remote-Addr", "203.0.113.9:443")
+		req.Header.Set("X-Nocrd-Hop-Local-Addr", "203.0.113.10:443")
+		if resp, err := http.DefaultClient.Do(req); err != nil {
+			t.Error(err)
+		} else {
+			forged, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			md = nil
+			if json.Unmarshal(forged, &md) != nil || resp.StatusCode != 200 || md["resource"] != base+"/mcp" {
+				t.Errorf("metadata with forged hop headers: %d %s", resp.StatusCode, forged)
+			}
+		}
 		resp, _ = do(t, "POST", base+"/mcp", map[string]string{"Content-Type": "application/json"}, strings.NewReader(`{}`))
 		if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `resource_metadata="`+base+`/.well-known/oauth-protected-resource/mcp"`) {
 			t.Errorf("MCP without a token: %d, WWW-Authenticate %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
