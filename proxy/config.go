@@ -6,9 +6,11 @@
 // through its Authorizer, finds the pod through its Resolver, and forwards
 // with hop-by-hop headers and the credentials it consumed removed and
 // bodies streamed both ways (proxy.go) over its own keep-alive connection
-// pool per upstream (upstream.go); WebSocket upgrades are piped both ways (upgrade.go), and every outcome is
-// counted without allocating (metrics.go). Its callers supply the Resolver
-// and Authorizer.
+// pool per upstream (upstream.go); WebSocket upgrades are piped both ways
+// (upgrade.go), a route Policy may decide on and change the request on
+// terms the proxy enforces (policy.go), and every outcome is counted
+// without allocating (metrics.go). Its callers supply the Resolver,
+// Authorizer and Policy.
 package proxy
 
 import (

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
 	"iter"
 	"strings"
 
@@ -147,3 +149,94 @@ var (
 	strHTTP             = []byte("http")
 	strHTTPS            = []byte("https")
 )
+
+// removeFields deletes from h every header field whose name drop reports,
+// reading the fields from head, h's serialised copy, and keeps the order of
+// the fields left (see repeats). It reports whether it dropped anything.
+func removeFields(h *fasthttp.RequestHeader, head []byte, drop func(name []byte) bool) bool {
+	kept := repeats{head: head}
+	dropped := false
+	for k := range Fields(head) {
+		if drop(k) {
+			h.DelBytes(k)
+			dropped = true
+		} else {
+			kept.add(k)
+		}
+	}
+	if dropped && kept.found {
+		// Should it fail, the fields are gone all the same, in fasthttp's
+		// order.
+		_ = reparse(h, head, drop, nil, nil)
+	}
+	return dropped
+}
+
+// repeats notices a header name seen twice. fasthttp deletes a field by
+// moving the last one into its place, which can put a later line of a
+// repeated name (two Cookie or Accept lines) before an earlier one, and
+// RFC 9110 section 5.3 forbids a proxy to reorder those. So after
+// deleting by name, a header whose kept fields repeat a name is parsed
+// again (reparse); for nearly every request no name repeats, and
+// deleting by name moves only fields whose relative order means nothing.
+type repeats struct {
+	// head holds every name added; at the offset and length of each.
+	head  []byte
+	at    [16]uint32
+	n     int
+	found bool
+}
+
+// add records name, a field kept; name must be a slice of r.head.
+func (r *repeats) add(name []byte) {
+	if r.found {
+		return
+	}
+	if r.n == len(r.at) {
+		r.found = true // too many to compare: take the careful way
+		return
+	}
+	off := cap(r.head) - cap(name)
+	for _, at := range r.at[:r.n] {
+		if int(at&0xffff) == len(name) {
+			s := r.head[at>>16:][:len(name)]
+			if s[0]|0x20 == name[0]|0x20 && strings.EqualFold(b2s(s), b2s(name)) {
+				r.found = true
+				return
+			}
+		}
+	}
+	if off > 0xffff || len(name) > 0xffff || off < 0 {
+		r.found = true
+		return
+	}
+	r.at[r.n] = uint32(off)<<16 | uint32(len(name))
+	r.n++
+}
+
+// reparse makes h the request head in head without the fields drop
+// reports, with the field name: value added at the end when name is not
+// nil, parsed as fasthttp parses a request from the wire. It is the slow,
+// exact way to edit a header (it allocates), taken only when fasthttp's
+// own setters would reorder fields or rewrite cookies. On an error h is
+// left as it was.
+func reparse(h *fasthttp.RequestHeader, head []byte, drop func(name []byte) bool, name, value []byte) error {
+	line := bytes.IndexByte(head, '\n') + 1
+	out := make([]byte, 0, len(head)+len(name)+len(value)+4)
+	out = append(out, head[:line]...)
+	for k, v := range Fields(head) {
+		if drop == nil || !drop(k) {
+			out = append(append(append(append(out, k...), ": "...), v...), "\r\n"...)
+		}
+	}
+	if name != nil {
+		out = append(append(append(append(out, name...), ": "...), value...), "\r\n"...)
+	}
+	out = append(out, "\r\n"...)
+	var parsed fasthttp.RequestHeader
+	if err := parsed.Read(bufio.NewReaderSize(bytes.NewReader(out), len(out)+16)); err != nil {
+		return fmt.Errorf("reparse request head: %w", err)
+	}
+	parsed.CopyTo(h)
+	return nil
+}

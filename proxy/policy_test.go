@@ -27,11 +27,11 @@ type gate struct {
 	uris []string
 }
 
-func (g *gate) Decide(_ context.Context, req *fasthttp.Request, info proxy.RouteInfo, resp *fasthttp.Response) (bool, error) {
+func (g *gate) Decide(_ context.Context, req *proxy.Upstream, info proxy.RouteInfo, resp *fasthttp.Response) (bool, error) {
 	// What a policy is shown: the request's headers, and the proxy's
 	// RouteInfo under the reserved names (whatever the client sent there).
 	h := map[string]string{}
-	for k, v := range req.Header.All() {
+	for k, v := range proxy.Fields(req.AppendHead(nil)) {
 		h[string(k)] = string(v)
 	}
 	for name, v := range map[string][]byte{proxy.HeaderSubject: info.Subject, proxy.HeaderClaims: info.Claims, proxy.HeaderWorkspace: info.Workspace, proxy.HeaderOwner: []byte(info.Owner)} {
@@ -43,9 +43,9 @@ func (g *gate) Decide(_ context.Context, req *fasthttp.Request, info proxy.Route
 	client := info.Client
 	g.mu.Lock()
 	g.saw = append(g.saw, h)
-	g.uris = append(g.uris, string(req.RequestURI()))
+	g.uris = append(g.uris, string(req.URI()))
 	g.mu.Unlock()
-	switch string(req.Header.Method()) {
+	switch string(req.Method()) {
 	case "DELETE":
 		resp.SetStatusCode(http.StatusTeapot)
 		resp.Header.Set("X-Gate", "no")
@@ -58,8 +58,11 @@ func (g *gate) Decide(_ context.Context, req *fasthttp.Request, info proxy.Route
 	if client == nil {
 		return false, errors.New("no client address")
 	}
-	req.Header.Set("X-Policy-Checked", "yes")
-	req.Header.Set("X-Nocrd-Smuggled", "by the policy") // never forwarded
+	req.SetHeader([]byte("X-Policy-Checked"), []byte("yes"))
+	// Never forwarded: the proxy refuses them.
+	if req.SetHeader([]byte("X-Nocrd-Smuggled"), []byte("by the policy")) || req.AddHeader([]byte("Keep-Alive"), []byte("timeout=1")) {
+		return false, errors.New("a reserved or hop-by-hop header was accepted")
+	}
 	return true, nil
 }
 
@@ -106,6 +109,7 @@ func TestRoutePolicy(t *testing.T) {
 		"workspace gets the policy's header":       s.Header["X-Policy-Checked"] == "yes",
 		"workspace never gets the nocrd headers":   s.Header[proxy.HeaderSubject]+s.Header[proxy.HeaderOwner]+s.Header[proxy.HeaderWorkspace]+s.Header[proxy.HeaderClaims]+s.Header["X-Nocrd-Smuggled"] == "",
 		"workspace never gets the consumed header": s.Header["Authorization"] == "",
+		"workspace never gets the policy's hop":    s.Header["Keep-Alive"] == "",
 	} {
 		if !ok {
 			t.Errorf("%s: policy saw %v %q; workspace saw %+v", what, saw, uri, s)

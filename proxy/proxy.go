@@ -44,43 +44,6 @@ type Authorizer interface {
 	Authorize(ctx context.Context, token string) (subject string, claims []byte, err error)
 }
 
-// Policy decides whether a request goes on to its workspace. The proxy
-// calls it after authentication, ownership and resolution, with the request
-// about to be sent upstream (the path inside the workspace, the credentials
-// the proxy consumed already removed) and what the proxy established about
-// it in info, which a Policy shows its rules as the headers HeaderSubject,
-// HeaderClaims, HeaderWorkspace and HeaderOwner. The proxy never forwards a
-// header under those names, whoever set it. Decide may change the method,
-// the URI and the headers. It returns false after writing its answer
-// (status, headers, body) into resp. An error is a policy that failed: the
-// proxy answers 403 and forwards nothing.
-type Policy interface {
-	Decide(ctx context.Context, req *fasthttp.Request, info RouteInfo, resp *fasthttp.Response) (next bool, err error)
-}
-
-// RouteInfo is what the proxy established about a request before its
-// Policy. The slices alias the proxy's buffers: valid only during Decide.
-type RouteInfo struct {
-	Client net.Addr
-	// Subject and Claims (compact JSON) are the verified token's; both are
-	// empty without authentication.
-	Subject, Claims []byte
-	Workspace       []byte
-	Owner           string
-}
-
-// Headers a Policy shows for RouteInfo. No header starting with
-// HeaderPrefix is ever forwarded, whoever set it.
-const (
-	HeaderSubject = "X-Nocrd-Subject"
-	// HeaderClaims is the verified token's claims as compact JSON.
-	HeaderClaims    = "X-Nocrd-Claims"
-	HeaderWorkspace = "X-Nocrd-Workspace"
-	HeaderOwner     = "X-Nocrd-Owner"
-	// HeaderPrefix starts every header name nocrd reserves.
-	HeaderPrefix = "X-Nocrd-"
-)
-
 // Options are the proxy's collaborators and behaviour.
 type Options struct {
 	// BaseURL is the path prefix the proxy is served under.
@@ -122,8 +85,8 @@ type Proxy struct {
 	base     []byte
 	resolver Resolver
 	// pools holds the keep-alive connections to each upstream address.
-	pools   sync.Map // string -> *pool
-	bufs    sync.Pool
+	pools   sync.Map  // string -> *pool
+	scratch sync.Pool // *scratch
 	streams sync.Pool
 	// sweeper closes connections idle too long; started with the first
 	// pool, stopped by Close.
@@ -152,12 +115,20 @@ func New(r Resolver, opts Options) *Proxy {
 		opts:     opts,
 		base:     []byte(strings.TrimRight(opts.BaseURL, "/")),
 		resolver: r,
-		bufs:     sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }},
+		scratch:  sync.Pool{New: func() any { return &scratch{buf: make([]byte, 0, 1024)} }},
 		stop:     make(chan struct{}),
 	}
 	p.streams = sync.Pool{New: func() any { return &bodyStream{p: p} }}
 	p.m.register(opts.Metrics)
 	return p
+}
+
+// scratch is a handler's pooled working memory.
+type scratch struct {
+	buf []byte
+	// up is what a Policy is handed, here so that handing it over does not
+	// allocate.
+	up Upstream
 }
 
 // b2s views b as a string without copying; the string must not outlive b.
@@ -224,12 +195,13 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	if len(req.Header.Host()) == 0 {
 		req.Header.Set("Host", ep.Addr) // an HTTP/1.0 client sent none
 	}
-	bp := p.bufs.Get().(*[]byte)
-	defer p.bufs.Put(bp)
+	sc := p.scratch.Get().(*scratch)
+	defer p.scratch.Put(sc)
+	bp := &sc.buf
 	*bp = p.upstreamURI((*bp)[:0], route)
 	req.SetRequestURIBytes(*bp)
 	p.rewriteHeaders(ctx, &req.Header, route, subject, bp)
-	if p.opts.Policy != nil && !p.decide(ctx, req, route, caller{subject, claims}, ep.Owner, bp) {
+	if p.opts.Policy != nil && !p.decide(ctx, sc, req, route, caller{subject, claims}, ep.Owner) {
 		return
 	}
 	if cl := ctx.Request.Header.ContentLength(); cl > 0 || cl == -1 {
@@ -252,41 +224,6 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	p.m.request(outcomeProxied, ctx.Response.StatusCode())
-}
-
-// stripReserved removes every header named with HeaderPrefix, in any
-// case, after one scan of a copy of h (see Fields). buf is scratch.
-func stripReserved(h *fasthttp.RequestHeader, buf *[]byte) {
-	head := h.AppendBytes((*buf)[:0])
-	*buf = head[:0]
-	for k := range Fields(head) {
-		if isReserved(k) {
-			h.DelBytes(k)
-		}
-	}
-}
-
-// caller is who a request comes from, once authenticated: both empty
-// without authentication.
-type caller struct{ subject, claims []byte }
-
-// decide runs the route policy on the upstream request. It returns false
-// when the request must not go on: the client has its answer.
-func (p *Proxy) decide(ctx *fasthttp.RequestCtx, req *fasthttp.Request, route Route, who caller, owner string, buf *[]byte) bool {
-	info := RouteInfo{Client: ctx.RemoteAddr(), Subject: who.subject, Claims: who.claims, Workspace: route.ID, Owner: owner}
-	next, err := p.opts.Policy.Decide(ctx, req, info, &ctx.Response)
-	stripReserved(&req.Header, buf) // sent by the client or set by the policy
-	switch {
-	case err != nil:
-		ctx.Response.Reset() // drop whatever the failed policy wrote
-		p.opts.Logger.Debug("route policy failed", "id", string(route.ID), "err", err)
-		p.fail(ctx, outcomePolicyFailed, errPolicyFailed)
-		return false
-	case !next:
-		p.m.request(outcomePolicyDenied, ctx.Response.StatusCode())
-		return false
-	}
-	return true
 }
 
 // upstreamFailed answers 504 when the workspace went silent and 502 for
@@ -435,33 +372,37 @@ func (p *Proxy) upstreamURI(dst []byte, r Route) []byte {
 // rewriteHeaders prepares the upstream request's headers from one pass
 // over a copy of them (see Fields): hop-by-hop headers and those the
 // Connection header names go, and so do the token (unless it is passed
-// on), and any subject, X-Nocrd-* or X-Forwarded-* header the client sent.
-// Then X-Forwarded-For gets the client's address after the chain the
-// client sent, and X-Forwarded-Proto, -Host and -Prefix are set. Most
-// requests have none of these, and cost one scan and no deletion. buf is
-// the handler's pooled scratch; nothing is allocated.
+// on), and any subject, X-Nocrd-* or X-Forwarded-* header the client sent
+// (see removeFields for how the order of the others is kept). Then
+// X-Forwarded-For gets the client's address after the chain the client
+// sent, and X-Forwarded-Proto, -Host and -Prefix are set. Most requests
+// have few of these, and cost one scan and a deletion or two. buf is the
+// handler's pooled scratch; nothing is allocated.
 func (p *Proxy) rewriteHeaders(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHeader, r Route, subject []byte, buf *[]byte) {
 	head := h.AppendBytes((*buf)[:0])
-	dropAuth := p.opts.Authorizer != nil && !p.opts.PassAuthorization
-	var priorFor, forListed bool
+	var listsArr [2][]byte
+	d := dropper{p: p, lists: listsArr[:0], auth: p.opts.Authorizer != nil && !p.opts.PassAuthorization}
+	kept := repeats{head: head}
+	var dropped, priorFor, forListed bool
 	for k, v := range Fields(head) {
 		switch {
-		case isHopByHop(k):
-			h.DelBytes(k)
-			if !is(k, "Connection") {
-				continue
-			}
+		case is(k, "Connection"):
+			d.lists = append(d.lists, v)
 			for name := range commaList(v) {
 				h.DelBytes(name)
 				forListed = forListed || is(name, "X-Forwarded-For")
 			}
 		case is(k, "X-Forwarded-For"):
 			priorFor = true
-		case dropAuth && is(k, "Authorization"), isReserved(k),
-			p.opts.SubjectHeader != "" && is(k, p.opts.SubjectHeader),
-			is(k, "X-Forwarded-Proto"), is(k, "X-Forwarded-Host"), is(k, "X-Forwarded-Prefix"):
-			h.DelBytes(k)
+		case !d.dropOwn(k):
+			kept.add(k)
+			continue
 		}
+		h.DelBytes(k)
+		dropped = true
+	}
+	if dropped && kept.found {
+		_ = reparse(h, head, d.drop, nil, nil) // on an error, as fasthttp ordered them
 	}
 	if p.opts.SubjectHeader != "" && len(subject) > 0 {
 		h.SetBytesV(p.opts.SubjectHeader, subject)
@@ -469,13 +410,10 @@ func (p *Proxy) rewriteHeaders(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHead
 
 	// Values are built after the copy, in the same buffer.
 	out := head
-	if priorFor {
-		h.DelBytes(strXForwardedFor)
-		if !forListed { // else it was hop-by-hop, and is not passed on
-			for k, v := range Fields(head) {
-				if len(v) > 0 && is(k, "X-Forwarded-For") {
-					out = append(append(out, v...), ", "...)
-				}
+	if priorFor && !forListed { // else it was hop-by-hop, and is not passed on
+		for k, v := range Fields(head) {
+			if len(v) > 0 && is(k, "X-Forwarded-For") {
+				out = append(append(out, v...), ", "...)
 			}
 		}
 	}
@@ -492,6 +430,39 @@ func (p *Proxy) rewriteHeaders(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHead
 	out = append(append(append(out[:len(head)], p.base...), RoutePrefix...), r.ID...)
 	h.SetCanonical(strXForwardedPrefix, out[len(head):])
 	*buf = out[:0]
+}
+
+// dropper decides which of the client's headers are not forwarded.
+type dropper struct {
+	p *Proxy
+	// lists are the values of the request's Connection headers, whose
+	// names are hop-by-hop too.
+	lists [][]byte
+	// auth drops the Authorization header, which the proxy consumed.
+	auth bool
+}
+
+// dropOwn reports whether k is a header the proxy drops for itself: all
+// but those a Connection header names.
+func (d *dropper) dropOwn(k []byte) bool {
+	return isHopByHop(k) || isReserved(k) || d.auth && is(k, "Authorization") ||
+		d.p.opts.SubjectHeader != "" && is(k, d.p.opts.SubjectHeader) ||
+		is(k, "X-Forwarded-For") || is(k, "X-Forwarded-Proto") || is(k, "X-Forwarded-Host") || is(k, "X-Forwarded-Prefix")
+}
+
+// drop reports whether k is not forwarded.
+func (d *dropper) drop(k []byte) bool {
+	if d.dropOwn(k) {
+		return true
+	}
+	for _, l := range d.lists {
+		for name := range commaList(l) {
+			if len(name) == len(k) && strings.EqualFold(b2s(name), b2s(k)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // pool returns the connection pool of an upstream address.

@@ -36,13 +36,14 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, addr string, r Route, who call
 	defer fasthttp.ReleaseRequest(req)
 	h := &req.Header
 	ctx.Request.Header.CopyTo(h)
-	var buf []byte
-	uri := p.upstreamURI(nil, r)
-	p.rewriteHeaders(ctx, h, r, who.subject, &buf)
-	h.SetRequestURIBytes(uri)
+	sc := p.scratch.Get().(*scratch)
+	defer p.scratch.Put(sc)
+	sc.buf = p.upstreamURI(sc.buf[:0], r)
+	h.SetRequestURIBytes(sc.buf)
+	p.rewriteHeaders(ctx, h, r, who.subject, &sc.buf)
 	h.Set("Connection", "Upgrade")
 	h.Set("Upgrade", "websocket")
-	if p.opts.Policy != nil && !p.decide(ctx, req, r, who, owner, &buf) {
+	if p.opts.Policy != nil && !p.decide(ctx, sc, req, r, who, owner) {
 		return
 	}
 	// The request line and headers, copied: req goes back to its pool when

@@ -25,7 +25,7 @@ func TestFastRequestHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := string(req.Header.Header())
-	f := fastRequest{req: &req, info: proxy.RouteInfo{Subject: []byte("alice"), Owner: "alice", Client: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 5}}}
+	f := fastRequest{req: proxy.NewUpstream(&req), info: proxy.RouteInfo{Subject: []byte("alice"), Owner: "alice", Client: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 5}}}
 
 	names := func() string {
 		b, n := f.AppendHeaderNames(nil)

@@ -42,7 +42,7 @@ func newRoutePolicy(chain *policies.Chain) *routePolicy {
 	return &routePolicy{chain: chain, calls: sync.Pool{New: func() any { return &routeCall{} }}}
 }
 
-func (r *routePolicy) Decide(_ context.Context, req *fasthttp.Request, info proxy.RouteInfo, resp *fasthttp.Response) (bool, error) {
+func (r *routePolicy) Decide(_ context.Context, req *proxy.Upstream, info proxy.RouteInfo, resp *fasthttp.Response) (bool, error) {
 	c := r.calls.Get().(*routeCall)
 	defer r.calls.Put(c)
 	c.req = fastRequest{req: req, info: info, addr: c.req.addr[:0], head: c.req.head[:0]}
@@ -62,17 +62,17 @@ func (r *routePolicy) Decide(_ context.Context, req *fasthttp.Request, info prox
 	return false, nil
 }
 
-// fastRequest presents a fasthttp request to the policies. Its header
-// names are canonical (the server canonicalises them as it reads), and the
-// setters canonicalise the guest's. The reserved X-Nocrd-* headers are
-// virtual: read from the proxy's RouteInfo, never from the request (where
-// a client may have forged them), and not writable.
+// fastRequest presents the proxy's upstream request to the policies. Its
+// header names are canonical (the server canonicalises them as it reads,
+// and fasthttp the guest's as they are set). The reserved X-Nocrd-*
+// headers are virtual: read from the proxy's RouteInfo, never from the
+// request (where a client may have forged them); writing them, like any
+// write the proxy refuses (see proxy.Upstream), does nothing.
 //
 // Headers are read from a serialised copy (proxy.Fields), made once and
-// again after a setter: reading them through fasthttp's own iterator would
-// make it rewrite the request's cookies.
+// again after a setter.
 type fastRequest struct {
-	req  *fasthttp.Request
+	req  *proxy.Upstream
 	info proxy.RouteInfo
 	addr []byte
 	head []byte // the copy; empty when stale
@@ -83,7 +83,7 @@ type fastRequest struct {
 // can live on the stack).
 func (f *fastRequest) snapshot() []byte {
 	if len(f.head) == 0 {
-		f.head = f.req.Header.AppendBytes(f.head)
+		f.head = f.req.AppendHead(f.head)
 	}
 	return f.head
 }
@@ -105,15 +105,15 @@ func isReserved(name []byte) bool {
 	return len(name) >= len(proxy.HeaderPrefix) && bytes.EqualFold(name[:len(proxy.HeaderPrefix)], []byte(proxy.HeaderPrefix))
 }
 
-func (f *fastRequest) Method() []byte { return f.req.Header.Method() }
+func (f *fastRequest) Method() []byte { return f.req.Method() }
 func (f *fastRequest) SetMethod(method []byte) {
-	f.req.Header.SetMethodBytes(method)
+	f.req.SetMethod(method)
 	f.head = f.head[:0]
 }
 
-func (f *fastRequest) URI() []byte { return f.req.Header.RequestURI() }
+func (f *fastRequest) URI() []byte { return f.req.URI() }
 func (f *fastRequest) SetURI(uri []byte) {
-	f.req.SetRequestURIBytes(uri)
+	f.req.SetURI(uri)
 	f.head = f.head[:0]
 }
 
@@ -194,25 +194,22 @@ func (f *fastRequest) AppendHeaderValues(dst, name []byte) ([]byte, int) {
 	return dst, n
 }
 
-// The setters leave the reserved headers alone: they are nocrd's, and
-// never forwarded anyway.
+// The setters go through proxy.Upstream, which refuses what the proxy
+// owns (the reserved headers among them).
 func (f *fastRequest) SetHeader(name, value []byte) {
-	if !isReserved(name) {
-		f.req.Header.SetBytesKV(name, value)
+	if f.req.SetHeader(name, value) {
 		f.head = f.head[:0]
 	}
 }
 
 func (f *fastRequest) AddHeader(name, value []byte) {
-	if !isReserved(name) {
-		f.req.Header.AddBytesKV(name, value)
+	if f.req.AddHeader(name, value) {
 		f.head = f.head[:0]
 	}
 }
 
 func (f *fastRequest) RemoveHeader(name []byte) {
-	if !isReserved(name) {
-		f.req.Header.DelBytes(name)
+	if f.req.DelHeader(name) {
 		f.head = f.head[:0]
 	}
 }

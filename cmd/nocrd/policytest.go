@@ -70,7 +70,7 @@ func (p policyTester) route(in mcp.TestPolicyInput, chain *policies.Chain, out m
 		}
 		info.Claims = claims
 	}
-	fr := fastRequest{req: &req, info: info}
+	fr := fastRequest{req: proxy.NewUpstream(&req), info: info}
 	for _, m := range chain.Modules() {
 		var resp policies.Response
 		next, err := m.Try(&fr, &resp)

@@ -1,0 +1,197 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Policy decides whether a request goes on to its workspace. The proxy
+// calls it after authentication, ownership and resolution, with the request
+// about to be sent upstream (the path inside the workspace, the credentials
+// the proxy consumed already removed) and what the proxy established about
+// it in info, which a Policy shows its rules as the headers HeaderSubject,
+// HeaderClaims, HeaderWorkspace and HeaderOwner. Decide may change the
+// method, the URI and the headers through req, which keeps what the proxy
+// promises of forwarded headers (see Upstream). It returns false after
+// writing its answer (status, headers, body) into resp. An error is a
+// policy that failed: the proxy answers 403 and forwards nothing.
+type Policy interface {
+	Decide(ctx context.Context, req *Upstream, info RouteInfo, resp *fasthttp.Response) (next bool, err error)
+}
+
+// RouteInfo is what the proxy established about a request before its
+// Policy. The slices alias the proxy's buffers: valid only during Decide.
+type RouteInfo struct {
+	Client net.Addr
+	// Subject and Claims (compact JSON) are the verified token's; both are
+	// empty without authentication.
+	Subject, Claims []byte
+	Workspace       []byte
+	Owner           string
+}
+
+// Headers a Policy shows for RouteInfo. No header starting with
+// HeaderPrefix is ever forwarded, whoever set it.
+const (
+	HeaderSubject = "X-Nocrd-Subject"
+	// HeaderClaims is the verified token's claims as compact JSON.
+	HeaderClaims    = "X-Nocrd-Claims"
+	HeaderWorkspace = "X-Nocrd-Workspace"
+	HeaderOwner     = "X-Nocrd-Owner"
+	// HeaderPrefix starts every header name nocrd reserves.
+	HeaderPrefix = "X-Nocrd-"
+)
+
+// Upstream is the request a Policy may change before the proxy sends it.
+// When a Policy is called its headers are already what the proxy forwards:
+// no hop-by-hop header, no reserved (HeaderPrefix) one, the consumed
+// credentials gone, X-Forwarded-* set. Its setters keep it so: they refuse,
+// and report false for, a header named with HeaderPrefix, a hop-by-hop
+// header, Content-Length (the proxy frames the body), a name that is not
+// an RFC 9110 token and a value holding CR, LF or NUL. The proxy therefore
+// needs no second look at the headers after the Policy, whatever it did.
+// An Upstream is valid only during Decide.
+type Upstream struct {
+	req *fasthttp.Request
+	buf []byte
+}
+
+// NewUpstream hands req to a Policy called outside the proxy, as a dry run
+// of the policies does; the proxy makes its own.
+func NewUpstream(req *fasthttp.Request) *Upstream { return &Upstream{req: req} }
+
+// Method returns the request's method.
+func (u *Upstream) Method() []byte { return u.req.Header.Method() }
+
+// SetMethod replaces the method, which must be a token.
+func (u *Upstream) SetMethod(method []byte) bool {
+	if len(method) == 0 || !isToken(method) {
+		return false
+	}
+	u.req.Header.SetMethodBytes(method)
+	return true
+}
+
+// URI returns the path and query sent to the workspace.
+func (u *Upstream) URI() []byte { return u.req.Header.RequestURI() }
+
+// SetURI replaces the path and query: visible ASCII starting with "/".
+func (u *Upstream) SetURI(uri []byte) bool {
+	if len(uri) == 0 || uri[0] != '/' {
+		return false
+	}
+	for _, c := range uri {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	u.req.SetRequestURIBytes(uri)
+	return true
+}
+
+// AppendHead appends the request head as it would be sent (request line,
+// header lines, empty line); read its headers with Fields.
+func (u *Upstream) AppendHead(dst []byte) []byte { return u.req.Header.AppendBytes(dst) }
+
+// SetHeader replaces every value of the header name with value.
+func (u *Upstream) SetHeader(name, value []byte) bool {
+	if !policyMayWrite(name) || !isFieldValue(value) {
+		return false
+	}
+	if is(name, "Cookie") || len(u.req.Header.PeekAll(b2s(name))) > 1 {
+		// fasthttp would rewrite the cookies, or leave the other values.
+		u.buf = u.req.Header.AppendBytes(u.buf[:0])
+		return reparse(&u.req.Header, u.buf, func(k []byte) bool { return len(k) == len(name) && strings.EqualFold(b2s(k), b2s(name)) }, name, value) == nil
+	}
+	u.req.Header.SetBytesKV(name, value)
+	return true
+}
+
+// AddHeader adds a value to the header name, after those it has.
+func (u *Upstream) AddHeader(name, value []byte) bool {
+	if !policyMayWrite(name) || !isFieldValue(value) {
+		return false
+	}
+	if is(name, "Cookie") {
+		// fasthttp would parse the cookies and send them merged into one.
+		u.buf = u.req.Header.AppendBytes(u.buf[:0])
+		return reparse(&u.req.Header, u.buf, nil, name, value) == nil
+	}
+	u.req.Header.AddBytesKV(name, value)
+	return true
+}
+
+// DelHeader removes the header name, keeping the others in their order.
+func (u *Upstream) DelHeader(name []byte) bool {
+	if !policyMayWrite(name) {
+		return false
+	}
+	u.buf = u.req.Header.AppendBytes(u.buf[:0])
+	removeFields(&u.req.Header, u.buf, func(k []byte) bool { return len(k) == len(name) && strings.EqualFold(b2s(k), b2s(name)) })
+	return true
+}
+
+// policyMayWrite reports whether a Policy may set, add or remove the
+// header name.
+func policyMayWrite(name []byte) bool {
+	return len(name) > 0 && isToken(name) && !isReserved(name) && !isHopByHop(name) && !is(name, "Content-Length")
+}
+
+// isToken reports whether b is made of RFC 9110 token characters.
+func isToken(b []byte) bool {
+	for _, c := range b {
+		if !tokenChars[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// tokenChars are the bytes of an RFC 9110 token: visible ASCII except the
+// delimiters.
+var tokenChars = func() (t [256]bool) {
+	for c := byte('!'); c <= '~'; c++ {
+		t[c] = true
+	}
+	for _, c := range []byte(`"(),/:;<=>?@[\]{}`) {
+		t[c] = false
+	}
+	return t
+}()
+
+// isFieldValue reports whether b may be a header value: no CR, LF or NUL.
+func isFieldValue(b []byte) bool {
+	for _, c := range b {
+		if c == '\r' || c == '\n' || c == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// caller is who a request comes from, once authenticated: both empty
+// without authentication.
+type caller struct{ subject, claims []byte }
+
+// decide runs the route policy on the upstream request. It returns false
+// when the request must not go on: the client has its answer.
+func (p *Proxy) decide(ctx *fasthttp.RequestCtx, sc *scratch, req *fasthttp.Request, route Route, who caller, owner string) bool {
+	info := RouteInfo{Client: ctx.RemoteAddr(), Subject: who.subject, Claims: who.claims, Workspace: route.ID, Owner: owner}
+	sc.up.req = req
+	next, err := p.opts.Policy.Decide(ctx, &sc.up, info, &ctx.Response)
+	sc.up.req = nil
+	switch {
+	case err != nil:
+		ctx.Response.Reset() // drop whatever the failed policy wrote
+		p.opts.Logger.Debug("route policy failed", "id", string(route.ID), "err", err)
+		p.fail(ctx, outcomePolicyFailed, errPolicyFailed)
+		return false
+	case !next:
+		p.m.request(outcomePolicyDenied, ctx.Response.StatusCode())
+		return false
+	}
+	return true
+}
