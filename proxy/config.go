@@ -48,7 +48,7 @@ func (c Config) Validate() error {
 	if c.UpstreamTimeout <= 0 {
 		return fmt.Errorf("--proxy-upstream-timeout/PROXY_UPSTREAM_TIMEOUT: must be positive, got %s", c.UpstreamTimeout)
 	}
-	if h := c.SubjectHeader; h != "" && (strings.ContainsAny(h, " :\r\n\t") || textproto.CanonicalMIMEHeaderKey(h) == "Authorization" || isReserved([]byte(h))) {
+	if h := c.SubjectHeader; h != "" && (strings.ContainsAny(h, " :\r\n\t") || textproto.CanonicalMIMEHeaderKey(h) == "Authorization" || IsReserved([]byte(h))) {
 		return fmt.Errorf("--proxy-subject-header/PROXY_SUBJECT_HEADER: must be a header name other than Authorization and not starting with %s (reserved), got %q", HeaderPrefix, h)
 	}
 	return nil

@@ -92,8 +92,9 @@ func is(name []byte, want string) bool {
 	return len(name) == len(want) && strings.EqualFold(b2s(name), want)
 }
 
-// isReserved reports whether name starts with HeaderPrefix, in any case.
-func isReserved(name []byte) bool {
+// IsReserved reports whether name starts with HeaderPrefix, in any case:
+// a header nocrd owns, never forwarded.
+func IsReserved(name []byte) bool {
 	return len(name) >= len(HeaderPrefix) && strings.EqualFold(b2s(name[:len(HeaderPrefix)]), HeaderPrefix)
 }
 

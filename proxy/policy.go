@@ -3,9 +3,10 @@ package proxy
 import (
 	"context"
 	"net"
-	"strings"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/nocrd/nocrd/internal/httpsyntax"
 )
 
 // Policy decides whether a request goes on to its workspace. The proxy
@@ -68,7 +69,7 @@ func (u *Upstream) Method() []byte { return u.req.Header.Method() }
 
 // SetMethod replaces the method, which must be a token.
 func (u *Upstream) SetMethod(method []byte) bool {
-	if len(method) == 0 || !isToken(method) {
+	if len(method) == 0 || !httpsyntax.IsToken(method) {
 		return false
 	}
 	u.req.Header.SetMethodBytes(method)
@@ -80,13 +81,8 @@ func (u *Upstream) URI() []byte { return u.req.Header.RequestURI() }
 
 // SetURI replaces the path and query: visible ASCII starting with "/".
 func (u *Upstream) SetURI(uri []byte) bool {
-	if len(uri) == 0 || uri[0] != '/' {
+	if len(uri) == 0 || uri[0] != '/' || !httpsyntax.IsVisibleASCII(uri) {
 		return false
-	}
-	for _, c := range uri {
-		if c <= ' ' || c >= 0x7f {
-			return false
-		}
 	}
 	u.req.SetRequestURIBytes(uri)
 	return true
@@ -98,13 +94,13 @@ func (u *Upstream) AppendHead(dst []byte) []byte { return u.req.Header.AppendByt
 
 // SetHeader replaces every value of the header name with value.
 func (u *Upstream) SetHeader(name, value []byte) bool {
-	if !policyMayWrite(name) || !isFieldValue(value) {
+	if !policyMayWrite(name) || !httpsyntax.IsFieldValue(value) {
 		return false
 	}
 	if is(name, "Cookie") || len(u.req.Header.PeekAll(b2s(name))) > 1 {
 		// fasthttp would rewrite the cookies, or leave the other values.
 		u.buf = u.req.Header.AppendBytes(u.buf[:0])
-		return reparse(&u.req.Header, u.buf, func(k []byte) bool { return len(k) == len(name) && strings.EqualFold(b2s(k), b2s(name)) }, name, value) == nil
+		return reparse(&u.req.Header, u.buf, func(k []byte) bool { return is(k, b2s(name)) }, name, value) == nil
 	}
 	u.req.Header.SetBytesKV(name, value)
 	return true
@@ -112,7 +108,7 @@ func (u *Upstream) SetHeader(name, value []byte) bool {
 
 // AddHeader adds a value to the header name, after those it has.
 func (u *Upstream) AddHeader(name, value []byte) bool {
-	if !policyMayWrite(name) || !isFieldValue(value) {
+	if !policyMayWrite(name) || !httpsyntax.IsFieldValue(value) {
 		return false
 	}
 	if is(name, "Cookie") {
@@ -130,46 +126,14 @@ func (u *Upstream) DelHeader(name []byte) bool {
 		return false
 	}
 	u.buf = u.req.Header.AppendBytes(u.buf[:0])
-	removeFields(&u.req.Header, u.buf, func(k []byte) bool { return len(k) == len(name) && strings.EqualFold(b2s(k), b2s(name)) })
+	removeFields(&u.req.Header, u.buf, func(k []byte) bool { return is(k, b2s(name)) })
 	return true
 }
 
 // policyMayWrite reports whether a Policy may set, add or remove the
 // header name.
 func policyMayWrite(name []byte) bool {
-	return len(name) > 0 && isToken(name) && !isReserved(name) && !isHopByHop(name) && !is(name, "Content-Length")
-}
-
-// isToken reports whether b is made of RFC 9110 token characters.
-func isToken(b []byte) bool {
-	for _, c := range b {
-		if !tokenChars[c] {
-			return false
-		}
-	}
-	return true
-}
-
-// tokenChars are the bytes of an RFC 9110 token: visible ASCII except the
-// delimiters.
-var tokenChars = func() (t [256]bool) {
-	for c := byte('!'); c <= '~'; c++ {
-		t[c] = true
-	}
-	for _, c := range []byte(`"(),/:;<=>?@[\]{}`) {
-		t[c] = false
-	}
-	return t
-}()
-
-// isFieldValue reports whether b may be a header value: no CR, LF or NUL.
-func isFieldValue(b []byte) bool {
-	for _, c := range b {
-		if c == '\r' || c == '\n' || c == 0 {
-			return false
-		}
-	}
-	return true
+	return len(name) > 0 && httpsyntax.IsToken(name) && !IsReserved(name) && !isHopByHop(name) && !is(name, "Content-Length")
 }
 
 // caller is who a request comes from, once authenticated: both empty

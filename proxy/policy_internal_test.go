@@ -79,7 +79,7 @@ func TestUpstreamWrites(t *testing.T) {
 			}
 			var gotCookies, gotMulti []string
 			for k, v := range Fields([]byte(sent)) {
-				if isReserved(k) || isHopByHop(k) && !is(k, "Connection") {
+				if IsReserved(k) || isHopByHop(k) && !is(k, "Connection") {
 					t.Errorf("%s is sent", k)
 				}
 				switch string(k) {

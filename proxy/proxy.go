@@ -445,7 +445,7 @@ type dropper struct {
 // dropOwn reports whether k is a header the proxy drops for itself: all
 // but those a Connection header names.
 func (d *dropper) dropOwn(k []byte) bool {
-	return isHopByHop(k) || isReserved(k) || d.auth && is(k, "Authorization") ||
+	return isHopByHop(k) || IsReserved(k) || d.auth && is(k, "Authorization") ||
 		d.p.opts.SubjectHeader != "" && is(k, d.p.opts.SubjectHeader) ||
 		is(k, "X-Forwarded-For") || is(k, "X-Forwarded-Proto") || is(k, "X-Forwarded-Host") || is(k, "X-Forwarded-Prefix")
 }

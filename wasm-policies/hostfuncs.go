@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"strings"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/nocrd/nocrd/internal/httpsyntax"
 )
 
 const (
@@ -102,7 +103,7 @@ func getMethod(ctx context.Context, mod api.Module, stack []uint64) {
 func setMethod(ctx context.Context, mod api.Module, stack []uint64) {
 	_, req := request(ctx)
 	m := read(mod, uint32(stack[0]), uint32(stack[1]))
-	if len(m) == 0 || !isToken(m) {
+	if len(m) == 0 || !httpsyntax.IsToken(m) {
 		trap("set_method: %q is not a method", m)
 	}
 	req.SetMethod(m)
@@ -116,7 +117,7 @@ func getURI(ctx context.Context, mod api.Module, stack []uint64) {
 func setURI(ctx context.Context, mod api.Module, stack []uint64) {
 	_, req := request(ctx)
 	u := read(mod, uint32(stack[0]), uint32(stack[1]))
-	if len(u) == 0 || u[0] != '/' || !isVisibleASCII(u) {
+	if len(u) == 0 || u[0] != '/' || !httpsyntax.IsVisibleASCII(u) {
 		trap("set_uri: %q is not an encoded path", u)
 	}
 	req.SetURI(u)
@@ -189,12 +190,12 @@ func getHeaderValues(ctx context.Context, mod api.Module, stack []uint64) {
 func headerArgs(mod api.Module, stack []uint64, what string) (kind uint32, name, value []byte) {
 	kind = uint32(stack[0])
 	name = read(mod, uint32(stack[1]), uint32(stack[2]))
-	if len(name) == 0 || !isToken(name) {
+	if len(name) == 0 || !httpsyntax.IsToken(name) {
 		trap("%s: %q is not a header name", what, name)
 	}
 	if len(stack) >= 5 {
 		value = read(mod, uint32(stack[3]), uint32(stack[4]))
-		if !isFieldValue(value) {
+		if !httpsyntax.IsFieldValue(value) {
 			trap("%s: the value of %s contains a control character", what, name)
 		}
 	}
@@ -292,45 +293,6 @@ func setStatusCode(ctx context.Context, _ api.Module, stack []uint64) {
 		trap("set_status_code: %d is not a status", s)
 	}
 	c.resp.Status = int(s)
-}
-
-// isToken reports whether b is an RFC 9110 token (header names, methods).
-func isToken(b []byte) bool {
-	for _, c := range b {
-		if !tokenChars[c] {
-			return false
-		}
-	}
-	return true
-}
-
-// tokenChars are the bytes of an RFC 9110 token: visible ASCII except the
-// delimiters. A table, because every header a guest names is checked.
-var tokenChars = func() (t [256]bool) {
-	for c := '!'; c <= '~'; c++ {
-		t[c] = !strings.ContainsRune(`"(),/:;<=>?@[\]{}`, c)
-	}
-	return t
-}()
-
-// isFieldValue reports whether b may be a header value: no CR, LF or NUL.
-func isFieldValue(b []byte) bool {
-	for _, c := range b {
-		if c == '\r' || c == '\n' || c == 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// isVisibleASCII reports whether b is printable ASCII without spaces.
-func isVisibleASCII(b []byte) bool {
-	for _, c := range b {
-		if c <= ' ' || c >= 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 func appendLower(dst, s []byte) []byte {

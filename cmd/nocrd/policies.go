@@ -99,12 +99,6 @@ var reserved = []struct {
 	{"x-nocrd-owner", func(i *proxy.RouteInfo) []byte { return unsafe.Slice(unsafe.StringData(i.Owner), len(i.Owner)) }},
 }
 
-// isReserved reports whether name starts with proxy.HeaderPrefix, in any
-// case.
-func isReserved(name []byte) bool {
-	return len(name) >= len(proxy.HeaderPrefix) && bytes.EqualFold(name[:len(proxy.HeaderPrefix)], []byte(proxy.HeaderPrefix))
-}
-
 func (f *fastRequest) Method() []byte { return f.req.Method() }
 func (f *fastRequest) SetMethod(method []byte) {
 	f.req.SetMethod(method)
@@ -140,7 +134,7 @@ func (f *fastRequest) AppendHeaderNames(dst []byte) ([]byte, int) {
 		}
 	}
 	for k := range proxy.Fields(f.snapshot()) {
-		if isReserved(k) {
+		if proxy.IsReserved(k) {
 			continue
 		}
 		name := len(dst)
@@ -176,7 +170,7 @@ func seenName(list, name []byte) bool {
 }
 
 func (f *fastRequest) AppendHeaderValues(dst, name []byte) ([]byte, int) {
-	if isReserved(name) {
+	if proxy.IsReserved(name) {
 		for _, r := range reserved {
 			if v := r.value(&f.info); len(v) > 0 && bytes.EqualFold(name, []byte(r.name)) {
 				return append(append(dst, v...), 0), 1

@@ -88,7 +88,7 @@ func (p policyTester) route(in mcp.TestPolicyInput, chain *policies.Chain, out m
 	}
 	fwd := &mcp.TestPolicyRequest{Method: string(req.Header.Method()), Path: string(req.RequestURI()), Headers: map[string]string{}}
 	for k, v := range req.Header.All() {
-		if !isReserved(k) { // the proxy strips them before forwarding
+		if !proxy.IsReserved(k) { // the proxy strips them before forwarding
 			fwd.Headers[string(k)] = string(v)
 		}
 	}
