@@ -25,6 +25,13 @@ import (
 // trip into Go matters as much as the flag: native code cannot be
 // preempted, so a guest that never left it would hold up the Go runtime's
 // stop-the-world phases, the watchdog's included, for ever.
+//
+// A function's entry check is left out where it cannot matter (see
+// instrumentExpr): a function that calls none of the module's functions
+// cannot recurse (host functions do not call back into the guest), and one
+// that reaches a loop head through straight-line code spends its unit
+// there before it can call anything. Go-built functions are all of one
+// kind or the other, and a decision runs ten or so of them.
 const StopExport = "nocrd_stop"
 
 // checkBudget is how many function entries and loop iterations a guest
@@ -89,17 +96,16 @@ func instrument(wasm []byte) ([]byte, error) {
 	}
 
 	// The new global's index: after every imported and defined global.
-	var globals, memories uint32
+	var funcs, globals, memories uint32
 	hasGlobal, hasExport := false, false
 	for _, s := range secs {
 		switch s.id {
 		case secImport:
-			g, m, err := importedGlobals(s.payload)
+			f, g, m, err := imported(s.payload)
 			if err != nil {
 				return nil, err
 			}
-			globals += g
-			memories += m
+			funcs, globals, memories = f, g, m
 		case secMemory:
 			c := reader{b: s.payload}
 			memories += c.u32()
@@ -156,7 +162,7 @@ func instrument(wasm []byte) ([]byte, error) {
 			entry = appendU32(entry, globals)
 			payload, err = appendToVector(payload, entry)
 		case secCode:
-			payload, err = instrumentCode(payload, check)
+			payload, err = instrumentCode(payload, check, funcs)
 		}
 		if err != nil {
 			return nil, err
@@ -200,9 +206,9 @@ func checkCode(stop, budget uint32) []byte {
 	return appendU32(append(b, 0x24), budget)
 }
 
-// importedGlobals counts the globals and memories an import section
+// imported counts the functions, globals and memories an import section
 // imports.
-func importedGlobals(payload []byte) (globals, memories uint32, err error) {
+func imported(payload []byte) (funcs, globals, memories uint32, err error) {
 	r := reader{b: payload}
 	for n := r.u32(); n > 0 && r.err == nil; n-- {
 		r.bytes(r.u32()) // module
@@ -210,6 +216,7 @@ func importedGlobals(payload []byte) (globals, memories uint32, err error) {
 		switch kind := r.byte(); kind {
 		case importFunc:
 			r.u32()
+			funcs++
 		case importTable:
 			r.byte() // reference type
 			r.limits()
@@ -224,13 +231,13 @@ func importedGlobals(payload []byte) (globals, memories uint32, err error) {
 			r.byte()
 			r.u32()
 		default:
-			return 0, 0, fmt.Errorf("%w: import of unknown kind %d", errInstrument, kind)
+			return 0, 0, 0, fmt.Errorf("%w: import of unknown kind %d", errInstrument, kind)
 		}
 	}
 	if r.err != nil || !r.done() {
-		return 0, 0, r.fail("import section")
+		return 0, 0, 0, r.fail("import section")
 	}
-	return globals, memories, nil
+	return funcs, globals, memories, nil
 }
 
 // appendToVector adds one encoded entry to a section that is a vector.
@@ -245,13 +252,14 @@ func appendToVector(payload, entry []byte) ([]byte, error) {
 	return append(out, entry...), nil
 }
 
-// instrumentCode puts check at the start of every function body and after
-// the block type of every loop.
-func instrumentCode(payload, check []byte) ([]byte, error) {
+// instrumentCode puts check after the block type of every loop, and at the
+// start of every function body that needs it (see instrumentExpr);
+// functions numbered below imports are the host's.
+func instrumentCode(payload, check []byte, imports uint32) ([]byte, error) {
 	r := reader{b: payload}
 	n := r.u32()
 	out := appendU32(nil, n)
-	var body []byte
+	var expr []byte
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		size := r.u32()
 		fn := reader{b: r.bytes(size)}
@@ -265,14 +273,22 @@ func instrumentCode(payload, check []byte) ([]byte, error) {
 		if fn.err != nil {
 			return nil, fn.fail("locals of function %d", i)
 		}
-		body = append(body[:0], fn.b[:fn.off]...)
-		body = append(body, check...)
+		locals := fn.b[:fn.off]
+		var entry bool
 		var err error
-		if body, err = instrumentExpr(body, &fn, check); err != nil {
+		if expr, entry, err = instrumentExpr(expr[:0], &fn, check, imports); err != nil {
 			return nil, fmt.Errorf("function %d: %w", i, err)
 		}
-		out = appendU32(out, uint32(len(body)))
-		out = append(out, body...)
+		bodySize := len(locals) + len(expr)
+		if entry {
+			bodySize += len(check)
+		}
+		out = appendU32(out, uint32(bodySize))
+		out = append(out, locals...)
+		if entry {
+			out = append(out, check...)
+		}
+		out = append(out, expr...)
 	}
 	if r.err != nil || !r.done() {
 		return nil, r.fail("code section")
@@ -281,24 +297,49 @@ func instrumentCode(payload, check []byte) ([]byte, error) {
 }
 
 // instrumentExpr copies the instructions of fn to out, with check after
-// every loop's block type.
-func instrumentExpr(out []byte, fn *reader, check []byte) ([]byte, error) {
+// every loop's block type, and reports whether the function needs the
+// check at its entry too: unless it calls none of the module's functions
+// (a leaf, or one calling only imports), or it reaches a loop head through
+// straight-line code, as every Go-built function does, so that the loop's
+// check runs before anything could call.
+func instrumentExpr(out []byte, fn *reader, check []byte, imports uint32) (_ []byte, entry bool, _ error) {
+	// calls: it may call a function of the module; looped: it reached a
+	// loop head through straight-line code.
+	calls, straight, looped := false, true, false
 	for !fn.done() {
 		start := fn.off
 		op := fn.byte()
-		isLoop := op == 0x03
 		if err := fn.immediates(op); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if fn.err != nil {
-			return nil, fn.fail("instruction 0x%02x", op)
+			return nil, false, fn.fail("instruction 0x%02x", op)
 		}
 		out = append(out, fn.b[start:fn.off]...)
-		if isLoop {
+		switch {
+		case op == 0x03: // loop
 			out = append(out, check...)
+			looped = looped || straight
+		case op == 0x10 || op == 0x12: // call, return_call
+			callee := reader{b: fn.b[start+1 : fn.off]}
+			calls = calls || callee.u32() >= imports
+		case op == 0x11 || op == 0x13: // call_indirect, return_call_indirect
+			calls = true
 		}
+		straight = straight && straightLine(op)
 	}
-	return out, nil
+	return out, calls && !looped, nil
+}
+
+// straightLine reports whether op, before any loop, always passes control
+// to the next instruction (or traps): an instruction that is neither a
+// branch, nor a call, nor the end of the function.
+func straightLine(op byte) bool {
+	return op == 0x02 || // block
+		op == 0x1a || op == 0x1b || // drop, select
+		op >= 0x20 && op <= 0x24 || // local and global get, set, tee
+		op >= 0x28 && op <= 0x44 || // loads, stores, memory.size and grow, consts
+		op >= 0x45 && op <= 0xc4 // numeric
 }
 
 // immediates skips the immediates of the instruction op.

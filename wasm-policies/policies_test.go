@@ -141,6 +141,7 @@ func TestFaultsFailClosed(t *testing.T) {
 		{"trap", "trap"},
 		{"loop", "timeout"},
 		{"recurse", "timeout"},
+		{"skiploop", "timeout"},
 		{"bomb", "trap"},
 		{"badnext", "malformed"},
 		{"badstatus", "trap"},
