@@ -28,6 +28,7 @@ func TestUpstreamWrites(t *testing.T) {
 	}{
 		{"set a header", func(u *Upstream) bool { return u.SetHeader([]byte("X-Policy"), []byte("yes")) }, true, "X-Policy: yes", "", "", ""},
 		{"add a header", func(u *Upstream) bool { return u.AddHeader([]byte("x-user"), []byte("alice")) }, true, "X-User: alice", "", "", ""},
+		{"replace a header", func(u *Upstream) bool { return u.SetHeader([]byte("accept"), []byte("text/html")) }, true, "Accept: text/html", "*/*", "", ""},
 		{"replace the host", func(u *Upstream) bool { return u.SetHeader([]byte("Host"), []byte("app.internal")) }, true, "Host: app.internal", "Host: ws", "", ""},
 		{"remove a header", func(u *Upstream) bool { return u.DelHeader([]byte("accept")) }, true, "", "Accept:", "", ""},
 		{"reserved", func(u *Upstream) bool { return u.SetHeader([]byte(HeaderSubject), []byte("root")) }, false, "", "root", "", ""},
