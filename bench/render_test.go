@@ -56,3 +56,47 @@ func TestRender(t *testing.T) {
 		})
 	}
 }
+
+// TestMedianInterval: the order statistics that bound the median with at
+// least 95% confidence, and none below 6 values.
+func TestMedianInterval(t *testing.T) {
+	seq := func(n int) []float64 { // n, n-1, ..., 1: the order must not matter
+		xs := make([]float64, n)
+		for i := range xs {
+			xs[i] = float64(n - i)
+		}
+		return xs
+	}
+	for _, c := range []struct {
+		n      int
+		lo, hi float64
+		ok     bool
+	}{
+		{0, 0, 0, false},
+		{5, 0, 0, false},
+		{6, 1, 6, true},   // P(none of 6 below) = 1/64
+		{9, 2, 8, true},   // P(at most 1 of 9) = 10/512
+		{25, 8, 18, true}, // P(at most 7 of 25) = 0.022, P(at most 8) = 0.054
+	} {
+		lo, hi, ok := medianInterval(seq(c.n))
+		if lo != c.lo || hi != c.hi || ok != c.ok {
+			t.Errorf("n=%d: %v-%v %v, want %v-%v %v", c.n, lo, hi, ok, c.lo, c.hi, c.ok)
+		}
+	}
+}
+
+// TestRenderInterval: with 6 runs or more the per-run ratio carries its
+// interval, the smallest and largest of six ratios (median 0.905).
+func TestRenderInterval(t *testing.T) {
+	s := func(rps float64) sample { return sample{rps: rps, p50: 1, p99: 2, cpu: 20, requests: rps * 5} }
+	results := map[string][]sample{"direct": {}, "nginx": {}, rowJWT: {}}
+	for _, r := range []float64{0.85, 0.88, 0.9, 0.91, 0.93, 0.95} {
+		results["direct"] = append(results["direct"], s(80000))
+		results["nginx"] = append(results["nginx"], s(40000))
+		results[rowJWT] = append(results[rowJWT], s(40000*r))
+	}
+	out := render([]target{{name: "direct"}, {name: "nginx"}, {name: rowJWT}}, results, map[string]float64{}, 6, 5*time.Second, time.Second, 64)
+	if want := "| 0.91× (0.85-0.95) |"; !strings.Contains(out, want) {
+		t.Errorf("table lacks %q:\n%s", want, out)
+	}
+}
