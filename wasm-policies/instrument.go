@@ -30,8 +30,8 @@ import (
 // instrumentExpr): a function that calls none of the module's functions
 // cannot recurse (host functions do not call back into the guest), and one
 // that reaches a loop head through straight-line code spends its unit
-// there before it can call anything. Go-built functions are all of one
-// kind or the other, and a decision runs ten or so of them.
+// there before it can call anything. Go-built functions are nearly all of
+// one kind or the other (the wrappers of exported functions are not).
 const StopExport = "nocrd_stop"
 
 // checkBudget is how many function entries and loop iterations a guest
@@ -300,8 +300,8 @@ func instrumentCode(payload, check []byte, imports uint32) ([]byte, error) {
 // every loop's block type, and reports whether the function needs the
 // check at its entry too: unless it calls none of the module's functions
 // (a leaf, or one calling only imports), or it reaches a loop head through
-// straight-line code, as every Go-built function does, so that the loop's
-// check runs before anything could call.
+// straight-line code, as Go-built functions that call others do, so that
+// the loop's check runs before anything could call.
 func instrumentExpr(out []byte, fn *reader, check []byte, imports uint32) (_ []byte, entry bool, _ error) {
 	// calls: it may call a function of the module; looped: it reached a
 	// loop head through straight-line code.
