@@ -161,9 +161,11 @@ func TestEndpointCacheIPReuse(t *testing.T) {
 		"pod-delete.stage.kwok.x-k8s.io/delay": "0ms", "pod-delete.stage.kwok.x-k8s.io/jitter-delay": "0ms",
 		"pod-create.stage.kwok.x-k8s.io/delay": "0ms",
 	}
-	// KWOK hands a random freed IP to each new pod, and other test packages
-	// share the cluster: new workspaces keep whatever IP they get until one
-	// gets the freed one.
+	// KWOK hands each new pod one of the IPs freed so far, at random (a new
+	// one when none is free), and other test packages share the cluster:
+	// new workspaces keep whatever IP they get until one gets the freed
+	// one. A pod elsewhere may take it first; then another workspace is
+	// made and deleted, to free another IP.
 	ready := func(id string) k8s.Endpoint {
 		var ep k8s.Endpoint
 		testenv.Eventually(t, 5*time.Second, id+" to be ready in the cache", func() (bool, error) {
@@ -172,24 +174,47 @@ func TestEndpointCacheIPReuse(t *testing.T) {
 		})
 		return ep
 	}
-	old := spawnReady(t, kube, "old", "alice", fast, nil)
-	oldEp := ready("old")
-	stopAndWaitGone(t, kube, ns, old)
+	freed := func(id string) k8s.Endpoint {
+		w := spawnReady(t, kube, id, "alice", fast, nil)
+		ep := ready(id)
+		stopAndWaitGone(t, kube, ns, w)
+		return ep
+	}
+	// holder names the pod, in any namespace, that now has ip.
+	holder := func(ip string) string {
+		pods, err := kube.Kubernetes().CoreV1().Pods("").List(context.Background(), metav1.ListOptions{FieldSelector: "status.podIP=" + ip})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pods.Items) == 0 {
+			return ""
+		}
+		return pods.Items[0].Namespace + "/" + pods.Items[0].Name
+	}
+	oldID, refreed := "old", 0
+	oldEp := freed(oldID)
 	deadline := time.Now().Add(90 * time.Second)
 	for round := 0; time.Now().Before(deadline); round++ {
 		id := fmt.Sprintf("new-%d", round)
 		spawnReady(t, kube, id, "bob", fast, nil)
 		newEp := ready(id)
-		if ep := lookupState(t, cache, "old"); ep.State != k8s.EndpointAbsent {
-			t.Fatalf("round %d: deleted workspace still resolves: %+v", round, ep)
+		if ep := lookupState(t, cache, oldID); ep.State != k8s.EndpointAbsent {
+			t.Fatalf("round %d: deleted workspace %s still resolves: %+v", round, oldID, ep)
 		}
 		if newEp.Addr == oldEp.Addr {
 			if newEp.Owner != "bob" {
 				t.Fatalf("reused IP resolves wrongly: %+v", newEp)
 			}
-			t.Logf("round %d: %s moved from workspace old to workspace %s", round, newEp.Addr, id)
+			t.Logf("round %d: %s moved from workspace %s to workspace %s", round, newEp.Addr, oldID, id)
 			return
 		}
+		ip, _, _ := net.SplitHostPort(oldEp.Addr)
+		if pod := holder(ip); pod != "" {
+			refreed++
+			t.Logf("round %d: %s went to %s; freeing another", round, ip, pod)
+			oldID = fmt.Sprintf("old-%d", refreed)
+			oldEp = freed(oldID)
+		}
 	}
-	t.Fatal("KWOK did not reuse the freed IP within 90 s")
+	t.Fatalf("KWOK did not hand the freed IP %s to a workspace here within 90 s (%d IPs freed)", oldEp.Addr, refreed+1)
 }
