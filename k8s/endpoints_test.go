@@ -71,8 +71,8 @@ func lookupState(t *testing.T, c *k8s.EndpointCache, id string) k8s.Endpoint {
 
 // TestEndpointCacheFollowsWorkspaces: a workspace is cached on its first
 // lookup and the watch then keeps the entry right through readiness,
-// port annotation, deletion, and another workspace taking over its IP
-// (KWOK hands a freed IP to the next pod, as real CNIs may).
+// port annotation and deletion (TestEndpointCacheIPReuse has another
+// workspace take over its IP, as KWOK and real CNIs may).
 func TestEndpointCacheFollowsWorkspaces(t *testing.T) {
 	ns := testenv.Namespace(t)
 	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
@@ -148,73 +148,66 @@ func TestEndpointCacheFollowsWorkspaces(t *testing.T) {
 
 // TestEndpointCacheIPReuse: after a workspace is deleted and a new one gets
 // its IP, the old id never resolves to that IP again, and the new id
-// resolves to it.
+// resolves to it. The workspaces run on a node of the test's own, so that
+// no other test's pod takes the freed IP (see testenv.Node).
 func TestEndpointCacheIPReuse(t *testing.T) {
 	ns := testenv.Namespace(t)
 	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx := context.Background()
+	node := testenv.Node(t, ipReuseCIDR)
 	cache := runCache(t, kube, ns, nil)
 	fast := map[string]string{
 		"pod-ready.stage.kwok.x-k8s.io/delay": "0ms", "pod-ready.stage.kwok.x-k8s.io/jitter-delay": "0ms",
 		"pod-delete.stage.kwok.x-k8s.io/delay": "0ms", "pod-delete.stage.kwok.x-k8s.io/jitter-delay": "0ms",
 		"pod-create.stage.kwok.x-k8s.io/delay": "0ms",
 	}
-	// KWOK hands each new pod one of the IPs freed so far, at random (a new
-	// one when none is free), and other test packages share the cluster:
-	// new workspaces keep whatever IP they get until one gets the freed
-	// one. A pod elsewhere may take it first; then another workspace is
-	// made and deleted, to free another IP.
-	ready := func(id string) k8s.Endpoint {
+	spawn := func(id, owner string) (*k8s.Workspace, k8s.Endpoint) {
+		w, err := kube.SpawnWorkspace(ctx, k8s.SpawnRequest{ID: id, Owner: owner, PodAnnotations: fast,
+			Spec: &corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "w", Image: "busybox"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if w, err = kube.WaitReady(wctx, w, nil); err != nil {
+			t.Fatal(err)
+		}
 		var ep k8s.Endpoint
 		testenv.Eventually(t, 5*time.Second, id+" to be ready in the cache", func() (bool, error) {
 			ep = lookupState(t, cache, id)
 			return ep.State == k8s.EndpointReady, nil
 		})
-		return ep
+		return w, ep
 	}
-	freed := func(id string) k8s.Endpoint {
-		w := spawnReady(t, kube, id, "alice", fast, nil)
-		ep := ready(id)
-		stopAndWaitGone(t, kube, ns, w)
-		return ep
+	old, oldEp := spawn("old", "alice")
+	if ip, _, _ := net.SplitHostPort(oldEp.Addr); !ipInCIDR(ip, ipReuseCIDR) {
+		t.Fatalf("old got %s, not an IP of node %s (%s)", oldEp.Addr, node, ipReuseCIDR)
 	}
-	// holder names the pod, in any namespace, that now has ip.
-	holder := func(ip string) string {
-		pods, err := kube.Kubernetes().CoreV1().Pods("").List(context.Background(), metav1.ListOptions{FieldSelector: "status.podIP=" + ip})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(pods.Items) == 0 {
-			return ""
-		}
-		return pods.Items[0].Namespace + "/" + pods.Items[0].Name
-	}
-	oldID, refreed := "old", 0
-	oldEp := freed(oldID)
-	deadline := time.Now().Add(90 * time.Second)
-	for round := 0; time.Now().Before(deadline); round++ {
+	stopAndWaitGone(t, kube, ns, old)
+	for round := 0; round < 64; round++ {
 		id := fmt.Sprintf("new-%d", round)
-		spawnReady(t, kube, id, "bob", fast, nil)
-		newEp := ready(id)
-		if ep := lookupState(t, cache, oldID); ep.State != k8s.EndpointAbsent {
-			t.Fatalf("round %d: deleted workspace %s still resolves: %+v", round, oldID, ep)
+		_, newEp := spawn(id, "bob")
+		if ep := lookupState(t, cache, "old"); ep.State != k8s.EndpointAbsent {
+			t.Fatalf("round %d: deleted workspace still resolves: %+v", round, ep)
 		}
 		if newEp.Addr == oldEp.Addr {
 			if newEp.Owner != "bob" {
 				t.Fatalf("reused IP resolves wrongly: %+v", newEp)
 			}
-			t.Logf("round %d: %s moved from workspace %s to workspace %s", round, newEp.Addr, oldID, id)
+			t.Logf("round %d: %s moved from workspace old to workspace %s", round, newEp.Addr, id)
 			return
 		}
-		ip, _, _ := net.SplitHostPort(oldEp.Addr)
-		if pod := holder(ip); pod != "" {
-			refreed++
-			t.Logf("round %d: %s went to %s; freeing another", round, ip, pod)
-			oldID = fmt.Sprintf("old-%d", refreed)
-			oldEp = freed(oldID)
-		}
 	}
-	t.Fatalf("KWOK did not hand the freed IP %s to a workspace here within 90 s (%d IPs freed)", oldEp.Addr, refreed+1)
+	t.Fatalf("KWOK did not hand the freed IP %s to any of 64 new workspaces", oldEp.Addr)
+}
+
+// ipReuseCIDR is the pod CIDR of TestEndpointCacheIPReuse's node.
+const ipReuseCIDR = "127.3.0.0/24"
+
+func ipInCIDR(ip, cidr string) bool {
+	_, n, err := net.ParseCIDR(cidr)
+	return err == nil && n.Contains(net.ParseIP(ip))
 }

@@ -198,10 +198,21 @@ func mcpClient(t *testing.T, base, token string, progress func(string)) *mcpsdk.
 // with progress notifications, and returns its pod IP.
 func spawn(t *testing.T, cs *mcpsdk.ClientSession, id string, progressSeen func() int) string {
 	t.Helper()
+	return spawnOn(t, cs, id, "", progressSeen)
+}
+
+// spawnOn is spawn onto a node of the test's own (testenv.Node), or the
+// shared one when node is empty.
+func spawnOn(t *testing.T, cs *mcpsdk.ClientSession, id, node string, progressSeen func() int) string {
+	t.Helper()
+	spec := map[string]any{"containers": []any{map[string]any{"name": "w", "image": "busybox"}}}
+	if node != "" {
+		spec["nodeName"] = node
+	}
 	params := &mcpsdk.CallToolParams{Name: "spawn_workspace", Arguments: map[string]any{
 		"id": id, "wait": true, "timeoutSeconds": 60,
 		"annotations": map[string]string{"nogoo9/default-grace-period": "1"},
-		"spec":        map[string]any{"containers": []any{map[string]any{"name": "w", "image": "busybox"}}},
+		"spec":        spec,
 	}}
 	params.SetProgressToken("p-" + id)
 	res, err := cs.CallTool(context.Background(), params)
@@ -253,7 +264,10 @@ func testFrontDoor(t *testing.T, workers int) {
 	var mu sync.Mutex
 	var progress int
 	cs := mcpClient(t, base, alice, func(string) { mu.Lock(); progress++; mu.Unlock() })
-	ip := spawn(t, cs, "w1", func() int { mu.Lock(); defer mu.Unlock(); return progress })
+	// w1 runs on a node of the test's own, so that its IP, once freed, goes
+	// to one of this test's workspaces and not another test's.
+	node := testenv.Node(t, frontDoorCIDR)
+	ip := spawnOn(t, cs, "w1", node, func() int { mu.Lock(); defer mu.Unlock(); return progress })
 	ws := startWorkspaceServer(t, "alice-w1", net.JoinHostPort(ip, "3000"))
 	auth := map[string]string{"Authorization": "Bearer " + alice}
 
@@ -471,21 +485,20 @@ func testFrontDoor(t *testing.T, workers int) {
 			return resp.StatusCode == 404, fmt.Errorf("status %d", resp.StatusCode)
 		})
 		_ = ws.srv.Close()
-		// KWOK hands a random freed IP to each new pod, and other test
-		// packages free IPs all the time: bob's workspaces, spawned through
-		// the SDK without KWOK's delays, keep whatever they get until one
-		// gets w1's old IP.
+		// KWOK hands each new pod on w1's node a random one of the IPs
+		// freed there: bob's workspaces, spawned on it through the SDK
+		// without KWOK's delays, keep whatever they get until one gets
+		// w1's old IP.
 		kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
 		if err != nil {
 			t.Fatal(err)
 		}
 		fast := map[string]string{"pod-create.stage.kwok.x-k8s.io/delay": "0ms", "pod-create.stage.kwok.x-k8s.io/jitter-delay": "0ms",
 			"pod-ready.stage.kwok.x-k8s.io/delay": "0ms", "pod-ready.stage.kwok.x-k8s.io/jitter-delay": "0ms"}
-		deadline := time.Now().Add(90 * time.Second)
-		for round := 0; time.Now().Before(deadline); round++ {
+		for round := 0; round < 64; round++ {
 			id := fmt.Sprintf("b%d", round)
 			w, err := kube.SpawnWorkspace(context.Background(), k8s.SpawnRequest{ID: id, Owner: "bob", PodAnnotations: fast,
-				Spec: &corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "busybox"}}}})
+				Spec: &corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "w", Image: "busybox"}}}})
 			if err == nil {
 				w, err = kube.WaitReady(context.Background(), w, nil)
 			}
@@ -515,6 +528,9 @@ func testFrontDoor(t *testing.T, workers int) {
 			}
 			return
 		}
-		t.Fatalf("KWOK did not hand %s to a new workspace within 90 s", ip)
+		t.Fatalf("KWOK did not hand %s to any of 64 new workspaces on its node", ip)
 	})
 }
+
+// frontDoorCIDR is the pod CIDR of TestFrontDoor's node (see testenv.Node).
+const frontDoorCIDR = "127.4.0.0/24"

@@ -127,6 +127,67 @@ func Namespace(t testing.TB) string {
 	return ns
 }
 
+// Node adds a KWOK node of the test's own, with the pod CIDR cidr, and
+// removes it when the test ends; pods placed on it with spec.nodeName get
+// their IPs from cidr. KWOK keeps a pool of IPs per pod CIDR and hands a
+// new pod one of the pool's freed IPs at random (a new one when none is
+// free), so on the shared node, where other test packages free and take
+// IPs all the time, a freed IP can go anywhere. On this node, whose taint
+// keeps every other pod off it, a test that frees an IP gets it back
+// within as many new pods as the pool has freed IPs. Give each test a
+// CIDR of its own inside 127.0.0.0/8, apart from testcluster.PodCIDR: two
+// nodes with one CIDR share a pool.
+func Node(t testing.TB, cidr string) string {
+	t.Helper()
+	cs := Admin(t)
+	ctx := context.Background()
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "t-" + randomSuffix(), Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"}},
+		Spec: corev1.NodeSpec{PodCIDR: cidr,
+			Taints: []corev1.Taint{{Key: "nocrd.test/own-node", Effect: corev1.TaintEffectNoSchedule}}},
+	}
+	nodes := cs.CoreV1().Nodes()
+	if _, err := nodes.Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Its pods first, while KWOK still runs the node to finish them.
+		ctx := context.Background()
+		onNode := metav1.ListOptions{FieldSelector: "spec.nodeName=" + node.Name}
+		zero := int64(0)
+		pods, err := cs.CoreV1().Pods("").List(ctx, onNode)
+		if err != nil {
+			t.Errorf("list the pods on node %s: %v", node.Name, err)
+			return
+		}
+		for _, p := range pods.Items {
+			if err := cs.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil && !apierrors.IsNotFound(err) {
+				t.Errorf("delete pod %s/%s: %v", p.Namespace, p.Name, err)
+			}
+		}
+		Eventually(t, 30*time.Second, "the pods on node "+node.Name+" to be gone", func() (bool, error) {
+			pods, err := cs.CoreV1().Pods("").List(ctx, onNode)
+			return err == nil && len(pods.Items) == 0, err
+		})
+		if err := nodes.Delete(ctx, node.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("delete node %s: %v", node.Name, err)
+		}
+	})
+	Eventually(t, 30*time.Second, "KWOK to make node "+node.Name+" ready", func() (bool, error) {
+		n, err := nodes.Get(ctx, node.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				return c.Status == corev1.ConditionTrue, nil
+			}
+		}
+		return false, nil
+	})
+	return node.Name
+}
+
 func randomSuffix() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
