@@ -34,9 +34,16 @@ func runCache(t *testing.T, kube *k8s.Client, ns string, onGone func(string)) *k
 
 func spawnReady(t *testing.T, kube *k8s.Client, id, owner string, podAnn, spawnAnn map[string]string) *k8s.Workspace {
 	t.Helper()
+	return spawnReadyOn(t, kube, id, owner, "", podAnn, spawnAnn)
+}
+
+// spawnReadyOn is spawnReady onto a node of the test's own (testenv.Node),
+// or the shared one when node is empty.
+func spawnReadyOn(t *testing.T, kube *k8s.Client, id, owner, node string, podAnn, spawnAnn map[string]string) *k8s.Workspace {
+	t.Helper()
 	ctx := context.Background()
 	w, err := kube.SpawnWorkspace(ctx, k8s.SpawnRequest{ID: id, Owner: owner, PodAnnotations: podAnn, Annotations: spawnAnn,
-		Spec: &corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "busybox"}}}})
+		Spec: &corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "w", Image: "busybox"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +163,6 @@ func TestEndpointCacheIPReuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
 	node := testenv.Node(t, ipReuseCIDR)
 	cache := runCache(t, kube, ns, nil)
 	fast := map[string]string{
@@ -165,16 +171,7 @@ func TestEndpointCacheIPReuse(t *testing.T) {
 		"pod-create.stage.kwok.x-k8s.io/delay": "0ms",
 	}
 	spawn := func(id, owner string) (*k8s.Workspace, k8s.Endpoint) {
-		w, err := kube.SpawnWorkspace(ctx, k8s.SpawnRequest{ID: id, Owner: owner, PodAnnotations: fast,
-			Spec: &corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "w", Image: "busybox"}}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if w, err = kube.WaitReady(wctx, w, nil); err != nil {
-			t.Fatal(err)
-		}
+		w := spawnReadyOn(t, kube, id, owner, node, fast, nil)
 		var ep k8s.Endpoint
 		testenv.Eventually(t, 5*time.Second, id+" to be ready in the cache", func() (bool, error) {
 			ep = lookupState(t, cache, id)
