@@ -623,13 +623,16 @@ func runRatioText(a, b []sample) string {
 // most 2.5% (the binomial distribution with p = 1/2). It needs 6 values.
 func medianInterval(xs []float64) (lo, hi float64, ok bool) {
 	n := len(xs)
-	k, below, choose := 0, 0.0, 1.0 // below: P(fewer than k+1 below), choose: C(n, k)
-	for ; k < n; k++ {
-		below += choose / math.Pow(2, float64(n))
+	// below: P(fewer than k+1 below); logP: ln P(exactly k below), kept
+	// in logarithms so that neither C(n, k) nor 2^-n leaves float64's
+	// range however many runs there are.
+	k, below, logP := 0, 0.0, -float64(n)*math.Ln2
+	for ; k < n/2; k++ {
+		below += math.Exp(logP)
 		if below > 0.025 {
 			break
 		}
-		choose = choose * float64(n-k) / float64(k+1)
+		logP += math.Log(float64(n-k)) - math.Log(float64(k+1))
 	}
 	if k == 0 {
 		return 0, 0, false

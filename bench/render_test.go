@@ -77,6 +77,7 @@ func TestMedianInterval(t *testing.T) {
 		{6, 1, 6, true},   // P(none of 6 below) = 1/64
 		{9, 2, 8, true},   // P(at most 1 of 9) = 10/512
 		{25, 8, 18, true}, // P(at most 7 of 25) = 0.022, P(at most 8) = 0.054
+		{2000, 956, 1045, true},
 	} {
 		lo, hi, ok := medianInterval(seq(c.n))
 		if lo != c.lo || hi != c.hi || ok != c.ok {
