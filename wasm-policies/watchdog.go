@@ -13,23 +13,27 @@ import (
 // instrument.go). A timer per call could do it, but arming and stopping a
 // runtime timer on every request wakes the network poller, which costs more
 // than the decision itself (see RATIONALE.md). Instead a call publishes its
-// deadline in its instance, and the watchdog, ticking at a fraction of the
-// shortest deadline while calls are being made, stops any call that is
-// past it. When no call has started for a whole tick it parks, and the
-// next call wakes it.
+// deadline in its instance, and the watchdog looks at the calls once per
+// period, the shortest deadline of its modules, while calls are being
+// made. A call that began after a look has a deadline no sooner than the
+// next one; a call a look finds running, and not yet past its deadline,
+// has the watchdog wake again at that deadline. So a call is stopped at its
+// deadline, give or take the timer's lateness, by a goroutine that wakes
+// once per period and not once per call. When no call has started for a
+// whole period the watchdog parks, and the next call wakes it.
 //
 // A call and the watchdog race for the deadline with a compare-and-swap:
 // the call swaps it to 0 when it returns, the watchdog swaps it to
 // claimedDeadline before it cancels; whoever loses knows who won, so a call
 // that finished is never stopped and a stopped one is never reused.
 type watchdog struct {
-	epoch time.Time
-	tick  atomic.Int64 // nanoseconds
+	epoch  time.Time
+	period atomic.Int64 // nanoseconds
 
 	mu    sync.Mutex
 	insts map[*instance]struct{}
 
-	// started is set by every call and cleared by each tick: a tick that
+	// started is set by every call and cleared by each look: a look that
 	// finds it clear and no call in flight parks the watchdog.
 	started atomic.Bool
 	parked  atomic.Bool
@@ -41,10 +45,12 @@ type watchdog struct {
 // claimedDeadline marks a deadline the watchdog has acted on.
 const claimedDeadline = -1
 
-// Tick bounds: a deadline is enforced within about one tick of passing.
+// Bounds of the period. A call whose deadline is sooner than a period
+// after it began (its timeout is under minWatchdogPeriod, or most of it went
+// waiting for an instance) may be stopped up to a period late.
 const (
-	minWatchdogTick = 500 * time.Microsecond
-	maxWatchdogTick = 20 * time.Millisecond
+	minWatchdogPeriod = 500 * time.Microsecond
+	maxWatchdogPeriod = 20 * time.Millisecond
 )
 
 func newWatchdog() *watchdog {
@@ -55,7 +61,7 @@ func newWatchdog() *watchdog {
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 	}
-	w.tick.Store(int64(maxWatchdogTick))
+	w.period.Store(int64(maxWatchdogPeriod))
 	w.parked.Store(true)
 	go w.run()
 	return w
@@ -66,12 +72,12 @@ func newWatchdog() *watchdog {
 // "claimed".
 func (w *watchdog) now() int64 { return int64(time.Since(w.epoch)) + 1 }
 
-// deadlineFor makes the tick fine enough for deadlines of d.
+// deadlineFor makes the period short enough for calls with a timeout of d.
 func (w *watchdog) deadlineFor(d time.Duration) {
-	t := min(max(d/5, minWatchdogTick), maxWatchdogTick)
+	p := min(max(d, minWatchdogPeriod), maxWatchdogPeriod)
 	for {
-		cur := w.tick.Load()
-		if int64(t) >= cur || w.tick.CompareAndSwap(cur, int64(t)) {
+		cur := w.period.Load()
+		if int64(p) >= cur || w.period.CompareAndSwap(cur, int64(p)) {
 			return
 		}
 	}
@@ -112,8 +118,9 @@ func (w *watchdog) end(inst *instance) (timedOut bool) {
 
 func (w *watchdog) run() {
 	defer close(w.done)
-	t := time.NewTimer(time.Duration(w.tick.Load()))
+	t := time.NewTimer(maxWatchdogPeriod)
 	t.Stop()
+	var wait time.Duration
 	for {
 		if w.parked.Load() {
 			select {
@@ -121,31 +128,45 @@ func (w *watchdog) run() {
 			case <-w.stop:
 				return
 			}
+			wait = 0
 		}
-		t.Reset(time.Duration(w.tick.Load()))
+		t.Reset(w.until(wait))
 		select {
 		case <-t.C:
 		case <-w.stop:
 			t.Stop()
 			return
 		}
-		if w.scan() || w.started.Swap(false) {
+		busy, soonest := w.scan()
+		wait = soonest
+		if busy || w.started.Swap(false) {
 			continue
 		}
-		// Idle for a whole tick: park, unless a call slipped in between
+		// Idle for a whole period: park, unless a call slipped in between
 		// the scan and parking. begin writes the deadline then reads
 		// parked; this writes parked then reads the deadlines, so one of
 		// the two sees the other.
 		w.parked.Store(true)
-		if w.scan() && !w.parked.CompareAndSwap(true, false) {
+		if busy, wait = w.scan(); busy && !w.parked.CompareAndSwap(true, false) {
 			<-w.wake // the call that cleared parked sent this
 		}
 	}
 }
 
-// scan stops every call past its deadline and reports whether any call
-// is in flight.
-func (w *watchdog) scan() (busy bool) {
+// until is how long to sleep before the next look: a period, or less when
+// a running call's deadline (soonest from now, 0 for none) comes first.
+func (w *watchdog) until(soonest time.Duration) time.Duration {
+	p := time.Duration(w.period.Load())
+	if soonest > 0 && soonest < p {
+		return soonest
+	}
+	return p
+}
+
+// scan stops every call past its deadline. It reports whether any call is
+// in flight, and how far off the soonest deadline of those still allowed
+// to run is (0 when none is).
+func (w *watchdog) scan() (busy bool, soonest time.Duration) {
 	now := w.now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -155,11 +176,16 @@ func (w *watchdog) scan() (busy bool) {
 			continue
 		}
 		busy = true
-		if now >= d && inst.deadline.CompareAndSwap(d, claimedDeadline) {
-			inst.stop.Set(1) // the guest traps at its next loop or call
+		switch left := time.Duration(d - now); {
+		case left <= 0:
+			if inst.deadline.CompareAndSwap(d, claimedDeadline) {
+				inst.stop.Set(1) // the guest traps at its next loop or call
+			}
+		case soonest == 0 || left < soonest:
+			soonest = left
 		}
 	}
-	return busy
+	return busy, soonest
 }
 
 func (w *watchdog) close() {
