@@ -126,6 +126,10 @@ func New(r Resolver, opts Options) *Proxy {
 // scratch is a handler's pooled working memory.
 type scratch struct {
 	buf []byte
+	// req is the request sent upstream. Between uses only its body is
+	// reset: CopyTo resets the header, and setting the URI drops the
+	// parsed one.
+	req fasthttp.Request
 	// up is what a Policy is handed, here so that handing it over does not
 	// allocate.
 	up Upstream
@@ -189,14 +193,14 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		return
 	}
 
-	req := fasthttp.AcquireRequest()
-	defer fasthttp.ReleaseRequest(req)
+	sc := p.scratch.Get().(*scratch)
+	defer p.scratch.Put(sc)
+	req := &sc.req
+	defer req.ResetBody() // before ctx's body stream goes back to fasthttp
 	ctx.Request.Header.CopyTo(&req.Header)
 	if len(req.Header.Host()) == 0 {
 		req.Header.Set("Host", ep.Addr) // an HTTP/1.0 client sent none
 	}
-	sc := p.scratch.Get().(*scratch)
-	defer p.scratch.Put(sc)
 	bp := &sc.buf
 	*bp = p.upstreamURI((*bp)[:0], route)
 	req.SetRequestURIBytes(*bp)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -366,5 +367,71 @@ func TestForwardedHeadersExact(t *testing.T) {
 	s := rawSeen(t, base, "GET /route/a/x HTTP/1.1\r\nHost: h\r\nConnection: x-forwarded-for\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n")
 	if s.Header["X-Forwarded-For"] != "127.0.0.1" {
 		t.Errorf("X-Forwarded-For named in Connection: forwarded %q, want only the client", s.Header["X-Forwarded-For"])
+	}
+}
+
+// TestRequestsShareNothing: requests that follow one another on a client
+// connection, and so reuse the proxy's working memory, each reach the
+// workspace with only their own body and headers.
+func TestRequestsShareNothing(t *testing.T) {
+	addr, _ := backend(t)
+	p := proxy.New(staticResolver{"ws1": {Addr: addr, Owner: "alice"}}, proxy.Options{})
+	t.Cleanup(p.Close)
+	// The body comes as a stream, or read whole first.
+	for _, stream := range []bool{true, false} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			requestsShareNothing(t, serve(t, &fasthttp.Server{Handler: p.ServeFastHTTP, StreamRequestBody: stream}))
+		})
+	}
+}
+
+func requestsShareNothing(t *testing.T, addr string) {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	send := func(request string) seen {
+		t.Helper()
+		if _, err := io.WriteString(conn, request); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var s seen
+		if err := json.Unmarshal(b, &s); resp.StatusCode != 200 || err != nil {
+			t.Fatalf("status %d (%v): %s", resp.StatusCode, err, b)
+		}
+		return s
+	}
+	for i := range 20 {
+		var first seen
+		if i%2 == 0 {
+			first = send("POST /route/ws1/a HTTP/1.1\r\nHost: x\r\nX-Only-First: 1\r\nContent-Length: 5\r\n\r\nfirst")
+		} else {
+			first = send("POST /route/ws1/a HTTP/1.1\r\nHost: x\r\nX-Only-First: 1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n0\r\n\r\n")
+		}
+		if first.Body != "first" {
+			t.Fatalf("round %d: the POST arrived with body %q", i, first.Body)
+		}
+		// GET never carries a body in fasthttp; DELETE and an empty POST
+		// would carry one left over.
+		for _, method := range []string{"GET", "DELETE", "POST"} {
+			next := send(method + " /route/ws1/b HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+			if next.Method != method || next.URI != "/b" || next.Body != "" {
+				t.Fatalf("round %d: the %s arrived as %s %s with body %q", i, method, next.Method, next.URI, next.Body)
+			}
+			if v, ok := next.Header["X-Only-First"]; ok {
+				t.Fatalf("round %d: the %s arrived with X-Only-First: %q", i, method, v)
+			}
+			if v := next.Header["Content-Length"]; v != "" && v != "0" {
+				t.Fatalf("round %d: the %s arrived with Content-Length: %q", i, method, v)
+			}
+		}
 	}
 }
