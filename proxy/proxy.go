@@ -218,8 +218,9 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 
 	sent := time.Now()
 	conn, skipBody, err := p.roundTrip(ep.Addr, req, &ctx.Response.Header, sent)
-	end := time.Now()
-	p.m.upstream.Observe(end.Sub(sent).Seconds())
+	took := time.Since(sent) // reads only the monotonic clock, time.Now both
+	end := sent.Add(took)
+	p.m.upstream.Observe(took.Seconds())
 	if err == nil {
 		err = p.respond(ctx, req, conn, skipBody, bp, end)
 	}
