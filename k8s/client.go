@@ -6,14 +6,17 @@
 package k8s
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -69,6 +72,8 @@ type Client struct {
 	// pods this client deletes (see deletePod).
 	cachesMu sync.Mutex
 	caches   map[*EndpointCache]struct{}
+	// deleted, when set, is told of them too (see OnDelete).
+	deleted atomic.Pointer[func(context.Context, *corev1.Pod)]
 	// admit, when set, decides every spawn and pod from a template.
 	admit Admitter
 }

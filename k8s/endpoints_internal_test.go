@@ -2,7 +2,7 @@ package k8s
 
 import (
 	"context"
-	"sync"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -172,28 +172,9 @@ func TestStopIsSeenBeforeTheWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	w, err := kube.SpawnWorkspace(ctx, SpawnRequest{ID: "s", Owner: "alice", Spec: &corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "busybox"}}},
-		PodAnnotations: map[string]string{"pod-ready.stage.kwok.x-k8s.io/delay": "0ms", "pod-ready.stage.kwok.x-k8s.io/jitter-delay": "0ms"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kube.WaitReady(ctx, w, nil); err != nil {
-		t.Fatal(err)
-	}
+	spawnReadyNow(t, kube, "s")
 	gone := make(chan string, 4)
-	cache, err := kube.NewEndpointCache("", EndpointCacheOptions{OnGone: func(a string) { gone <- a }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	unblock := func() { releaseOnce.Do(func() { close(release) }) }
-	cache.onEvent = func() { <-release }
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = cache.Run(rctx) }()
-	defer func() { unblock(); cancel(); <-done }()
-	testenv.Eventually(t, 10*time.Second, "watch sync", func() (bool, error) { return cache.Synced(), nil })
+	cache := runHeldCache(t, kube, EndpointCacheOptions{OnGone: func(a string) { gone <- a }})
 
 	ep, err := cache.Lookup(ctx, "s")
 	if err != nil || ep.State != EndpointReady {
@@ -217,4 +198,102 @@ func TestStopIsSeenBeforeTheWatch(t *testing.T) {
 	if st := cache.Stats(); st.Misses != 1 {
 		t.Fatalf("%d misses: the stopped entry was dropped rather than updated", st.Misses)
 	}
+}
+
+// TestStopInAnotherProcessIsPassedOn: a workspace stopped through another
+// client (the primary process, when proxy workers hold the route caches)
+// stops being routed by this one's cache once the other's OnDelete hook
+// has passed the API server's answer on to ObserveDeletion, over JSON as
+// between processes, while this cache's watch is still held back.
+func TestStopInAnotherProcessIsPassedOn(t *testing.T) {
+	ns := testenv.Namespace(t)
+	cfg := Config{Mode: ModeNamespaced, Namespace: ns}
+	worker, err := NewForConfig(cfg, testenv.AdminConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary, err := NewForConfig(cfg, testenv.AdminConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var passed []string
+	primary.OnDelete(func(_ context.Context, p *corev1.Pod) {
+		b, err := json.Marshal(p)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		var got corev1.Pod
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Error(err)
+			return
+		}
+		passed = append(passed, got.Name)
+		worker.ObserveDeletion(&got)
+	})
+	ctx := context.Background()
+	w := spawnReadyNow(t, primary, "s")
+	cache := runHeldCache(t, worker, EndpointCacheOptions{})
+
+	if ep, err := cache.Lookup(ctx, "s"); err != nil || ep.State != EndpointReady {
+		t.Fatalf("before the stop: %+v %v, want ready", ep, err)
+	}
+	if _, err := primary.StopWorkspace(ctx, ns, "s", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if len(passed) != 1 || passed[0] != w.PodName {
+		t.Fatalf("OnDelete was told of %v, want [%s]", passed, w.PodName)
+	}
+	if ep, err := cache.Lookup(ctx, "s"); err != nil || ep.State == EndpointReady {
+		t.Fatalf("right after the stop: %+v %v, want not ready", ep, err)
+	}
+	// Without the hook, only the watch would tell: the cache still routes.
+	primary.OnDelete(nil)
+	spawnReadyNow(t, primary, "t")
+	if ep, err := cache.Lookup(ctx, "t"); err != nil || ep.State != EndpointReady {
+		t.Fatalf("t before its stop: %+v %v, want ready", ep, err)
+	}
+	if _, err := primary.StopWorkspace(ctx, ns, "t", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if len(passed) != 1 {
+		t.Fatalf("a removed hook was told of %v", passed[1:])
+	}
+	if ep, _ := cache.Lookup(ctx, "t"); ep.State != EndpointReady {
+		t.Fatalf("with the watch held and no hook, t is %v: the test does not stage what it means to", ep.State)
+	}
+}
+
+// spawnReadyNow spawns workspace id for alice with KWOK's readiness delay
+// off and waits until it is ready.
+func spawnReadyNow(t *testing.T, kube *Client, id string) *Workspace {
+	t.Helper()
+	ctx := context.Background()
+	w, err := kube.SpawnWorkspace(ctx, SpawnRequest{ID: id, Owner: "alice", Spec: &corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "busybox"}}},
+		PodAnnotations: map[string]string{"pod-ready.stage.kwok.x-k8s.io/delay": "0ms", "pod-ready.stage.kwok.x-k8s.io/jitter-delay": "0ms"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.WaitReady(ctx, w, nil); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// runHeldCache runs a route cache whose watch holds back every event until
+// the test ends, so that only what is folded in by other means shows.
+func runHeldCache(t *testing.T, kube *Client, opts EndpointCacheOptions) *EndpointCache {
+	t.Helper()
+	cache, err := kube.NewEndpointCache("", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	cache.onEvent = func() { <-release }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = cache.Run(ctx) }()
+	t.Cleanup(func() { close(release); cancel(); <-done })
+	testenv.Eventually(t, 10*time.Second, "watch sync", func() (bool, error) { return cache.Synced(), nil })
+	return cache
 }

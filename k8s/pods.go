@@ -279,6 +279,8 @@ func (c *Client) ListNamespaces(ctx context.Context) ([]string, error) {
 // deletePod deletes pod ns/name and folds the API server's answer into this
 // process's running route caches before returning, so that a workspace this
 // process stopped is never routed again, even before the watch event comes.
+// Then it tells the OnDelete hook, which passes the answer on to the
+// processes whose route caches this one does not hold (proxy workers).
 // (Other replicas learn it from their watch.)
 func (c *Client) deletePod(ctx context.Context, ns, name string, opts metav1.DeleteOptions) error {
 	obj, err := c.kube.CoreV1().RESTClient().Delete().Namespace(ns).Resource("pods").Name(name).
@@ -290,9 +292,21 @@ func (c *Client) deletePod(ctx context.Context, ns, name string, opts metav1.Del
 	if !ok {
 		return nil // a Status: the watch will tell
 	}
-	// A graceful delete answers with the terminating pod; an immediate one
-	// with the pod as it was removed. Both carry the delete's
-	// resourceVersion, newer than anything cached for the pod.
+	c.ObserveDeletion(p)
+	if f := c.deleted.Load(); f != nil {
+		(*f)(ctx, p)
+	}
+	return nil
+}
+
+// ObserveDeletion folds the API server's answer to the deletion of pod p
+// into this process's running route caches, as the watch event will when
+// it comes: a graceful delete answers with the terminating pod, an
+// immediate one with the pod as it was removed, and both carry the
+// delete's resourceVersion, newer than anything cached for the pod. A
+// proxy worker calls it with what the process that deleted the pod passed
+// on; an answer older than what a cache holds changes nothing.
+func (c *Client) ObserveDeletion(p *corev1.Pod) {
 	typ := watch.Modified
 	if p.DeletionTimestamp == nil {
 		typ = watch.Deleted
@@ -300,7 +314,7 @@ func (c *Client) deletePod(ctx context.Context, ns, name string, opts metav1.Del
 	c.cachesMu.Lock()
 	caches := make([]*EndpointCache, 0, len(c.caches))
 	for e := range c.caches {
-		if e.ns == ns {
+		if e.ns == p.Namespace {
 			caches = append(caches, e)
 		}
 	}
@@ -308,5 +322,16 @@ func (c *Client) deletePod(ctx context.Context, ns, name string, opts metav1.Del
 	for _, e := range caches {
 		e.apply(typ, p)
 	}
-	return nil
+}
+
+// OnDelete has f told of every pod this client deletes, with the API
+// server's answer, after this process's route caches have folded it in and
+// before the deleting call returns; nil removes it. f may block the call
+// (briefly: it should bound its own wait).
+func (c *Client) OnDelete(f func(ctx context.Context, p *corev1.Pod)) {
+	if f == nil {
+		c.deleted.Store(nil)
+		return
+	}
+	c.deleted.Store(&f)
 }
