@@ -168,7 +168,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 		// Sessions end before the HTTP server shuts down, so that open
 		// event streams do not hold the shutdown up.
 		if cfg.Serve.Workers > 1 {
-			go func() { errc <- serveWithWorkers(ctx, cfg, srv.Handler(), reg, log, func() { _ = srv.Close() }) }()
+			go func() { errc <- serveWithWorkers(ctx, cfg, kube, srv.Handler(), reg, log, func() { _ = srv.Close() }) }()
 		} else {
 			fd, err := newFrontDoor(cfg, kube, verifier, srv.Handler(), nil, reg, pset, log)
 			if err != nil {

@@ -26,6 +26,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +46,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/nocrd/nocrd/internal/auth"
 	"github.com/nocrd/nocrd/internal/metrics"
@@ -81,6 +84,10 @@ const (
 	// workerStopTimeout is how long a worker has to stop after SIGTERM.
 	workerStopTimeout = 10 * time.Second
 )
+
+// pathDeleted is where a worker's control socket takes a pod the primary
+// deleted (passDeletion).
+const pathDeleted = "/deleted"
 
 func workerSocket(dir string, i int) string { return filepath.Join(dir, "w"+strconv.Itoa(i)+".sock") }
 
@@ -125,7 +132,7 @@ type workerPool struct {
 // serveWithWorkers is the primary's HTTP serving: app and the aggregated
 // /metrics and /readyz on the private socket, the workers on the public
 // port, until ctx ends.
-func serveWithWorkers(ctx context.Context, cfg *config, app http.Handler, reg *metrics.Registry, log *slog.Logger, beforeShutdown func()) error {
+func serveWithWorkers(ctx context.Context, cfg *config, kube *k8s.Client, app http.Handler, reg *metrics.Registry, log *slog.Logger, beforeShutdown func()) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("proxy workers: find this binary: %w", err)
@@ -161,6 +168,10 @@ func serveWithWorkers(ctx context.Context, cfg *config, app http.Handler, reg *m
 		p.env = append(p.env, "GOMAXPROCS="+strconv.Itoa(max(1, runtime.GOMAXPROCS(0)/cfg.Serve.Workers)))
 	}
 	reg.GaugeFunc("nocrd_proxy_workers_running", "Proxy worker processes running.", func() float64 { return float64(p.running()) })
+	// The workers hold the route caches: a pod this process deletes (a
+	// stopped workspace) is passed on to them before the stop returns.
+	kube.OnDelete(p.passDeletion)
+	defer kube.OnDelete(nil)
 
 	ln, err := net.Listen("unix", filepath.Join(dir, primarySocket))
 	if err != nil {
@@ -402,6 +413,59 @@ func (p *workerPool) scrape(ctx context.Context, path string) (bodies [][]byte, 
 	return bodies, errs
 }
 
+// passDeletion is the primary's OnDelete hook: it hands the API server's
+// answer to a pod's deletion to every worker (pathDeleted), so that their
+// route caches stop routing to it before the call that deleted it returns,
+// as the primary's own cache would without workers. The watch tells a
+// worker that misses it (one that is restarting starts with an empty
+// cache anyway); the wait is bounded.
+func (p *workerPool) passDeletion(ctx context.Context, pod *corev1.Pod) {
+	body, err := json.Marshal(pod)
+	if err != nil {
+		p.log.Warn("pass a deletion on to the proxy workers", "pod", pod.Name, "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range p.procs {
+		wg.Go(func() {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://w"+strconv.Itoa(i)+pathDeleted, bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := p.client.Do(req)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusNoContent {
+					err = errors.New(resp.Status)
+				}
+			}
+			if err != nil {
+				p.log.Warn("a proxy worker was not told of a deletion; its watch will tell it", "worker", i, "pod", pod.Name, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// observeDeletion is a worker's pathDeleted: the primary's passDeletion.
+func observeDeletion(kube *k8s.Client) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "POST only", http.StatusMethodNotAllowed)
+			return
+		}
+		var pod corev1.Pod
+		if err := json.NewDecoder(io.LimitReader(r.Body, 4<<20)).Decode(&pod); err != nil || pod.Name == "" {
+			http.Error(w, fmt.Sprintf("not a pod: %v", err), http.StatusBadRequest)
+			return
+		}
+		kube.ObserveDeletion(&pod)
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
 // workerDetail is the detail of a worker's JSON error, or status.
 func workerDetail(body []byte, status string) string {
 	if _, rest, ok := bytes.Cut(body, []byte(`"detail":"`)); ok {
@@ -554,6 +618,7 @@ func serveWorker(ctx context.Context, cfg *config, dir string, index int, log *s
 	control := http.NewServeMux()
 	control.Handle(pathReady, fd.ready())
 	control.Handle(pathMetrics, reg.Handler())
+	control.Handle(pathDeleted, observeDeletion(kube))
 	cln, err := net.Listen("unix", workerSocket(dir, index))
 	if err != nil {
 		ln.Close()

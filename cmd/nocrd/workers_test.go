@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/nocrd/nocrd/internal/testenv"
+	"github.com/nocrd/nocrd/k8s"
 )
 
 // children returns the pids of pid's child processes (which every thread
@@ -272,6 +274,38 @@ func TestProxyWorkersPortTaken(t *testing.T) {
 	for _, want := range []string{"address already in use", "stopped while starting"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+// TestObserveDeletionInput: a worker's control socket takes only a POSTed
+// pod at pathDeleted, and says what was wrong with anything else.
+func TestObserveDeletionInput(t *testing.T) {
+	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeNamespaced, Namespace: "default"}, testenv.AdminConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(observeDeletion(kube))
+	defer srv.Close()
+	for _, c := range []struct {
+		name, method, body string
+		status             int
+		says               string
+	}{
+		{"a pod", http.MethodPost, `{"metadata":{"name":"ws-a","namespace":"default","resourceVersion":"7"}}`, http.StatusNoContent, ""},
+		{"not JSON", http.MethodPost, `ws-a`, http.StatusBadRequest, "not a pod"},
+		{"no name", http.MethodPost, `{"metadata":{}}`, http.StatusBadRequest, "not a pod"},
+		{"GET", http.MethodGet, ``, http.StatusMethodNotAllowed, "POST only"},
+	} {
+		req, _ := http.NewRequest(c.method, srv.URL+pathDeleted, strings.NewReader(c.body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.status || !strings.Contains(string(b), c.says) {
+			t.Errorf("%s: %d %q, want %d saying %q", c.name, resp.StatusCode, b, c.status, c.says)
 		}
 	}
 }
