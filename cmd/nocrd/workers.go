@@ -391,11 +391,26 @@ func (p *workerPool) signal(sig os.Signal) {
 
 // scrape GETs path from every worker's control socket, in parallel.
 func (p *workerPool) scrape(ctx context.Context, path string) (bodies [][]byte, errs []error) {
+	return p.each(ctx, http.MethodGet, path, nil, http.StatusOK)
+}
+
+// each sends method path (with body, when not nil) to every worker's
+// control socket, in parallel, and returns each answer's body, or why
+// there is none: a worker that does not answer, or answers other than
+// with status want.
+func (p *workerPool) each(ctx context.Context, method, path string, body []byte, want int) (bodies [][]byte, errs []error) {
 	bodies, errs = make([][]byte, len(p.procs)), make([]error, len(p.procs))
 	var wg sync.WaitGroup
 	for i := range p.procs {
 		wg.Go(func() {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://w"+strconv.Itoa(i)+path, nil)
+			var rd io.Reader
+			if body != nil {
+				rd = bytes.NewReader(body)
+			}
+			req, _ := http.NewRequestWithContext(ctx, method, "http://w"+strconv.Itoa(i)+path, rd)
+			if body != nil {
+				req.Header.Set("Content-Type", "application/json")
+			}
 			resp, err := p.client.Do(req)
 			if err != nil {
 				errs[i] = fmt.Errorf("worker %d is not answering", i)
@@ -403,7 +418,7 @@ func (p *workerPool) scrape(ctx context.Context, path string) (bodies [][]byte, 
 			}
 			defer resp.Body.Close()
 			bodies[i], err = io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-			if err == nil && resp.StatusCode != http.StatusOK {
+			if err == nil && resp.StatusCode != want {
 				err = fmt.Errorf("worker %d: %s", i, workerDetail(bodies[i], resp.Status))
 			}
 			errs[i] = err
@@ -427,25 +442,12 @@ func (p *workerPool) passDeletion(ctx context.Context, pod *corev1.Pod) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	var wg sync.WaitGroup
-	for i := range p.procs {
-		wg.Go(func() {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://w"+strconv.Itoa(i)+pathDeleted, bytes.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := p.client.Do(req)
-			if err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusNoContent {
-					err = errors.New(resp.Status)
-				}
-			}
-			if err != nil {
-				p.log.Warn("a proxy worker was not told of a deletion; its watch will tell it", "worker", i, "pod", pod.Name, "err", err)
-			}
-		})
+	_, errs := p.each(ctx, http.MethodPost, pathDeleted, body, http.StatusNoContent)
+	for _, err := range errs {
+		if err != nil {
+			p.log.Warn("a proxy worker was not told of a deletion; its watch will tell it", "pod", pod.Name, "err", err)
+		}
 	}
-	wg.Wait()
 }
 
 // observeDeletion is a worker's pathDeleted: the primary's passDeletion.
