@@ -62,7 +62,7 @@ test: deps build policies lint ## run every test against a real cluster started 
 bench: build policies bench-deps ## Go benchmarks (3 runs each) and the whole-system load test vs nginx, on a cluster started for the run
 	@mkdir -p $(BIN)
 	$(CLUSTER) run -dir $(TEST_CLUSTER_DIR) -- bash -c '$(GO) test -run "^$$" -bench . -benchmem -count 3 ./... | tee $(BIN)/bench.txt && \
-	  $(GO) run ./bench -nocrd $(NOCRD) -runs 5 -out bench/results'
+	  $(GO) run ./bench -nocrd $(NOCRD) -runs 30 -out bench/results'
 
 .PHONY: bench-deps
 bench-deps: ## install nginx, wrk and wabt for the load test (idempotent)

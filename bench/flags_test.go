@@ -50,3 +50,24 @@ func TestCheckFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestRunOrder: runs alternate forwards and backwards, so that each target
+// is next to the same neighbours in every run.
+func TestRunOrder(t *testing.T) {
+	ts := []target{{name: "a"}, {name: "b"}, {name: "c"}}
+	for _, tc := range []struct {
+		run  int
+		want string
+	}{{1, "abc"}, {2, "cba"}, {3, "abc"}, {4, "cba"}} {
+		var got string
+		for _, t := range runOrder(ts, tc.run) {
+			got += t.name
+		}
+		if got != tc.want {
+			t.Errorf("run %d: %s, want %s", tc.run, got, tc.want)
+		}
+	}
+	if ts[0].name != "a" {
+		t.Errorf("runOrder changed its argument: %v", ts)
+	}
+}

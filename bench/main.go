@@ -76,9 +76,9 @@ const maxNon2xx = 1e-4
 func main() {
 	kubeconfig := flag.String("kubeconfig", os.Getenv("KUBECONFIG"), "cluster to spawn the workspace on")
 	nocrdBin := flag.String("nocrd", "bin/nocrd", "nocrd binary")
-	runs := flag.Int("runs", 3, "interleaved runs per target (the median is reported)")
-	duration := flag.Duration("duration", 5*time.Second, "length of each wrk run")
-	warmup := flag.Duration("warmup", time.Second, "load each target for this long, unmeasured, before each run")
+	runs := flag.Int("runs", 10, "interleaved runs per target (the median is reported)")
+	duration := flag.Duration("duration", 2*time.Second, "length of each wrk run")
+	warmup := flag.Duration("warmup", 0, "load each target for this long, unmeasured, before each run")
 	conns := flag.Int("connections", 64, "wrk connections")
 	out := flag.String("out", "bench/results", "directory for the table and chart")
 	policyDir := flag.String("policies", "bin/policies", "the example policies built by make policies")
@@ -265,13 +265,15 @@ func run(kubeconfig, nocrdBin, policyDir string, runs int, duration, warmup time
 	}
 	defer stop(withGo)
 
+	// Those compared are neighbours (see the runs below): nginx and
+	// nocrd + JWT, which the policy rows follow.
 	targets := []target{
 		{name: "direct", url: "http://" + backendAddr + "/api"}, // the backend runs in this process
 		{name: "nginx", url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", nginxPort), pid: nginxPIDs},
-		{name: "nocrd", url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", plainPort), pid: func() []int { return withWorkers(plain.Process.Pid) }},
 		{name: rowJWT, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", jwtPort), header: "Authorization: Bearer " + string(signed), pid: func() []int { return withWorkers(withJWT.Process.Pid) }},
 		{name: rowPolicyWAT, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", watPort), header: "Authorization: Bearer " + string(signed), pid: func() []int { return withWorkers(withWAT.Process.Pid) }},
 		{name: rowPolicyGo, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", goPort), header: "Authorization: Bearer " + string(signed), pid: func() []int { return withWorkers(withGo.Process.Pid) }},
+		{name: "nocrd", url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", plainPort), pid: func() []int { return withWorkers(plain.Process.Pid) }},
 		{name: rowOneProc, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", oneProcPort), header: "Authorization: Bearer " + string(signed), pid: func() []int { return []int{oneProc.Process.Pid} }},
 	}
 	if baselineBin != "" {
@@ -281,7 +283,7 @@ func run(kubeconfig, nocrdBin, policyDir string, runs int, duration, warmup time
 			return fmt.Errorf("baseline: %w", err)
 		}
 		defer stop(base)
-		targets = append(targets, target{name: rowBaseline, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", port), header: "Authorization: Bearer " + string(signed), pid: func() []int { return withWorkers(base.Process.Pid) }})
+		targets = slices.Insert(targets, slices.IndexFunc(targets, func(t target) bool { return t.name == rowJWT })+1, target{name: rowBaseline, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", port), header: "Authorization: Bearer " + string(signed), pid: func() []int { return withWorkers(base.Process.Pid) }})
 	}
 	if onlyRe != nil {
 		targets = slices.DeleteFunc(targets, func(t target) bool {
@@ -296,13 +298,9 @@ func run(kubeconfig, nocrdBin, policyDir string, runs int, duration, warmup time
 	}
 	results := map[string][]sample{}
 	for r := 1; r <= runs; r++ {
-		// Each run starts one target later than the one before, so no
-		// target always follows the same one or goes first. Each target
-		// is warmed up first: between its runs it sat idle while the
-		// others ran, long enough for idle connections to close and for
-		// a Go runtime to give memory back.
-		for i := range targets {
-			t := targets[(i+r-1)%len(targets)]
+		// With -warmup, each target is loaded unmeasured first: between
+		// its runs it sat idle while the others ran.
+		for _, t := range runOrder(targets, r) {
 			if warmup > 0 {
 				if _, err := wrk(t, warmup, conns); err != nil {
 					return fmt.Errorf("%s (warm-up): %w", t.name, err)
@@ -342,6 +340,19 @@ func run(kubeconfig, nocrdBin, policyDir string, runs int, duration, warmup time
 		return err
 	}
 	return os.WriteFile(filepath.Join(out, "throughput.svg"), []byte(chart(targets, results)), 0o644)
+}
+
+// runOrder is the order of run r (from 1): the targets forwards in odd runs
+// and backwards in even ones (ABBA), so that a drift of the machine during
+// two runs moves neighbours alike, and the targets compared with one
+// another are listed as neighbours.
+func runOrder(targets []target, r int) []target {
+	if r%2 == 1 {
+		return targets
+	}
+	back := slices.Clone(targets)
+	slices.Reverse(back)
+	return back
 }
 
 func freePort() int {
@@ -665,8 +676,12 @@ func medians(ss []sample) sample {
 
 func render(targets []target, results map[string][]sample, rss map[string]float64, runs int, d, warmup time.Duration, conns int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Proxy throughput\n\nMedians of %d interleaved runs, each `wrk -t1 -c%d -d%s --latency` after %s of unmeasured load, a 64-byte response from a fasthttp backend on the workspace pod's IP; each run starts with a different target. Per run is the median over runs of the ratio within each run, which cancels the machine's drift between runs, followed (with 6 runs or more) by a 95%% confidence interval for it that assumes nothing of the noise's shape; CPU per request is the CPU time the target's processes used in a run over the requests it served, which the machine's noise moves less than requests/s. wrk, the proxy and the backend share the machine (%d cores); nginx runs a worker process per core, and so does nocrd (`PROXY_WORKERS`) except in the row marked 1 process. Generated by `make bench` on %s.\n\n",
-		runs, conns, d, warmup, runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"))
+	load := ""
+	if warmup > 0 {
+		load = fmt.Sprintf(" after %s of unmeasured load", warmup)
+	}
+	fmt.Fprintf(&b, "# Proxy throughput\n\nMedians of %d interleaved runs, each `wrk -t1 -c%d -d%s --latency`%s, a 64-byte response from a fasthttp backend on the workspace pod's IP; the runs go through the targets in the table's order and back in turn. Per run is the median over runs of the ratio within each run, which cancels the machine's drift between runs, followed (with 6 runs or more) by a 95%% confidence interval for it that assumes nothing of the noise's shape; CPU per request is the CPU time the target's processes used in a run over the requests it served (as noisy as requests/s here). wrk, the proxy and the backend share the machine (%d cores); nginx runs a worker process per core, and so does nocrd (`PROXY_WORKERS`) except in the row marked 1 process. Generated by `make bench` on %s.\n\n",
+		runs, conns, d, load, runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"))
 	b.WriteString("| target | requests/s | vs direct | vs nginx | vs nginx, per run | p50 (ms) | p99 (ms) | p99 vs nginx | CPU per request (µs) | peak RSS (MiB) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	direct, nginx := medians(results["direct"]), medians(results["nginx"])
 	for _, t := range targets {
