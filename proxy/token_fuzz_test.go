@@ -52,10 +52,12 @@ func FuzzTokenExtraction(f *testing.F) {
 			if tok == "" {
 				t.Fatal("an empty token was handed to the Authorizer")
 			}
-			fromHeader := strings.Contains(authz, tok)
+			// The header as the proxy received it: fasthttp stores a CR
+			// or LF of a value as a space (no client can send one).
+			fromHeader := strings.Contains(string(req.Header.Peek("Authorization")), tok)
 			fromQuery := bytes.Equal(ctx.QueryArgs().Peek("token"), []byte(tok))
 			if !fromHeader && !fromQuery {
-				t.Fatalf("token %q came from neither %q nor %q", tok, authz, target)
+				t.Fatalf("token %q came from neither %q (received as %q) nor %q", tok, authz, req.Header.Peek("Authorization"), target)
 			}
 		}
 		r, err := ParseRoute([]byte(target), nil)
