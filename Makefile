@@ -58,6 +58,19 @@ policies: ## build the example Wasm policies into bin/policies/
 test: deps build policies lint ## run every test against a real cluster started (and stopped) for the run
 	$(CLUSTER) run -dir $(TEST_CLUSTER_DIR) -- env NOCRD_BIN=$(NOCRD) $(GO) test $(GOTEST_FLAGS) ./...
 
+# How long `make fuzz` runs each fuzz target.
+FUZZTIME ?= 30s
+
+.PHONY: fuzz
+fuzz: deps ## run every go test -fuzz target for FUZZTIME (30s) each; an input that fails lands in testdata/fuzz
+	@grep -rl --include='*_test.go' '^func Fuzz' . | sort | while read -r file; do \
+	  dir=$$(dirname "$$file"); \
+	  for target in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' "$$file" | cut -d' ' -f2); do \
+	    echo "fuzz: $$dir $$target"; \
+	    $(GO) test "$$dir" -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) || exit 1; \
+	  done; \
+	done
+
 .PHONY: bench
 bench: build policies bench-deps ## Go benchmarks (3 runs each) and the whole-system load test vs nginx, on a cluster started for the run
 	@mkdir -p $(BIN)
