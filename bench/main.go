@@ -7,7 +7,7 @@
 // writes the medians as a markdown table and an SVG chart into
 // bench/results/.
 //
-//	go run ./bench -kubeconfig $KUBECONFIG -nocrd bin/nocrd [-policies bin/policies] [-runs 3] [-duration 5s]
+//	go run ./bench -kubeconfig $KUBECONFIG -nocrd bin/nocrd [-policies bin/policies] [-runs 10] [-duration 2s]
 //
 // With -baseline, another nocrd binary (an older build, say) is measured
 // with JWT too, in the same runs, and the table gives the change's ratio
