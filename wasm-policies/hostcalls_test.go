@@ -61,6 +61,9 @@ func call(op byte, args ...uint32) []uint32 { return append([]uint32{uint32(op)}
 // header name the guest can copy into its memory (get_config).
 const hostCallsConfig = "X-Fuzz"
 
+// cfgLen is the length of hostCallsConfig, as a program's argument.
+const cfgLen = uint32(len(hostCallsConfig))
+
 // hostCallsModule loads hostcalls.wat, logging to nowhere at every level so
 // that the guest's log calls are formatted.
 func hostCallsModule(t testing.TB) *policies.Module {
@@ -82,27 +85,24 @@ type hostCallCase struct {
 
 // hostCallsCases: TestHostCallsGuest checks them, and they seed
 // FuzzHostCalls.
-var hostCallsCases = func() []hostCallCase {
-	n := uint32(len(hostCallsConfig))
-	return []hostCallCase{
-		{"nothing", nil, true, "", 0, "", ""},
-		{"set a header", program(call(opGetConfig, 0, 64), call(opSetHeaderValue, 0, 0, n, 0, n)), true, "", 0, "", hostCallsConfig},
-		{"answer", program(call(opGetConfig, 0, 64), call(opSetStatusCode, 403), call(opWriteBody, 1, 0, n), call(opReturn, 0)), false, "", 403, hostCallsConfig, ""},
-		{"add and remove", program(call(opGetConfig, 0, 64), call(opAddHeaderValue, 1, 0, n, 0, n), call(opRemoveHeader, 0, 0, n)), true, "", 0, "", ""},
-		{"copy method and URI", program(call(opGetMethod, 0, 16), call(opSetMethod, 0, 3), call(opGetURI, 16, 64), call(opSetURI, 16, 2)), true, "", 0, "", ""},
-		{"read headers", program(call(opGetHeaderNames, 0, 0, 4096), call(opGetHeaderValues, 0, 0, 15, 4096, 4096)), true, "", 0, "", ""},
-		{"log", program(call(opLog, uint32(policies.LogLevelInfo), 0, 64), call(opLogEnabled, 0xffffffff), call(opEnableFeatures, 0xffffffff)), true, "", 0, "", ""},
-		{"the rest", program(call(opGetSourceAddr, 0, 64), call(opGetProtocolVersion, 0, 0), call(opGetStatusCode), call(opReadBody, 1, 0, 1)), true, "", 0, "", ""},
-		{"not a status", program(call(opSetStatusCode, 99)), false, "trap", 0, "", ""},
-		{"next is 7", program(call(opReturn, 7)), false, "malformed", 0, "", ""},
-		{"an answer without a status is a 200", program(call(opReturn, 0)), false, "", 200, "", ""},
-		{"a field outside memory", program(call(opGetMethod, 65535, 16)), false, "trap", 0, "", ""},
-		{"a trailer", program(call(opGetConfig, 0, 64), call(opSetHeaderValue, 2, 0, n, 0, n)), false, "trap", 0, "", ""},
-		{"no room for the body", program(call(opReadBody, 0, 0, 0)), false, "trap", 0, "", ""},
-		{"a body outside memory", program(call(opWriteBody, 1, 0, 0xffffffff)), false, "trap", 0, "", ""},
-		{"a header name that is not a token", program(call(opSetHeaderValue, 0, 0, 1, 0, 0)), false, "trap", 0, "", ""}, // a NUL
-	}
-}()
+var hostCallsCases = []hostCallCase{
+	{"nothing", nil, true, "", 0, "", ""},
+	{"set a header", program(call(opGetConfig, 0, 64), call(opSetHeaderValue, 0, 0, cfgLen, 0, cfgLen)), true, "", 0, "", hostCallsConfig},
+	{"answer", program(call(opGetConfig, 0, 64), call(opSetStatusCode, 403), call(opWriteBody, 1, 0, cfgLen), call(opReturn, 0)), false, "", 403, hostCallsConfig, ""},
+	{"add and remove", program(call(opGetConfig, 0, 64), call(opAddHeaderValue, 1, 0, cfgLen, 0, cfgLen), call(opRemoveHeader, 0, 0, cfgLen)), true, "", 0, "", ""},
+	{"copy method and URI", program(call(opGetMethod, 0, 16), call(opSetMethod, 0, 3), call(opGetURI, 16, 64), call(opSetURI, 16, 2)), true, "", 0, "", ""},
+	{"read headers", program(call(opGetHeaderNames, 0, 0, 4096), call(opGetHeaderValues, 0, 0, 15, 4096, 4096)), true, "", 0, "", ""},
+	{"log", program(call(opLog, uint32(policies.LogLevelInfo), 0, 64), call(opLogEnabled, 0xffffffff), call(opEnableFeatures, 0xffffffff)), true, "", 0, "", ""},
+	{"the rest", program(call(opGetSourceAddr, 0, 64), call(opGetProtocolVersion, 0, 0), call(opGetStatusCode), call(opReadBody, 1, 0, 1)), true, "", 0, "", ""},
+	{"not a status", program(call(opSetStatusCode, 99)), false, "trap", 0, "", ""},
+	{"next is 7", program(call(opReturn, 7)), false, "malformed", 0, "", ""},
+	{"an answer without a status is a 200", program(call(opReturn, 0)), false, "", 200, "", ""},
+	{"a field outside memory", program(call(opGetMethod, 65535, 16)), false, "trap", 0, "", ""},
+	{"a trailer", program(call(opGetConfig, 0, 64), call(opSetHeaderValue, 2, 0, cfgLen, 0, cfgLen)), false, "trap", 0, "", ""},
+	{"no room for the body", program(call(opReadBody, 0, 0, 0)), false, "trap", 0, "", ""},
+	{"a body outside memory", program(call(opWriteBody, 1, 0, 0xffffffff)), false, "trap", 0, "", ""},
+	{"a header name that is not a token", program(call(opSetHeaderValue, 0, 0, 1, 0, 0)), false, "trap", 0, "", ""}, // a NUL
+}
 
 // hostCallsRequest is the request the programs run on.
 func hostCallsRequest(prog []byte) *policies.Message {
