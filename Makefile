@@ -77,6 +77,20 @@ bench: build policies bench-deps ## Go benchmarks (3 runs each) and the whole-sy
 	$(CLUSTER) run -dir $(TEST_CLUSTER_DIR) -- bash -c '$(GO) test -run "^$$" -bench . -benchmem -count 3 ./... | tee $(BIN)/bench.txt && \
 	  $(GO) run ./bench -nocrd $(NOCRD) -runs 30 -out bench/results'
 
+# The CPU profile the Go compiler optimises nocrd with (profile-guided
+# optimisation; RATIONALE.md, "Profile-guided optimisation"). go build
+# picks it up by itself.
+PGO_PROFILE := cmd/nocrd/default.pgo
+
+.PHONY: pgo
+pgo: build policies bench-deps ## refresh cmd/nocrd/default.pgo: profile every nocrd process under the bench's load (about 3 minutes)
+	@rm -rf $(BIN)/pgo && mkdir -p $(BIN)/pgo
+	$(GO) build -tags cpuprofile -o $(BIN)/pgo/nocrd ./cmd/nocrd
+	$(CLUSTER) run -dir $(TEST_CLUSTER_DIR) -- env NOCRD_CPUPROFILE=$(BIN)/pgo NOCRD_CPUPROFILE_SECONDS=120 \
+	  $(GO) run ./bench -nocrd $(BIN)/pgo/nocrd -runs 2 -duration 10s -out $(BIN)/pgo/results
+	$(GO) tool pprof -proto $(BIN)/pgo/*.pprof > $(PGO_PROFILE)
+	@echo "pgo: $(PGO_PROFILE) from $$(ls $(BIN)/pgo/*.pprof | wc -l) profiles"
+
 .PHONY: bench-deps
 bench-deps: ## install nginx, wrk and wabt for the load test (idempotent)
 	@missing=""; \
