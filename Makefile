@@ -88,7 +88,8 @@ pgo: build policies bench-deps ## refresh cmd/nocrd/default.pgo: profile every n
 	$(GO) build -tags cpuprofile -o $(BIN)/pgo/nocrd ./cmd/nocrd
 	$(CLUSTER) run -dir $(TEST_CLUSTER_DIR) -- env NOCRD_CPUPROFILE=$(BIN)/pgo NOCRD_CPUPROFILE_SECONDS=120 \
 	  $(GO) run ./bench -nocrd $(BIN)/pgo/nocrd -runs 2 -duration 10s -out $(BIN)/pgo/results
-	$(GO) tool pprof -proto $(BIN)/pgo/*.pprof > $(PGO_PROFILE)
+	$(GO) tool pprof -proto $(BIN)/pgo/*.pprof > $(BIN)/pgo/default.pgo
+	mv $(BIN)/pgo/default.pgo $(PGO_PROFILE)
 	@echo "pgo: $(PGO_PROFILE) from $$(ls $(BIN)/pgo/*.pprof | wc -l) profiles"
 
 .PHONY: bench-deps
