@@ -78,7 +78,8 @@ bench: build policies bench-deps ## Go benchmarks (3 runs each) and the whole-sy
 	  $(GO) run ./bench -nocrd $(NOCRD) -runs 30 -out bench/results'
 
 # The CPU profile the Go compiler optimises nocrd with (profile-guided
-# optimisation; RATIONALE.md, "Profile-guided optimisation"). go build
+# optimisation; RATIONALE.md, "nocrd is built with profile-guided
+# optimisation"). go build
 # picks it up by itself.
 PGO_PROFILE := cmd/nocrd/default.pgo
 
