@@ -142,8 +142,9 @@ func (pl *pool) sweep(now time.Time) {
 // errEmptyResponse reports a connection that closed before any response.
 var errEmptyResponse = errors.New("upstream closed the connection without a response")
 
-// roundTrip writes req to the workspace at addr and reads the response
-// head into h, reporting whether the response has no body (HEAD, 1xx, 204,
+// roundTrip writes the request to the workspace at addr, head as it is
+// when it is not nil (a request without a body; req then only gives its
+// method), else req, and reads the response head into h, reporting whether the response has no body (HEAD, 1xx, 204,
 // 304). The returned connection is the caller's until the body has been
 // read (then done) or abandoned (then Close). A kept-alive connection that
 // the workspace closed meanwhile fails an idempotent request without a
@@ -152,7 +153,7 @@ var errEmptyResponse = errors.New("upstream closed the connection without a resp
 // now is the time the caller read just before; it stands for the clock
 // when the first write and read set their deadlines, which spares two
 // reads of the clock per request.
-func (p *Proxy) roundTrip(addr string, req *fasthttp.Request, h *fasthttp.ResponseHeader, now time.Time) (*upstreamConn, bool, error) {
+func (p *Proxy) roundTrip(addr string, req *fasthttp.Request, head []byte, h *fasthttp.ResponseHeader, now time.Time) (*upstreamConn, bool, error) {
 	pl := p.pool(addr)
 	retryable := !req.IsBodyStream() && (req.Header.IsGet() || req.Header.IsHead() || req.Header.IsPut() || req.Header.IsOptions())
 	for {
@@ -163,7 +164,7 @@ func (p *Proxy) roundTrip(addr string, req *fasthttp.Request, h *fasthttp.Respon
 		c.readNow, c.writeNow = now, now
 		h.Reset() // names canonicalised as read, for stripHopByHop
 		h.SetNoDefaultContentType(true)
-		err = c.exchange(req, h)
+		err = c.exchange(req, head, h)
 		c.readNow, c.writeNow = time.Time{}, time.Time{} // in case one was not used
 		if err == nil {
 			return c, req.Header.IsHead() || noBody(h.StatusCode()), nil
@@ -177,9 +178,13 @@ func (p *Proxy) roundTrip(addr string, req *fasthttp.Request, h *fasthttp.Respon
 
 // exchange writes the request and reads the response head, skipping
 // interim (1xx) answers other than 101 Switching Protocols.
-func (c *upstreamConn) exchange(req *fasthttp.Request, h *fasthttp.ResponseHeader) error {
+func (c *upstreamConn) exchange(req *fasthttp.Request, head []byte, h *fasthttp.ResponseHeader) error {
 	writes := c.writes
-	if err := req.Write(c.bw); err != nil {
+	if head != nil {
+		if _, err := c.bw.Write(head); err != nil {
+			return err
+		}
+	} else if err := req.Write(c.bw); err != nil {
 		return err
 	}
 	if c.flushWait != nil && c.writes == writes {
