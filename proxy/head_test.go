@@ -62,7 +62,7 @@ func headCase(t *testing.T, opts Options, raw string) bool {
 	if perr != nil {
 		return false
 	}
-	if !p.directHead(&ctx.Request.Header) {
+	if !directHead(&ctx.Request.Header) {
 		return false
 	}
 	var buf []byte

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"net"
 
@@ -55,9 +56,16 @@ const (
 // an RFC 9110 token and a value holding CR, LF or NUL. The proxy therefore
 // needs no second look at the headers after the Policy, whatever it did.
 // An Upstream is valid only during Decide.
+//
+// The request is either a fasthttp request (req) or, for a request without
+// a body, the head appendHead built (head, when req is nil), which is
+// edited in place and written upstream as it is left. Both take the same
+// writes alike (TestUpstreamWrites): names are canonicalised as fasthttp
+// does, and the other fields keep their order.
 type Upstream struct {
-	req *fasthttp.Request
-	buf []byte
+	req  *fasthttp.Request
+	head *[]byte
+	buf  []byte
 }
 
 // NewUpstream hands req to a Policy called outside the proxy, as a dry run
@@ -65,24 +73,49 @@ type Upstream struct {
 func NewUpstream(req *fasthttp.Request) *Upstream { return &Upstream{req: req} }
 
 // Method returns the request's method.
-func (u *Upstream) Method() []byte { return u.req.Header.Method() }
+func (u *Upstream) Method() []byte {
+	if u.req == nil {
+		line := requestLine(*u.head)
+		return line[:bytes.IndexByte(line, ' ')]
+	}
+	return u.req.Header.Method()
+}
 
 // SetMethod replaces the method, which must be a token.
 func (u *Upstream) SetMethod(method []byte) bool {
 	if len(method) == 0 || !httpsyntax.IsToken(method) {
 		return false
 	}
+	if u.req == nil {
+		h := *u.head
+		u.buf = append(append(u.buf[:0], method...), h[bytes.IndexByte(h, ' '):]...)
+		*u.head, u.buf = u.buf, h
+		return true
+	}
 	u.req.Header.SetMethodBytes(method)
 	return true
 }
 
 // URI returns the path and query sent to the workspace.
-func (u *Upstream) URI() []byte { return u.req.Header.RequestURI() }
+func (u *Upstream) URI() []byte {
+	if u.req == nil {
+		line := requestLine(*u.head)
+		return line[bytes.IndexByte(line, ' ')+1 : bytes.LastIndexByte(line, ' ')]
+	}
+	return u.req.Header.RequestURI()
+}
 
 // SetURI replaces the path and query: visible ASCII starting with "/".
 func (u *Upstream) SetURI(uri []byte) bool {
 	if len(uri) == 0 || uri[0] != '/' || !httpsyntax.IsVisibleASCII(uri) {
 		return false
+	}
+	if u.req == nil {
+		h := *u.head
+		line := requestLine(h)
+		u.buf = append(append(append(u.buf[:0], line[:bytes.IndexByte(line, ' ')+1]...), uri...), h[bytes.LastIndexByte(line, ' '):]...)
+		*u.head, u.buf = u.buf, h
+		return true
 	}
 	u.req.SetRequestURIBytes(uri)
 	return true
@@ -90,12 +123,28 @@ func (u *Upstream) SetURI(uri []byte) bool {
 
 // AppendHead appends the request head as it would be sent (request line,
 // header lines, empty line); read its headers with Fields.
-func (u *Upstream) AppendHead(dst []byte) []byte { return u.req.Header.AppendBytes(dst) }
+func (u *Upstream) AppendHead(dst []byte) []byte {
+	if u.req == nil {
+		return append(dst, *u.head...)
+	}
+	return u.req.Header.AppendBytes(dst)
+}
 
 // SetHeader replaces every value of the header name with value.
 func (u *Upstream) SetHeader(name, value []byte) bool {
 	if !policyMayWrite(name) || !httpsyntax.IsFieldValue(value) {
 		return false
+	}
+	if u.req == nil {
+		for k := range Fields(*u.head) {
+			if is(k, b2s(name)) {
+				u.edit(func(k []byte) bool { return is(k, b2s(name)) }, name, value)
+				return true
+			}
+		}
+		h := *u.head // a new name: added at the end, as AddHeader does
+		*u.head = append(appendCanonicalField(h[:len(h)-2], name, value), "\r\n"...)
+		return true
 	}
 	if is(name, "Cookie") || len(u.req.Header.PeekAll(b2s(name))) > 1 {
 		// fasthttp would rewrite the cookies, or leave the other values.
@@ -111,6 +160,11 @@ func (u *Upstream) AddHeader(name, value []byte) bool {
 	if !policyMayWrite(name) || !httpsyntax.IsFieldValue(value) {
 		return false
 	}
+	if u.req == nil {
+		h := *u.head // before the empty line that ends it
+		*u.head = append(appendCanonicalField(h[:len(h)-2], name, value), "\r\n"...)
+		return true
+	}
 	if is(name, "Cookie") {
 		// fasthttp would parse the cookies and send them merged into one.
 		u.buf = u.req.Header.AppendBytes(u.buf[:0])
@@ -125,9 +179,56 @@ func (u *Upstream) DelHeader(name []byte) bool {
 	if !policyMayWrite(name) {
 		return false
 	}
+	if u.req == nil {
+		u.edit(func(k []byte) bool { return is(k, b2s(name)) }, nil, nil)
+		return true
+	}
 	u.buf = u.req.Header.AppendBytes(u.buf[:0])
 	removeFields(&u.req.Header, u.buf, func(k []byte) bool { return is(k, b2s(name)) })
 	return true
+}
+
+// edit rewrites the head of a request without a body without the fields
+// drop reports, and with the field name: value at the end when name is not
+// nil.
+func (u *Upstream) edit(drop func(name []byte) bool, name, value []byte) {
+	h := *u.head
+	line := requestLine(h)
+	out := append(u.buf[:0], line...)
+	out = append(out, "\r\n"...)
+	for k, v := range Fields(h) {
+		if !drop(k) {
+			out = appendField(out, k, v)
+		}
+	}
+	if name != nil {
+		out = appendCanonicalField(out, name, value)
+	}
+	*u.head, u.buf = append(out, "\r\n"...), h
+}
+
+// requestLine returns the request line of head, without its line end.
+func requestLine(head []byte) []byte {
+	line := head[:bytes.IndexByte(head, '\n')]
+	return bytes.TrimSuffix(line, []byte("\r"))
+}
+
+// appendCanonicalField appends the header line "name: value" with name
+// written as fasthttp writes a header name it sets: a capital at the start
+// and after each "-", the rest in lower case.
+func appendCanonicalField(dst, name, value []byte) []byte {
+	upper := true
+	for _, c := range name {
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			c -= 'a' - 'A'
+		case !upper && 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+		upper = c == '-'
+	}
+	return append(append(append(dst, ": "...), value...), "\r\n"...)
 }
 
 // policyMayWrite reports whether a Policy may set, add or remove the
@@ -142,11 +243,16 @@ type caller struct{ subject, claims []byte }
 
 // decide runs the route policy on the upstream request. It returns false
 // when the request must not go on: the client has its answer.
+//
+// The request is req, or when req is nil the head in sc.head.
 func (p *Proxy) decide(ctx *fasthttp.RequestCtx, sc *scratch, req *fasthttp.Request, route Route, who caller, owner string) bool {
 	info := RouteInfo{Client: ctx.RemoteAddr(), Subject: who.subject, Claims: who.claims, Workspace: route.ID, Owner: owner}
-	sc.up.req = req
+	sc.up.req, sc.up.head = req, nil
+	if req == nil {
+		sc.up.head = &sc.head
+	}
 	next, err := p.opts.Policy.Decide(ctx, &sc.up, info, &ctx.Response)
-	sc.up.req = nil
+	sc.up.req, sc.up.head = nil, nil
 	switch {
 	case err != nil:
 		ctx.Response.Reset() // drop whatever the failed policy wrote

@@ -57,52 +57,65 @@ func TestUpstreamWrites(t *testing.T) {
 		{"remove the cookies", func(u *Upstream) bool { return u.DelHeader([]byte("Cookie")) }, true, "", "Cookie", "", "-"},
 		{"uri with a space", func(u *Upstream) bool { return u.SetURI([]byte("/a HTTP/1.1\r\nX-Nocrd-Subject: root\r\n")) }, false, "GET /api?x=1 HTTP/1.1", "root", "", ""},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			// Parsed from the wire, as the proxy gets it (fasthttp's Add
-			// would parse the cookies at once), with what the upgrade path
-			// sets.
-			var req fasthttp.Request
-			head := "GET /api?x=1 HTTP/1.1\r\nHost: ws\r\nAccept: */*\r\nX-Multi: 1\r\nCookie: a=\"q v\"; b=2\r\n" +
-				"Connection: Upgrade\r\nX-Multi: 2\r\nCookie: c=3\r\n\r\n"
-			if err := req.Header.Read(bufio.NewReader(strings.NewReader(head))); err != nil {
-				t.Fatal(err)
-			}
-			u := &Upstream{req: &req}
-			if got := c.write(u); got != c.ok {
-				t.Errorf("reported %v, want %v", got, c.ok)
-			}
-			sent := string(u.AppendHead(nil))
-			if c.want != "" && !strings.Contains(sent, c.want+"\r\n") {
-				t.Errorf("head lacks %q:\n%s", c.want, sent)
-			}
-			if c.never != "" && strings.Contains(sent, c.never) {
-				t.Errorf("head holds %q:\n%s", c.never, sent)
-			}
-			var gotCookies, gotMulti []string
-			for k, v := range Fields([]byte(sent)) {
-				if IsReserved(k) || isHopByHop(k) && !is(k, "Connection") {
-					t.Errorf("%s is sent", k)
+		for _, mode := range []string{"fasthttp", "head"} {
+			t.Run(c.name+"/"+mode, func(t *testing.T) {
+				// Parsed from the wire, as the proxy gets it (fasthttp's Add
+				// would parse the cookies at once), with what the upgrade path
+				// sets; or, for a request without a body, the head as
+				// appendHead builds it.
+				var req fasthttp.Request
+				head := "GET /api?x=1 HTTP/1.1\r\nHost: ws\r\nAccept: */*\r\nX-Multi: 1\r\nCookie: a=\"q v\"; b=2\r\n" +
+					"Connection: Upgrade\r\nX-Multi: 2\r\nCookie: c=3\r\n\r\n"
+				if err := req.Header.Read(bufio.NewReader(strings.NewReader(head))); err != nil {
+					t.Fatal(err)
 				}
-				switch string(k) {
-				case "Cookie":
-					gotCookies = append(gotCookies, string(v))
-				case "X-Multi":
-					gotMulti = append(gotMulti, string(v))
+				u := &Upstream{req: &req}
+				if mode == "head" {
+					b := []byte(head)
+					u = &Upstream{head: &b}
 				}
-			}
-			for _, f := range []struct {
-				name      string
-				got       []string
-				want, def string
-			}{{"cookies", gotCookies, c.cookies, cookies}, {"X-Multi", gotMulti, c.multi, multi}} {
-				want := cmp.Or(f.want, f.def)
-				if want == "-" {
-					want = ""
+				if got := c.write(u); got != c.ok {
+					t.Errorf("reported %v, want %v", got, c.ok)
 				}
-				if strings.Join(f.got, "|") != want {
-					t.Errorf("%s sent as %q, want %q\n%s", f.name, f.got, want, sent)
+				sent := string(u.AppendHead(nil))
+				if c.want != "" && !strings.Contains(sent, c.want+"\r\n") {
+					t.Errorf("head lacks %q:\n%s", c.want, sent)
 				}
-			}
-		})
+				if c.never != "" && strings.Contains(sent, c.never) {
+					t.Errorf("head holds %q:\n%s", c.never, sent)
+				}
+				var gotCookies, gotMulti []string
+				for k, v := range Fields([]byte(sent)) {
+					if IsReserved(k) || isHopByHop(k) && !is(k, "Connection") {
+						t.Errorf("%s is sent", k)
+					}
+					switch string(k) {
+					case "Cookie":
+						gotCookies = append(gotCookies, string(v))
+					case "X-Multi":
+						gotMulti = append(gotMulti, string(v))
+					}
+				}
+				for _, f := range []struct {
+					name      string
+					got       []string
+					want, def string
+				}{{"cookies", gotCookies, c.cookies, cookies}, {"X-Multi", gotMulti, c.multi, multi}} {
+					want := cmp.Or(f.want, f.def)
+					if want == "-" {
+						want = ""
+					}
+					if strings.Join(f.got, "|") != want {
+						t.Errorf("%s sent as %q, want %q\n%s", f.name, f.got, want, sent)
+					}
+				}
+				if !strings.HasSuffix(sent, "\r\n\r\n") || strings.Count(sent, "\r\n\r\n") != 1 {
+					t.Errorf("not one head ending with an empty line:\n%q", sent)
+				}
+				if got, line := string(u.Method())+" "+string(u.URI())+" HTTP/1.1", sent[:strings.Index(sent, "\r\n")]; got != line {
+					t.Errorf("Method and URI give %q, the head says %q", got, line)
+				}
+			})
+		}
 	}
 }

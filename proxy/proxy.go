@@ -140,6 +140,9 @@ type scratch struct {
 // b2s views b as a string without copying; the string must not outlive b.
 func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
+// s2b views s as bytes without copying; they must not be written to.
+func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
 // ServeFastHTTP proxies one request. It keeps nothing of ctx after it
 // returns: a streamed response body is a bodyStream holding the upstream
 // connection, which fasthttp closes when it has written it.
@@ -201,14 +204,17 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	defer req.ResetBody() // before ctx's body stream goes back to fasthttp
 	bp := &sc.buf
 	var head []byte
-	if p.directHead(&ctx.Request.Header) {
-		// Nothing but the head to send, and nobody to show it to first:
-		// it is written out as it goes, without a fasthttp header to
-		// copy, edit and serialise. req only carries the method.
+	if directHead(&ctx.Request.Header) {
+		// Nothing but the head to send: it is written out as it is built
+		// (and as a Policy left it), without a fasthttp header to copy,
+		// edit and serialise. req only carries the method.
 		sc.head = p.appendHead(sc.head[:0], ctx, route, subject, ep.Addr, bp)
+		if p.opts.Policy != nil && !p.decide(ctx, sc, nil, route, caller{subject, claims}, ep.Owner) {
+			return
+		}
 		head = sc.head
 		req.Header.Reset()
-		req.Header.SetMethodBytes(ctx.Request.Header.Method())
+		req.Header.SetMethodBytes(head[:bytes.IndexByte(head, ' ')])
 	} else {
 		ctx.Request.Header.CopyTo(&req.Header)
 		if len(req.Header.Host()) == 0 {
@@ -507,10 +513,10 @@ func (p *Proxy) appendHead(dst []byte, ctx *fasthttp.RequestCtx, r Route, subjec
 		dst = appendField(dst, k, v)
 	}
 	if !host {
-		dst = appendField(dst, []byte("Host"), []byte(addr)) // an HTTP/1.0 client sent none
+		dst = appendField(dst, []byte("Host"), s2b(addr))
 	}
 	if p.opts.SubjectHeader != "" && len(subject) > 0 {
-		dst = appendField(dst, []byte(p.opts.SubjectHeader), subject)
+		dst = appendCanonicalField(dst, s2b(p.opts.SubjectHeader), subject)
 	}
 	dst = append(dst, "X-Forwarded-For: "...)
 	dst = p.appendForwardedFor(dst, ctx, head, priorFor && !forListed)
@@ -526,10 +532,9 @@ func appendField(dst, name, value []byte) []byte {
 }
 
 // directHead reports whether a request goes upstream as a head appendHead
-// builds: it has no body (a GET or HEAD without one), it is HTTP/1.1, and
-// no Policy needs to see and change it as a fasthttp request.
-func (p *Proxy) directHead(h *fasthttp.RequestHeader) bool {
-	if p.opts.Policy != nil || !h.IsHTTP11() || !(h.IsGet() || h.IsHead()) {
+// builds: it has no body (a GET or HEAD without one) and is HTTP/1.1.
+func directHead(h *fasthttp.RequestHeader) bool {
+	if !h.IsHTTP11() || !(h.IsGet() || h.IsHead()) {
 		return false
 	}
 	cl := h.ContentLength()
