@@ -93,6 +93,7 @@ func TestAppendHeadMatchesRewrite(t *testing.T) {
 			"Cookie: c=3\r\nSec-Fetch-Mode: cors\r\nAccept: */*\r\n\r\n"},
 		{"hop-by-hop", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nKeep-Alive: 5\r\nTE: trailers\r\nProxy-Connection: x\r\n" +
 			"Connection: X-Secret, keep-alive\r\nX-Secret: s\r\nX-Other: o\r\nUpgrade: h2c\r\nTrailer: X-T\r\n\r\n"},
+		{"empty connection first", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nX-Secret: s\r\nConnection:\r\nConnection: X-Secret\r\n\r\n"},
 		{"listed before", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nX-Secret: s\r\nX-Keep: 1\r\nConnection: x-secret\r\nX-Keep: 2\r\n\r\n"},
 		{"connection close", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"},
 		{"forwarded chain", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2, 3.3.3.3\r\n" +
@@ -117,6 +118,7 @@ func TestAppendHeadMatchesRewrite(t *testing.T) {
 func FuzzAppendHead(f *testing.F) {
 	f.Add("GET", "/route/ws1/a?token=t&b=1", "Host: h\r\nAuthorization: Bearer t\r\nAccept: a\r\nAccept: b\r\n", false)
 	f.Add("HEAD", "/route/ws1/", "Host: h\r\nConnection: X-A, close\r\nX-A: 1\r\nX-Forwarded-For: 9.9.9.9\r\nCookie: a=\"b c\"\r\n", true)
+	f.Add("GET", "/route/ws1/", "Host: h\r\nX-B: 1\r\nConnection:\r\nconnection: x-b\r\n", false)
 	f.Add("GET", "/route/ws1/x", "Host: h\r\nX-Nocrd-Claims: {}\r\nTE: x\r\nConnection: x-forwarded-for\r\nX-Forwarded-For: 1.2.3.4\r\n", true)
 	f.Fuzz(func(t *testing.T, method, uri, fields string, subjectHeader bool) {
 		opts := Options{Authorizer: noAuth{}}

@@ -492,25 +492,31 @@ func (p *Proxy) appendHead(dst []byte, ctx *fasthttp.RequestCtx, r Route, subjec
 	dst = append(dst, " HTTP/1.1\r\n"...)
 	var listsArr [2][]byte
 	d := dropper{p: p, lists: listsArr[:0], auth: p.opts.Authorizer != nil && !p.opts.PassAuthorization}
-	var priorFor, forListed, host bool
-	if len(in.PeekCanonical(strConnection)) > 0 {
-		// The names it lists are dropped wherever they are.
+	var priorFor, forListed, host, connection bool
+	start := len(dst)
+	for again := false; ; again = true {
+		// The names a Connection field lists are dropped wherever they
+		// are, before it too: a head that has one is written again once
+		// all are known.
+		dst, priorFor, host = dst[:start], false, false
 		for k, v := range Fields(head) {
-			if is(k, "Connection") {
+			if !again && is(k, "Connection") {
+				connection = true
 				d.lists = append(d.lists, v)
 				for name := range commaList(v) {
 					forListed = forListed || is(name, "X-Forwarded-For")
 				}
 			}
+			if d.drop(k) {
+				priorFor = priorFor || is(k, "X-Forwarded-For")
+				continue
+			}
+			host = host || is(k, "Host")
+			dst = appendField(dst, k, v)
 		}
-	}
-	for k, v := range Fields(head) {
-		if d.drop(k) {
-			priorFor = priorFor || is(k, "X-Forwarded-For")
-			continue
+		if again || !connection {
+			break
 		}
-		host = host || is(k, "Host")
-		dst = appendField(dst, k, v)
 	}
 	if !host {
 		dst = appendField(dst, []byte("Host"), s2b(addr))
