@@ -27,6 +27,22 @@ func (anyToken) Authorize(context.Context, string) (string, []byte, error) {
 	return "alice", nil, nil
 }
 
+// benchCtx is the request ctx of the client request raw, read from the
+// wire as the server reads it, and its route under p.
+func benchCtx(b *testing.B, p *Proxy, raw string) (*fasthttp.RequestCtx, Route) {
+	var ctx fasthttp.RequestCtx
+	var in fasthttp.Request
+	if err := in.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+		b.Fatal(err)
+	}
+	ctx.Init(&in, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}, nil)
+	route, perr := ParseRoute(ctx.Request.Header.RequestURI(), p.base)
+	if perr != nil {
+		b.Fatal(perr)
+	}
+	return &ctx, route
+}
+
 // BenchmarkRewriteHeaders is the header work of one proxied request: the
 // client's request head copied and rewritten for the workspace (hop-by-hop
 // headers and the token removed, X-Forwarded-* set), and the workspace's
@@ -37,16 +53,7 @@ func BenchmarkRewriteHeaders(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			p := New(nil, Options{BaseURL: "/gw", Authorizer: anyToken{}})
 			defer p.Close()
-			var ctx fasthttp.RequestCtx
-			var in fasthttp.Request
-			if err := in.Read(bufio.NewReader(strings.NewReader(c.req))); err != nil {
-				b.Fatal(err)
-			}
-			ctx.Init(&in, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}, nil)
-			route, perr := ParseRoute(ctx.Request.Header.RequestURI(), p.base)
-			if perr != nil {
-				b.Fatal(perr)
-			}
+			ctx, route := benchCtx(b, p, c.req)
 			var upResp fasthttp.ResponseHeader
 			if err := upResp.Read(bufio.NewReader(strings.NewReader("HTTP/1.1 200 OK\r\nServer: fasthttp\r\n" +
 				"Date: Mon, 23 Nov 2026 10:00:00 GMT\r\nContent-Type: application/json\r\nContent-Length: 64\r\n\r\n"))); err != nil {
@@ -59,7 +66,7 @@ func BenchmarkRewriteHeaders(b *testing.B) {
 			for b.Loop() {
 				req.Header.Reset()
 				ctx.Request.Header.CopyTo(&req.Header)
-				p.rewriteHeaders(&ctx, &req.Header, route, []byte("alice"), &buf)
+				p.rewriteHeaders(ctx, &req.Header, route, []byte("alice"), &buf)
 				upResp.CopyTo(&resp)
 				stripHopByHop(&resp, &buf)
 			}
@@ -77,16 +84,7 @@ func BenchmarkRewriteHeaders(b *testing.B) {
 func BenchmarkUpstreamHead(b *testing.B) {
 	for _, c := range benchHeads {
 		p := New(nil, Options{BaseURL: "/gw", Authorizer: anyToken{}})
-		var ctx fasthttp.RequestCtx
-		var in fasthttp.Request
-		if err := in.Read(bufio.NewReader(strings.NewReader(c.req))); err != nil {
-			b.Fatal(err)
-		}
-		ctx.Init(&in, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}, nil)
-		route, perr := ParseRoute(ctx.Request.Header.RequestURI(), p.base)
-		if perr != nil {
-			b.Fatal(perr)
-		}
+		ctx, route := benchCtx(b, p, c.req)
 		buf, out := make([]byte, 0, 1024), make([]byte, 0, 2048)
 		b.Run(c.name+"/fasthttp", func(b *testing.B) {
 			var req fasthttp.Request
@@ -95,14 +93,14 @@ func BenchmarkUpstreamHead(b *testing.B) {
 				ctx.Request.Header.CopyTo(&req.Header)
 				buf = p.upstreamURI(buf[:0], route)
 				req.SetRequestURIBytes(buf)
-				p.rewriteHeaders(&ctx, &req.Header, route, []byte("alice"), &buf)
+				p.rewriteHeaders(ctx, &req.Header, route, []byte("alice"), &buf)
 				out = req.Header.AppendBytes(out[:0])
 			}
 		})
 		b.Run(c.name+"/appendHead", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				out = p.appendHead(out[:0], &ctx, route, []byte("alice"), "10.0.0.7:8888", &buf)
+				out = p.appendHead(out[:0], ctx, route, []byte("alice"), "10.0.0.7:8888", &buf)
 			}
 			if strings.Contains(string(out), "Authorization") || !strings.Contains(string(out), "X-Forwarded-Prefix: /gw/route/ws1\r\n") {
 				b.Fatalf("not rewritten:\n%s", out)
