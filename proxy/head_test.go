@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"maps"
 	"net"
 	"slices"
@@ -71,14 +70,10 @@ func headCase(t *testing.T, opts Options, raw string) bool {
 	return true
 }
 
-type noAuth struct{}
-
-func (noAuth) Authorize(context.Context, string) (string, []byte, error) { return "alice", nil, nil }
-
 func TestAppendHeadMatchesRewrite(t *testing.T) {
-	auth := Options{BaseURL: "/gw", Authorizer: noAuth{}}
-	withSubject := Options{Authorizer: noAuth{}, SubjectHeader: "X-User", KeepPrefix: true}
-	pass := Options{Authorizer: noAuth{}, PassAuthorization: true}
+	auth := Options{BaseURL: "/gw", Authorizer: anyToken{}}
+	withSubject := Options{Authorizer: anyToken{}, SubjectHeader: "X-User", KeepPrefix: true}
+	pass := Options{Authorizer: anyToken{}, PassAuthorization: true}
 	for _, c := range []struct {
 		name string
 		opts Options
@@ -121,7 +116,7 @@ func FuzzAppendHead(f *testing.F) {
 	f.Add("GET", "/route/ws1/", "Host: h\r\nX-B: 1\r\nConnection:\r\nconnection: x-b\r\n", false)
 	f.Add("GET", "/route/ws1/x", "Host: h\r\nX-Nocrd-Claims: {}\r\nTE: x\r\nConnection: x-forwarded-for\r\nX-Forwarded-For: 1.2.3.4\r\n", true)
 	f.Fuzz(func(t *testing.T, method, uri, fields string, subjectHeader bool) {
-		opts := Options{Authorizer: noAuth{}}
+		opts := Options{Authorizer: anyToken{}}
 		if subjectHeader {
 			opts.SubjectHeader = "X-User"
 		}
