@@ -55,6 +55,35 @@ func Fields(head []byte) iter.Seq2[[]byte, []byte] {
 	}
 }
 
+// hasField reports whether head, as Fields reads it, has a field named
+// name (matched case-insensitively; name holds no colon). It is Fields
+// with is(k, name) for a policy's write, at one byte search per line: a
+// field's name is the line up to its first colon, so the line holds name
+// only when its byte len(name) is that colon.
+func hasField(head, name []byte) bool {
+	n := len(name)
+	i := bytes.IndexByte(head, '\n') // the end of the request line
+	for i >= 0 {
+		line := head[i+1:]
+		j := bytes.IndexByte(line, '\n')
+		if j < 0 {
+			return false // a truncated head
+		}
+		line = line[:j]
+		if m := len(line); m > 0 && line[m-1] == '\r' {
+			line = line[:m-1]
+		}
+		if len(line) == 0 {
+			return false // the empty line that ends the head
+		}
+		if len(line) > n && line[n] == ':' && strings.EqualFold(b2s(line[:n]), b2s(name)) {
+			return true
+		}
+		i += j + 1
+	}
+	return false
+}
+
 // isHopByHop reports whether name, in any case, is a header that describes
 // one connection, not the message (RFC 9110 section 7.6.1); they are never
 // forwarded.

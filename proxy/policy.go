@@ -136,11 +136,9 @@ func (u *Upstream) SetHeader(name, value []byte) bool {
 		return false
 	}
 	if u.req == nil {
-		for k := range Fields(*u.head) {
-			if is(k, b2s(name)) {
-				u.edit(func(k []byte) bool { return is(k, b2s(name)) }, name, value)
-				return true
-			}
+		if hasField(*u.head, name) {
+			u.edit(func(k []byte) bool { return is(k, b2s(name)) }, name, value)
+			return true
 		}
 		h := *u.head // a new name: added at the end, as AddHeader does
 		*u.head = append(appendCanonicalField(h[:len(h)-2], name, value), "\r\n"...)
@@ -217,15 +215,16 @@ func requestLine(head []byte) []byte {
 // written as fasthttp writes a header name it sets: a capital at the start
 // and after each "-", the rest in lower case.
 func appendCanonicalField(dst, name, value []byte) []byte {
+	start := len(dst)
+	dst = append(dst, name...)
 	upper := true
-	for _, c := range name {
+	for i, c := range dst[start:] {
 		switch {
 		case upper && 'a' <= c && c <= 'z':
-			c -= 'a' - 'A'
+			dst[start+i] = c - ('a' - 'A')
 		case !upper && 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
+			dst[start+i] = c + ('a' - 'A')
 		}
-		dst = append(dst, c)
 		upper = c == '-'
 	}
 	return append(append(append(dst, ": "...), value...), "\r\n"...)
