@@ -172,8 +172,13 @@ func seenName(list, name []byte) bool {
 func (f *fastRequest) AppendHeaderValues(dst, name []byte) ([]byte, int) {
 	if proxy.IsReserved(name) {
 		for _, r := range reserved {
-			if v := r.value(&f.info); len(v) > 0 && bytes.EqualFold(name, []byte(r.name)) {
-				return append(append(dst, v...), 0), 1
+			// Their names share the prefix, so the length tells most of
+			// them apart before a comparison; a name matches one at most.
+			if len(name) == len(r.name) && strings.EqualFold(unsafe.String(unsafe.SliceData(name), len(name)), r.name) {
+				if v := r.value(&f.info); len(v) > 0 {
+					return append(append(dst, v...), 0), 1
+				}
+				break
 			}
 		}
 		return dst, 0
