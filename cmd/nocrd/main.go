@@ -126,16 +126,11 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 	var pset *policies.Set
 	if cfg.Policy.Enabled() {
 		defaultPolicyCache(cfg)
-		// A module that cannot be used stops start-up, naming its file.
-		if pset, err = policies.Open(ctx, cfg.Policy, reg, log); err != nil {
+		var stop func()
+		if pset, stop, err = openPolicies(ctx, cfg.Policy, reg, log); err != nil {
 			return err
 		}
-		defer pset.Close(context.Background())
-		pctx, stopReload := context.WithCancel(ctx)
-		reloads := make(chan struct{}, 2)
-		go func() { pset.Watch(pctx); reloads <- struct{}{} }()
-		go func() { reloadOnSignal(pctx, pset, log); reloads <- struct{}{} }()
-		defer func() { stopReload(); <-reloads; <-reloads }()
+		defer stop()
 		if pset.Chain(policies.HookSpawn).Len() > 0 {
 			kube.SetAdmitter(spawnAdmitter{pset.Chain(policies.HookSpawn)})
 		}

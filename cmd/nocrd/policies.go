@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -19,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/nocrd/nocrd/internal/metrics"
 	"github.com/nocrd/nocrd/k8s"
 	"github.com/nocrd/nocrd/proxy"
 
@@ -211,6 +213,25 @@ func (f *fastRequest) RemoveHeader(name []byte) {
 	if f.req.DelHeader(name) {
 		f.head = f.head[:0]
 	}
+}
+
+// openPolicies loads the policies of cfg (a module that cannot be used
+// stops start-up, naming its file) and reloads them when their files change
+// and on SIGHUP, until stop, which then closes them.
+func openPolicies(ctx context.Context, cfg policies.Config, reg *metrics.Registry, log *slog.Logger) (set *policies.Set, stop func(), err error) {
+	if set, err = policies.Open(ctx, cfg, reg, log); err != nil {
+		return nil, nil, err
+	}
+	rctx, stopReload := context.WithCancel(ctx)
+	reloads := make(chan struct{}, 2)
+	go func() { set.Watch(rctx); reloads <- struct{}{} }()
+	go func() { reloadOnSignal(rctx, set, log); reloads <- struct{}{} }()
+	return set, func() {
+		stopReload()
+		<-reloads
+		<-reloads
+		_ = set.Close(context.Background())
+	}, nil
 }
 
 // reloadOnSignal reloads set on every SIGHUP until ctx ends.

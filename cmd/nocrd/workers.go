@@ -597,15 +597,11 @@ func serveWorker(ctx context.Context, cfg *config, dir string, index int, log *s
 		pcfg.Spawn = nil // admission runs in the primary
 		defaultPolicyCache(cfg)
 		pcfg.CacheDir = cfg.Policy.CacheDir
-		if pset, err = policies.Open(ctx, pcfg, reg, log); err != nil {
+		var stop func()
+		if pset, stop, err = openPolicies(ctx, pcfg, reg, log); err != nil {
 			return err
 		}
-		defer pset.Close(context.Background())
-		pctx, stopReload := context.WithCancel(ctx)
-		reloads := make(chan struct{}, 2)
-		go func() { pset.Watch(pctx); reloads <- struct{}{} }()
-		go func() { reloadOnSignal(pctx, pset, log); reloads <- struct{}{} }()
-		defer func() { stopReload(); <-reloads; <-reloads }()
+		defer stop()
 	}
 	fd, err := newFrontDoor(cfg, kube, verifier, nil, toPrimary(dir, log), reg, pset, log)
 	if err != nil {
