@@ -5,21 +5,27 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwt"
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/valyala/fasthttp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/nocrd/nocrd/internal/metrics"
 	"github.com/nocrd/nocrd/internal/testenv"
 	"github.com/nocrd/nocrd/proxy"
+	policies "github.com/nocrd/nocrd/wasm-policies"
 )
 
 // buildPolicy builds an example policy with the standard Go toolchain, as
@@ -504,4 +510,76 @@ func TestFaultyPolicies(t *testing.T) {
 			t.Errorf("exit %v, output %s", err, out)
 		}
 	})
+}
+
+// TestPoliciesReloadOnSIGHUP: with file watching off, a changed module
+// takes effect on SIGHUP and not before, and stop ends the reloading and
+// closes the policies.
+func TestPoliciesReloadOnSIGHUP(t *testing.T) {
+	// A SIGHUP that arrives before openPolicies' handler is in place must
+	// not end the test process (the default action), so the test listens
+	// too.
+	hup := make(chan os.Signal, 16)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	dir := t.TempDir()
+	readonly, inject := watPolicy(t, dir, "readonly"), watPolicy(t, dir, "inject")
+	gate := filepath.Join(dir, "gate.wasm")
+	replace := func(with string) {
+		t.Helper()
+		b, err := os.ReadFile(with)
+		if err == nil {
+			err = os.WriteFile(gate+".tmp", b, 0o644)
+		}
+		if err == nil {
+			err = os.Rename(gate+".tmp", gate)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace(readonly)
+	cfg := policies.Config{Route: []string{gate}, RouteTimeout: time.Second, SpawnTimeout: time.Second, MemoryLimitMB: 64} // Watch 0: no file watching
+	set, stop, err := openPolicies(context.Background(), cfg, metrics.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func() (bool, error) { // whether the route policies let a POST through
+		var req fasthttp.Request
+		req.Header.SetMethod(http.MethodPost)
+		req.SetRequestURI("/files")
+		fr := fastRequest{req: proxy.NewUpstream(&req), info: proxy.RouteInfo{Subject: []byte("alice"), Workspace: []byte("w1"), Owner: "alice"}}
+		var resp policies.Response
+		next, _, err := set.Chain(policies.HookRoute).Handle(&fr, &resp)
+		return next, err
+	}
+	if next, err := post(); next || err != nil {
+		t.Fatalf("readonly: next=%v err=%v, want a refusal", next, err)
+	}
+	replace(inject)
+	time.Sleep(300 * time.Millisecond)
+	if next, err := post(); next || err != nil {
+		t.Fatalf("a changed module took effect without SIGHUP (next=%v err=%v)", next, err)
+	}
+	// The handler may not be in place yet: signal until the change shows.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if next, err := post(); err != nil {
+			t.Fatal(err)
+		} else if next {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("SIGHUP did not put the changed module in force")
+		}
+	}
+	stop()
+	var fe *policies.FaultError
+	if _, err := post(); !errors.As(err, &fe) || fe.Reason != "unavailable" {
+		t.Errorf("after stop: %v, want the closed policies to fail as unavailable", err)
+	}
 }
