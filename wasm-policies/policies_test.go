@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,6 +121,64 @@ func TestDecisions(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDecisionsLogged: a decision is logged at debug with its policy and
+// outcome, a refusal with its status and reason too; a failed guest at warn
+// with the reason it failed; a dry run (Try) not at all.
+func TestDecisionsLogged(t *testing.T) {
+	var log lockedBuffer
+	h := newHost(t, policies.Options{Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	readonly := load(t, h, wat(t, "readonly"), "", time.Second)
+	trap := load(t, h, wat(t, "trap"), "", time.Second)
+	var resp policies.Response
+	for _, c := range []struct {
+		m      *policies.Module
+		method string
+		want   []string // in the one line the decision logs
+	}{
+		{readonly, "GET", []string{`level=DEBUG msg="policy decision" policy=readonly outcome=allow`}},
+		{readonly, "POST", []string{`level=DEBUG msg="policy decision" policy=readonly outcome=deny status=403 reason="read-only workspace"`}},
+		{trap, "GET", []string{`level=WARN msg="policy failed; denied" policy=trap path=`, " outcome=trap err="}},
+	} {
+		before := log.String()
+		_, _ = c.m.Handle(request(c.method, "/x"), &resp)
+		lines := strings.Split(strings.TrimSpace(strings.TrimPrefix(log.String(), before)), "\n")
+		if len(lines) != 1 {
+			t.Errorf("%s %s logged %d lines, want 1:\n%s", c.m.Name, c.method, len(lines), strings.Join(lines, "\n"))
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(lines[0], w) {
+				t.Errorf("%s %s logged\n%s\nwithout %q", c.m.Name, c.method, lines[0], w)
+			}
+		}
+	}
+	before := log.String()
+	if next, err := readonly.Try(request("POST", "/x"), &resp); next || err != nil || resp.Status != 403 {
+		t.Errorf("Try POST: next=%v err=%v status %d, want the refusal", next, err, resp.Status)
+	}
+	if after := log.String(); after != before {
+		t.Errorf("a dry run logged:\n%s", strings.TrimPrefix(after, before))
+	}
+}
+
+// lockedBuffer is a log destination that may be written while read.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func headerValues(m *policies.Message, name string) []string {
