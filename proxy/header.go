@@ -56,10 +56,10 @@ func Fields(head []byte) iter.Seq2[[]byte, []byte] {
 }
 
 // hasField reports whether head, as Fields reads it, has a field named
-// name (matched case-insensitively; name holds no colon). It is Fields
-// with is(k, name) for a policy's write, at one byte search per line: a
-// field's name is the line up to its first colon, so the line holds name
-// only when its byte len(name) is that colon.
+// name (matched case-insensitively; name holds no colon), as looking at
+// every name Fields yields would, with less work per line: a field's name
+// is its line up to the first colon, so a line can hold name only when
+// its byte at len(name) is a colon, and only then are the names compared.
 func hasField(head, name []byte) bool {
 	n := len(name)
 	i := bytes.IndexByte(head, '\n') // the end of the request line
