@@ -523,23 +523,11 @@ func TestPoliciesReloadOnSIGHUP(t *testing.T) {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	dir := t.TempDir()
-	readonly, inject := watPolicy(t, dir, "readonly"), watPolicy(t, dir, "inject")
-	gate := filepath.Join(dir, "gate.wasm")
-	replace := func(with string) {
-		t.Helper()
-		b, err := os.ReadFile(with)
-		if err == nil {
-			err = os.WriteFile(gate+".tmp", b, 0o644)
-		}
-		if err == nil {
-			err = os.Rename(gate+".tmp", gate)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	// Modules are put in place by renaming, as TestPolicies does.
+	gate := filepath.Join(t.TempDir(), "gate.wasm")
+	if err := os.Rename(watPolicy(t, t.TempDir(), "readonly"), gate); err != nil {
+		t.Fatal(err)
 	}
-	replace(readonly)
 	cfg := policies.Config{Route: []string{gate}, RouteTimeout: time.Second, SpawnTimeout: time.Second, MemoryLimitMB: 64} // Watch 0: no file watching
 	set, stop, err := openPolicies(context.Background(), cfg, metrics.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -557,7 +545,9 @@ func TestPoliciesReloadOnSIGHUP(t *testing.T) {
 	if next, err := post(); next || err != nil {
 		t.Fatalf("readonly: next=%v err=%v, want a refusal", next, err)
 	}
-	replace(inject)
+	if err := os.Rename(watPolicy(t, t.TempDir(), "inject"), gate); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(300 * time.Millisecond)
 	if next, err := post(); next || err != nil {
 		t.Fatalf("a changed module took effect without SIGHUP (next=%v err=%v)", next, err)
