@@ -167,18 +167,12 @@ func (m *Module) handle(req Request, resp *Response) (next bool, err error) {
 	}
 	resp.Reset()
 	inst.call = call{req: req, resp: resp, scratch: inst.call.scratch[:0]}
-	m.host.watch.begin(inst, left)
+	inst.begin(left)
 	err = inst.handle.CallWithStack(inst.ctx, inst.stack[:])
-	timedOut := m.host.watch.end(inst)
 	inst.call.req, inst.call.resp = nil, nil
-	if err == nil && timedOut {
-		// The watchdog claimed the call just as it returned: the instance's
-		// stop global is set, and the answer came too late anyway.
-		err = context.DeadlineExceeded
-	}
 	if err != nil {
 		m.discard(inst)
-		if timedOut {
+		if inst.timedOut {
 			return false, &FaultError{Policy: m.Name, Reason: "timeout", Err: fmt.Errorf("no decision within %s", m.timeout)}
 		}
 		var exit *sys.ExitError

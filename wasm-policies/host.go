@@ -8,9 +8,9 @@
 // (instrument.go), compiles it once, checks its exports and makes its
 // instances eagerly, so a broken module fails at start-up with its file and
 // reason. Instances are pooled and reused; each call has a deadline, which
-// one watchdog per host enforces (watchdog.go), and a trap, a timeout,
-// memory exhaustion or a malformed answer is a deny (fail closed) after
-// which the instance is thrown away.
+// the guest itself checks through the function instrument adds, and a trap,
+// a timeout, memory exhaustion or a malformed answer is a deny (fail
+// closed) after which the instance is thrown away.
 //
 // The package sees requests only through its Request interface, so it
 // imports neither fasthttp nor client-go; callers adapt their requests.
@@ -58,7 +58,6 @@ type Host struct {
 	cache wazero.CompilationCache
 	opts  Options
 	log   *slog.Logger
-	watch *watchdog
 }
 
 // NewHost starts a wazero runtime with the host functions of the ABI.
@@ -75,11 +74,11 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	h := &Host{opts: opts, log: opts.Logger, watch: newWatchdog()}
+	h := &Host{opts: opts, log: opts.Logger}
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithMemoryLimitPages(opts.MemoryLimitPages).
-		// No WithCloseOnContextDone: it costs a goroutine per call. The
-		// watchdog stops a guest through the global instrument adds.
+		// No WithCloseOnContextDone: it costs a goroutine per call. A
+		// guest stops itself through the check instrument adds.
 		WithCloseOnContextDone(false)
 	if opts.CacheDir != "" {
 		if err := os.MkdirAll(opts.CacheDir, 0o755); err != nil {
@@ -103,13 +102,16 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 		_ = h.Close(ctx)
 		return nil, fmt.Errorf("%s host module: %w", HostModule, err)
 	}
+	if err := instantiateCheckModule(ctx, h.rt); err != nil {
+		_ = h.Close(ctx)
+		return nil, fmt.Errorf("%s host module: %w", CheckModule, err)
+	}
 	return h, nil
 }
 
 // Close releases the runtime and every module loaded in it.
 func (h *Host) Close(ctx context.Context) error {
 	err := h.rt.Close(ctx)
-	h.watch.close()
 	if h.cache != nil {
 		_ = h.cache.Close(ctx)
 	}
@@ -173,7 +175,6 @@ func (h *Host) LoadBytes(ctx context.Context, path string, wasm, config []byte, 
 	if timeout <= 0 {
 		return nil, &LoadError{Path: path, Reason: fmt.Sprintf("deadline must be positive, got %s", timeout)}
 	}
-	h.watch.deadlineFor(timeout)
 	stoppable, err := instrument(wasm)
 	if err != nil {
 		// Say what wazero finds wrong, if anything, before what stops
@@ -210,7 +211,7 @@ func (h *Host) LoadBytes(ctx context.Context, path string, wasm, config []byte, 
 	}
 	for _, imp := range code.ImportedFunctions() {
 		mod, name, _ := imp.Import()
-		if mod != HostModule && mod != wasi_snapshot_preview1.ModuleName {
+		if mod != HostModule && mod != wasi_snapshot_preview1.ModuleName && (mod != CheckModule || name != CheckFunction) {
 			return fail(fmt.Sprintf("imports %s.%s, which nocrd does not provide", mod, name))
 		}
 	}
@@ -243,7 +244,6 @@ func (m *Module) Close(ctx context.Context) error {
 		w <- nil // no instance will come: the call fails now
 	}
 	for _, inst := range idle {
-		m.host.watch.remove(inst)
 		_ = inst.mod.Close(ctx)
 	}
 	m.refills.Wait() // a replacement made meanwhile is discarded by put
@@ -258,13 +258,11 @@ type instance struct {
 	stack  [2]uint64
 	// ctx carries the instance to the host functions.
 	ctx *instanceContext
-	// stop is the global instrument added: the watchdog sets it when a
-	// call overruns its deadline, and the guest traps at its next loop or
-	// call.
-	stop api.MutableGlobal
-	// deadline is the running call's, on the watchdog's clock: 0 when no
-	// call runs, claimedDeadline once the watchdog has cancelled it.
-	deadline atomic.Int64
+	// deadline is the running call's (see now); the check instrument
+	// added sets timedOut before it stops a call past it. Only the
+	// goroutine making the call touches them.
+	deadline int64
+	timedOut bool
 	call     call
 }
 
@@ -296,23 +294,14 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	}
 	inst.mod = mod
 	inst.handle = mod.ExportedFunction(ExportHandleRequest)
-	stop, ok := mod.ExportedGlobal(StopExport).(api.MutableGlobal)
-	if !ok {
-		_ = mod.Close(ctx)
-		return nil, errors.New("the instrumented module lost its stop global")
-	}
-	inst.stop = stop
-	m.host.watch.add(inst)
-	// _initialize runs once, under the watchdog like any call, within
+	// _initialize runs once, under a deadline like any call, within
 	// InstantiateTimeout; it may call get_config and log, which find their
 	// instance in the context.
 	if init := mod.ExportedFunction(ExportInitialize); init != nil {
-		m.host.watch.begin(inst, m.host.opts.InstantiateTimeout)
-		_, err := init.Call(inst.ctx)
-		if timedOut := m.host.watch.end(inst); timedOut || err != nil {
-			m.host.watch.remove(inst)
+		inst.begin(m.host.opts.InstantiateTimeout)
+		if _, err := init.Call(inst.ctx); err != nil {
 			_ = mod.Close(ctx)
-			if timedOut {
+			if inst.timedOut {
 				return nil, fmt.Errorf("%s not done within %s", ExportInitialize, m.host.opts.InstantiateTimeout)
 			}
 			return nil, fmt.Errorf("%s: %w", ExportInitialize, err)
@@ -390,7 +379,6 @@ func (m *Module) put(inst *instance) {
 // discard closes an instance that failed (its state is unknown) and has a
 // new one made in the background.
 func (m *Module) discard(inst *instance) {
-	m.host.watch.remove(inst)
 	_ = inst.mod.Close(context.Background())
 	m.mu.Lock()
 	m.made--

@@ -5,26 +5,35 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
-// StopExport is the global nocrd adds to every policy module so that the
-// watchdog can stop a call that runs past its deadline.
+// CheckModule and CheckFunction name the host function nocrd adds to every
+// policy module so that a call stops at its deadline.
 //
 // wazero stops a running guest only when the runtime is built with
 // WithCloseOnContextDone, and then it starts a goroutine for every call to
 // watch the context, which costs a proxied request more than the decision
-// itself. Instead, Load rewrites the module before compiling it. Two
-// mutable i32 globals are appended after the module's own (so no index
-// moves): the stop flag, exported under this name, and a budget. At the
-// start of every function and at the head of every loop the guest spends
-// one unit of budget; when it runs out, the guest refills it, executes
-// memory.grow 0, which wazero implements in Go, and traps with unreachable
-// if the stop flag is set. Every unbounded execution passes a loop head or
-// a call, so a set flag stops any guest within checkBudget of them. The
-// trip into Go matters as much as the flag: native code cannot be
-// preempted, so a guest that never left it would hold up the Go runtime's
-// stop-the-world phases, the watchdog's included, for ever.
+// itself. Instead, Load rewrites the module before compiling it. It imports
+// CheckFunction from CheckModule (a function of no parameters and no
+// results) and appends a mutable i32 global, a budget. At the start of
+// every function and at the head of every loop the guest spends one unit of
+// budget; when it runs out, the guest refills it and calls the check, which
+// traps when the call's deadline has passed. Every unbounded execution
+// passes a loop head or a call, so any guest meets a check within
+// checkBudget of them.
+//
+// The check runs in Go, on the goroutine that called the guest, so no
+// other goroutine has to be scheduled for a call to stop on time (a
+// watchdog goroutine could not run on a single P before the runtime
+// preempted the guest, 10-20 ms late). The trip into Go matters on its own
+// too: native code cannot be preempted, so a guest that never left it would
+// hold up the Go runtime's stop-the-world phases for ever.
+//
+// The import comes after the module's own, so every function the module
+// defines moves up one index: instrument renumbers calls, ref.func,
+// exports, element segments and the function names of the name section.
 //
 // A function's entry check is left out where it cannot matter (see
 // instrumentExpr): a function that calls none of the module's functions
@@ -32,7 +41,10 @@ import (
 // that reaches a loop head through straight-line code spends its unit
 // there before it can call anything. Go-built functions are nearly all of
 // one kind or the other (the wrappers of exported functions are not).
-const StopExport = "nocrd_stop"
+const (
+	CheckModule   = "nocrd"
+	CheckFunction = "check_deadline"
+)
 
 // checkBudget is how many function entries and loop iterations a guest
 // makes between two visits to Go: a stop is seen, and the runtime may
@@ -42,18 +54,20 @@ const checkBudget = 4096
 // Section ids of the WebAssembly binary format.
 const (
 	secCustom   = 0
+	secType     = 1
 	secImport   = 2
-	secStart    = 8
-	secGlobal   = 6
 	secMemory   = 5
+	secGlobal   = 6
 	secExport   = 7
+	secStart    = 8
+	secElement  = 9
 	secCode     = 10
 	importFunc  = 0
 	importTable = 1
 	importMem   = 2
 	importGlob  = 3
 	importTag   = 4
-	exportGlob  = 3
+	exportFunc  = 0
 )
 
 // sectionRank orders the known sections as the binary format requires.
@@ -62,10 +76,11 @@ var sectionRank = map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 
 // errInstrument wraps every reason a module cannot be instrumented.
 var errInstrument = errors.New("cannot be instrumented")
 
-// instrument returns wasm with StopExport added and checked. It rejects
-// what it cannot rewrite safely: a malformed module, an instruction it does
-// not know, or a start function (which would run at instantiation, before
-// the watchdog can stop it; Go-built guests use _initialize instead).
+// instrument returns wasm with the deadline check imported and called (see
+// CheckModule). It rejects what it cannot rewrite safely: a malformed
+// module, an instruction or a type it does not know, or a start function
+// (which would run at instantiation, before any deadline applies; Go-built
+// guests use _initialize instead).
 func instrument(wasm []byte) ([]byte, error) {
 	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte("\x00asm")) || binary.LittleEndian.Uint32(wasm[4:8]) != 1 {
 		return nil, fmt.Errorf("%w: not a WebAssembly 1.0 binary module", errInstrument)
@@ -95,11 +110,18 @@ func instrument(wasm []byte) ([]byte, error) {
 		secs = append(secs, section{id, payload})
 	}
 
-	// The new global's index: after every imported and defined global.
-	var funcs, globals, memories uint32
-	hasGlobal, hasExport := false, false
+	// The check's index is after every imported function, the budget's
+	// after every imported and defined global, its type after every type.
+	var funcs, globals, memories, types uint32
 	for _, s := range secs {
+		c := reader{b: s.payload}
 		switch s.id {
+		case secType:
+			n, err := countFuncTypes(s.payload)
+			if err != nil {
+				return nil, err
+			}
+			types = n
 		case secImport:
 			f, g, m, err := imported(s.payload)
 			if err != nil {
@@ -107,40 +129,33 @@ func instrument(wasm []byte) ([]byte, error) {
 			}
 			funcs, globals, memories = f, g, m
 		case secMemory:
-			c := reader{b: s.payload}
 			memories += c.u32()
 		case secGlobal:
-			c := reader{b: s.payload}
 			globals += c.u32()
-			hasGlobal = true
-			if c.err != nil {
-				return nil, c.fail("global section")
-			}
-		case secExport:
-			hasExport = true
+		}
+		if c.err != nil {
+			return nil, c.fail("section %d", s.id)
 		}
 	}
 	if memories == 0 {
 		return nil, fmt.Errorf("%w: it has no memory", errInstrument)
 	}
-	check := checkCode(globals, globals+1)
+	re := renumber{imports: funcs}
+	check := checkCode(funcs, globals)
 
 	// Add the sections the module lacks, in their place.
-	for _, add := range []struct {
-		id  byte
-		has bool
-	}{{secGlobal, hasGlobal}, {secExport, hasExport}} {
-		if add.has {
+	for _, id := range []byte{secType, secImport, secGlobal} {
+		if slices.ContainsFunc(secs, func(s section) bool { return s.id == id }) {
 			continue
 		}
 		i := len(secs)
 		for j, s := range secs {
-			if rank, ok := sectionRank[s.id]; ok && rank > sectionRank[add.id] {
+			if rank, ok := sectionRank[s.id]; ok && rank > sectionRank[id] {
 				i = j
 				break
 			}
 		}
-		secs = append(secs[:i], append([]section{{add.id, []byte{0}}}, secs[i:]...)...)
+		secs = slices.Insert(secs, i, section{id, []byte{0}})
 	}
 
 	out := append([]byte(nil), wasm[:8]...)
@@ -148,24 +163,33 @@ func instrument(wasm []byte) ([]byte, error) {
 		payload := s.payload
 		var err error
 		switch s.id {
+		case secType:
+			// (type (func))
+			payload, err = appendToVector(payload, []byte{0x60, 0x00, 0x00})
+		case secImport:
+			// (import "nocrd" "check_deadline" (func (type $types)))
+			entry := appendName(appendName(nil, CheckModule), CheckFunction)
+			entry = appendU32(append(entry, importFunc), types)
+			payload, err = appendToVector(payload, entry)
 		case secGlobal:
-			// (global $stop (mut i32) (i32.const 0))
 			// (global $budget (mut i32) (i32.const checkBudget))
-			payload, err = appendToVector(payload, []byte{0x7f, 0x01, 0x41, 0x00, 0x0b})
-			if err == nil {
+			if payload, err = re.globals(payload); err == nil {
 				payload, err = appendToVector(payload, append(appendU32([]byte{0x7f, 0x01, 0x41}, checkBudget), 0x0b))
 			}
 		case secExport:
-			entry := appendU32(nil, uint32(len(StopExport)))
-			entry = append(entry, StopExport...)
-			entry = append(entry, exportGlob)
-			entry = appendU32(entry, globals)
-			payload, err = appendToVector(payload, entry)
+			payload, err = re.exports(payload)
+		case secElement:
+			payload, err = re.elements(payload)
 		case secCode:
-			payload, err = instrumentCode(payload, check, funcs)
+			payload, err = instrumentCode(payload, check, re)
+		case secCustom:
+			payload = re.names(payload)
 		}
 		if err != nil {
 			return nil, err
+		}
+		if payload == nil {
+			continue // a name section that could not be read: dropped
 		}
 		out = append(out, s.id)
 		out = appendU32(out, uint32(len(payload)))
@@ -181,29 +205,42 @@ func instrument(wasm []byte) ([]byte, error) {
 //	if
 //	  i32.const checkBudget
 //	  global.set $budget
-//	  i32.const 0
-//	  memory.grow 0      ;; a trip into Go
-//	  drop
-//	  global.get $stop
-//	  if
-//	    unreachable
-//	  end
+//	  call $check_deadline   ;; a trip into Go
 //	end
 //	global.get $budget
 //	i32.const 1
 //	i32.sub
 //	global.set $budget
-func checkCode(stop, budget uint32) []byte {
+func checkCode(checkFunc, budget uint32) []byte {
 	b := appendU32([]byte{0x23}, budget)
 	b = append(b, 0x45, 0x04, 0x40, 0x41)
 	b = appendU32(b, checkBudget) // i32.const is signed LEB; checkBudget < 2^13
 	b = appendU32(append(b, 0x24), budget)
-	b = append(b, 0x41, 0x00, 0x40, 0x00, 0x1a)
-	b = appendU32(append(b, 0x23), stop)
-	b = append(b, 0x04, 0x40, 0x00, 0x0b, 0x0b)
+	b = appendU32(append(b, 0x10), checkFunc)
+	b = append(b, 0x0b)
 	b = appendU32(append(b, 0x23), budget)
 	b = append(b, 0x41, 0x01, 0x6b)
 	return appendU32(append(b, 0x24), budget)
+}
+
+// countFuncTypes counts the types of a type section, all of which must be
+// function types (the only ones before the GC proposal, which wazero does
+// not implement).
+func countFuncTypes(payload []byte) (uint32, error) {
+	r := reader{b: payload}
+	n := r.u32()
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		if form := r.byte(); form != 0x60 && r.err == nil {
+			return 0, fmt.Errorf("%w: type %d is of unknown form 0x%02x", errInstrument, i, form)
+		}
+		for range 2 { // parameters, results
+			r.bytes(r.u32())
+		}
+	}
+	if r.err != nil || !r.done() {
+		return 0, r.fail("type section")
+	}
+	return n, nil
 }
 
 // imported counts the functions, globals and memories an import section
@@ -252,10 +289,184 @@ func appendToVector(payload, entry []byte) ([]byte, error) {
 	return append(out, entry...), nil
 }
 
-// instrumentCode puts check after the block type of every loop, and at the
-// start of every function body that needs it (see instrumentExpr);
-// functions numbered below imports are the host's.
-func instrumentCode(payload, check []byte, imports uint32) ([]byte, error) {
+func appendName(b []byte, name string) []byte {
+	return append(appendU32(b, uint32(len(name))), name...)
+}
+
+// renumber moves the module's own functions up one index, past the
+// imported check; imported functions keep theirs.
+type renumber struct{ imports uint32 }
+
+func (re renumber) fn(i uint32) uint32 {
+	if i >= re.imports {
+		return i + 1
+	}
+	return i
+}
+
+// copyFunc copies a function index from r to out, renumbered.
+func (re renumber) copyFunc(out []byte, r *reader) []byte { return appendU32(out, re.fn(r.u32())) }
+
+// constExpr copies a constant expression (up to and with its end) from r
+// to out, renumbering ref.func.
+func (re renumber) constExpr(out []byte, r *reader) ([]byte, error) {
+	for !r.done() {
+		start := r.off
+		op := r.byte()
+		if op == 0xd2 { // ref.func
+			out = re.copyFunc(append(out, op), r)
+			continue
+		}
+		if err := r.immediates(op); err != nil {
+			return nil, err
+		}
+		out = append(out, r.b[start:r.off]...)
+		if op == 0x0b {
+			return out, nil
+		}
+	}
+	return nil, r.fail("constant expression")
+}
+
+// globals renumbers the ref.func in the globals' initial values.
+func (re renumber) globals(payload []byte) ([]byte, error) {
+	r := reader{b: payload}
+	n := r.u32()
+	out := appendU32(nil, n)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		out = append(out, r.bytes(2)...) // value type, mutability
+		var err error
+		if out, err = re.constExpr(out, &r); err != nil {
+			return nil, err
+		}
+	}
+	if r.err != nil || !r.done() {
+		return nil, r.fail("global section")
+	}
+	return out, nil
+}
+
+// exports renumbers exported functions.
+func (re renumber) exports(payload []byte) ([]byte, error) {
+	r := reader{b: payload}
+	n := r.u32()
+	out := appendU32(nil, n)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		start := r.off
+		r.bytes(r.u32()) // name
+		kind := r.byte()
+		out = append(out, r.b[start:r.off]...)
+		if kind == exportFunc {
+			out = re.copyFunc(out, &r)
+		} else {
+			out = appendU32(out, r.u32())
+		}
+	}
+	if r.err != nil || !r.done() {
+		return nil, r.fail("export section")
+	}
+	return out, nil
+}
+
+// elements renumbers the functions of the element segments, in any of
+// their eight encodings.
+func (re renumber) elements(payload []byte) ([]byte, error) {
+	r := reader{b: payload}
+	n := r.u32()
+	out := appendU32(nil, n)
+	var err error
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		flags := r.u32()
+		if flags > 7 {
+			return nil, fmt.Errorf("%w: element segment %d has unknown flags %d", errInstrument, i, flags)
+		}
+		out = appendU32(out, flags)
+		if flags&3 == 2 { // an explicit table
+			out = appendU32(out, r.u32())
+		}
+		if flags&1 == 0 { // active: an offset
+			if out, err = re.constExpr(out, &r); err != nil {
+				return nil, err
+			}
+		}
+		if flags&3 != 0 { // an element kind or a reference type
+			out = append(out, r.byte())
+		}
+		count := r.u32()
+		out = appendU32(out, count)
+		for j := uint32(0); j < count && r.err == nil; j++ {
+			if flags&4 == 0 { // function indices
+				out = re.copyFunc(out, &r)
+			} else if out, err = re.constExpr(out, &r); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if r.err != nil || !r.done() {
+		return nil, r.fail("element section")
+	}
+	return out, nil
+}
+
+// names renumbers the functions of a "name" custom section (its function,
+// local and label names) and returns any other custom section as it is.
+// A name section it cannot read it returns as nil, to be dropped: names
+// only label traps and tools.
+func (re renumber) names(payload []byte) []byte {
+	r := reader{b: payload}
+	if string(r.bytes(r.u32())) != "name" || r.err != nil {
+		return payload
+	}
+	out := append([]byte(nil), payload[:r.off]...)
+	for !r.done() {
+		id := r.byte()
+		sub := reader{b: r.bytes(r.u32())}
+		var body []byte
+		switch id {
+		case 1: // function names: a name map keyed by function
+			body = re.nameMap(nil, &sub, false)
+		case 2, 3: // local and label names: maps of name maps keyed by function
+			body = re.nameMap(nil, &sub, true)
+		default:
+			body = sub.b
+			sub.off = len(sub.b)
+		}
+		if sub.err != nil || !sub.done() {
+			return nil
+		}
+		out = append(appendU32(append(out, id), uint32(len(body))), body...)
+	}
+	if r.err != nil {
+		return nil
+	}
+	return out
+}
+
+// nameMap copies a name map keyed by function index (or, when indirect, a
+// map of name maps), renumbering the keys.
+func (re renumber) nameMap(out []byte, r *reader, indirect bool) []byte {
+	n := r.u32()
+	out = appendU32(out, n)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		out = re.copyFunc(out, r)
+		if !indirect {
+			out = appendName(out, string(r.bytes(r.u32())))
+			continue
+		}
+		m := r.u32() // an inner map keeps its keys (locals, labels)
+		out = appendU32(out, m)
+		for j := uint32(0); j < m && r.err == nil; j++ {
+			out = appendU32(out, r.u32())
+			out = appendName(out, string(r.bytes(r.u32())))
+		}
+	}
+	return out
+}
+
+// instrumentCode renumbers calls and puts check after the block type of
+// every loop, and at the start of every function body that needs it (see
+// instrumentExpr).
+func instrumentCode(payload, check []byte, re renumber) ([]byte, error) {
 	r := reader{b: payload}
 	n := r.u32()
 	out := appendU32(nil, n)
@@ -276,7 +487,7 @@ func instrumentCode(payload, check []byte, imports uint32) ([]byte, error) {
 		locals := fn.b[:fn.off]
 		var entry bool
 		var err error
-		if expr, entry, err = instrumentExpr(expr[:0], &fn, check, imports); err != nil {
+		if expr, entry, err = instrumentExpr(expr[:0], &fn, check, re); err != nil {
 			return nil, fmt.Errorf("function %d: %w", i, err)
 		}
 		bodySize := len(locals) + len(expr)
@@ -296,19 +507,30 @@ func instrumentCode(payload, check []byte, imports uint32) ([]byte, error) {
 	return out, nil
 }
 
-// instrumentExpr copies the instructions of fn to out, with check after
-// every loop's block type, and reports whether the function needs the
-// check at its entry too: unless it calls none of the module's functions
-// (a leaf, or one calling only imports), or it reaches a loop head through
-// straight-line code, as Go-built functions that call others do, so that
-// the loop's check runs before anything could call.
-func instrumentExpr(out []byte, fn *reader, check []byte, imports uint32) (_ []byte, entry bool, _ error) {
+// instrumentExpr copies the instructions of fn to out, renumbered, with
+// check after every loop's block type, and reports whether the function
+// needs the check at its entry too: unless it calls none of the module's
+// functions (a leaf, or one calling only imports), or it reaches a loop
+// head through straight-line code, as Go-built functions that call others
+// do, so that the loop's check runs before anything could call.
+func instrumentExpr(out []byte, fn *reader, check []byte, re renumber) (_ []byte, entry bool, _ error) {
 	// calls: it may call a function of the module; looped: it reached a
 	// loop head through straight-line code.
 	calls, straight, looped := false, true, false
 	for !fn.done() {
 		start := fn.off
 		op := fn.byte()
+		switch op {
+		case 0x10, 0x12, 0xd2: // call, return_call, ref.func
+			callee := fn.u32()
+			if fn.err != nil {
+				return nil, false, fn.fail("instruction 0x%02x", op)
+			}
+			calls = calls || op != 0xd2 && callee >= re.imports
+			out = appendU32(append(out, op), re.fn(callee))
+			straight = straight && straightLine(op)
+			continue
+		}
 		if err := fn.immediates(op); err != nil {
 			return nil, false, err
 		}
@@ -320,9 +542,6 @@ func instrumentExpr(out []byte, fn *reader, check []byte, imports uint32) (_ []b
 		case op == 0x03: // loop
 			out = append(out, check...)
 			looped = looped || straight
-		case op == 0x10 || op == 0x12: // call, return_call
-			callee := reader{b: fn.b[start+1 : fn.off]}
-			calls = calls || callee.u32() >= imports
 		case op == 0x11 || op == 0x13: // call_indirect, return_call_indirect
 			calls = true
 		}

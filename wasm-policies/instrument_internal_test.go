@@ -47,7 +47,7 @@ func TestEntryCheck(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			entries := entryChecks(t, out, checkCode(1, 2)) // the module's own global is 0
+			entries := entryChecks(t, out, checkCode(1, 1)) // the import is function 0, the module's own global 0
 			if len(entries) != 2 || entries[0] {
 				t.Fatalf("entry checks %v, want [false (the leaf) %v]", entries, c.entry)
 			}

@@ -3,6 +3,7 @@ package policies_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,6 +74,24 @@ func TestInstrument(t *testing.T) {
 
 func equalTypes(a, b []api.ValueType) bool { return bytes.Equal(a, b) }
 
+// TestInstrumentRenumbers: importing the deadline check moves every
+// function the module defines up one index, and each place that names one
+// follows (testdata/renumber.wat): the guest reaches every function it
+// means to, and a trap's stack trace names the function that trapped.
+func TestInstrumentRenumbers(t *testing.T) {
+	h := newHost(t, policies.Options{})
+	m := load(t, h, wat(t, "renumber", "--debug-names"), "", time.Second)
+	defer m.Close(context.Background())
+	if next, err := m.Handle(request("GET", "/"), &policies.Response{}); !next || err != nil {
+		t.Errorf("GET: next=%v %v, want every function reached", next, err)
+	}
+	_, err := m.Handle(request("PUT", "/"), &policies.Response{})
+	var fe *policies.FaultError
+	if !errors.As(err, &fe) || fe.Reason != "trap" || !strings.Contains(err.Error(), ".boom(") {
+		t.Errorf("PUT: %v, want a trap in boom", err)
+	}
+}
+
 // TestInstrumentRefuses: what instrument cannot rewrite safely is an error
 // saying why, never a module that would run without a deadline.
 func TestInstrumentRefuses(t *testing.T) {
@@ -103,7 +122,7 @@ func TestInstrumentRefuses(t *testing.T) {
 // FuzzInstrument: no input makes instrument panic, and what it accepts it
 // can read again.
 func FuzzInstrument(f *testing.F) {
-	for _, name := range []string{"loop", "counter", "readonly", "inject", "recurse", "skiploop", "bomb"} {
+	for _, name := range []string{"loop", "counter", "readonly", "inject", "recurse", "skiploop", "bomb", "renumber"} {
 		b, err := os.ReadFile(wat(f, name))
 		if err != nil {
 			f.Fatal(err)
