@@ -119,16 +119,24 @@ func TestInstrumentRefuses(t *testing.T) {
 	}
 }
 
-// FuzzInstrument: no input makes instrument panic, and what it accepts it
-// can read again.
+// FuzzInstrument: no input makes instrument panic, what it accepts it can
+// read again, and a module wazero compiles still compiles once instrumented
+// (renumbered, with its checks).
 func FuzzInstrument(f *testing.F) {
+	seeds := []string{wat(f, "renumber", "--debug-names")} // with a name section
 	for _, name := range []string{"loop", "counter", "readonly", "inject", "recurse", "skiploop", "bomb", "renumber"} {
-		b, err := os.ReadFile(wat(f, name))
+		seeds = append(seeds, wat(f, name))
+	}
+	for _, path := range seeds {
+		b, err := os.ReadFile(path)
 		if err != nil {
 			f.Fatal(err)
 		}
 		f.Add(b)
 	}
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+	defer rt.Close(ctx)
 	f.Fuzz(func(t *testing.T, wasm []byte) {
 		out, err := policies.Instrument(wasm)
 		if err != nil {
@@ -137,5 +145,15 @@ func FuzzInstrument(f *testing.F) {
 		if _, err := policies.Instrument(out); err != nil {
 			t.Fatalf("instrumented output cannot be read again: %v", err)
 		}
+		code, err := rt.CompileModule(ctx, wasm)
+		if err != nil {
+			return
+		}
+		_ = code.Close(ctx)
+		code, err = rt.CompileModule(ctx, out)
+		if err != nil {
+			t.Fatalf("wazero compiles the module but not its instrumented form: %v", err)
+		}
+		_ = code.Close(ctx)
 	})
 }
