@@ -27,7 +27,7 @@ import (
 // The check runs in Go, on the goroutine that called the guest, so no
 // other goroutine has to be scheduled for a call to stop on time (a
 // watchdog goroutine could not run on a single P before the runtime
-// preempted the guest, 10-20 ms late). The trip into Go matters on its own
+// preempted the guest, about 20 ms late). The trip into Go matters on its own
 // too: native code cannot be preempted, so a guest that never left it would
 // hold up the Go runtime's stop-the-world phases for ever.
 //
@@ -56,6 +56,7 @@ const (
 	secCustom   = 0
 	secType     = 1
 	secImport   = 2
+	secTable    = 4
 	secMemory   = 5
 	secGlobal   = 6
 	secExport   = 7
@@ -176,6 +177,8 @@ func instrument(wasm []byte) ([]byte, error) {
 			if payload, err = re.globals(payload); err == nil {
 				payload, err = appendToVector(payload, append(appendU32([]byte{0x7f, 0x01, 0x41}, checkBudget), 0x0b))
 			}
+		case secTable:
+			payload, err = re.tables(payload)
 		case secExport:
 			payload, err = re.exports(payload)
 		case secElement:
@@ -234,7 +237,9 @@ func countFuncTypes(payload []byte) (uint32, error) {
 			return 0, fmt.Errorf("%w: type %d is of unknown form 0x%02x", errInstrument, i, form)
 		}
 		for range 2 { // parameters, results
-			r.bytes(r.u32())
+			for n := r.u32(); n > 0 && r.err == nil; n-- {
+				r.valType()
+			}
 		}
 	}
 	if r.err != nil || !r.done() {
@@ -255,13 +260,13 @@ func imported(payload []byte) (funcs, globals, memories uint32, err error) {
 			r.u32()
 			funcs++
 		case importTable:
-			r.byte() // reference type
+			r.valType() // a reference type
 			r.limits()
 		case importMem:
 			r.limits()
 			memories++
 		case importGlob:
-			r.byte() // value type
+			r.valType()
 			r.byte() // mutability
 			globals++
 		case importTag:
@@ -334,7 +339,10 @@ func (re renumber) globals(payload []byte) ([]byte, error) {
 	n := r.u32()
 	out := appendU32(nil, n)
 	for i := uint32(0); i < n && r.err == nil; i++ {
-		out = append(out, r.bytes(2)...) // value type, mutability
+		start := r.off
+		r.valType()
+		r.byte() // mutability
+		out = append(out, r.b[start:r.off]...)
 		var err error
 		if out, err = re.constExpr(out, &r); err != nil {
 			return nil, err
@@ -342,6 +350,34 @@ func (re renumber) globals(payload []byte) ([]byte, error) {
 	}
 	if r.err != nil || !r.done() {
 		return nil, r.fail("global section")
+	}
+	return out, nil
+}
+
+// tables renumbers the ref.func in the tables' initial values (a table
+// that has one starts 0x40 0x00, as typed function references add).
+func (re renumber) tables(payload []byte) ([]byte, error) {
+	r := reader{b: payload}
+	n := r.u32()
+	out := appendU32(nil, n)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		start := r.off
+		init := r.off < len(r.b) && r.b[r.off] == 0x40
+		if init {
+			r.bytes(2)
+		}
+		r.valType()
+		r.limits()
+		out = append(out, r.b[start:r.off]...)
+		if init {
+			var err error
+			if out, err = re.constExpr(out, &r); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if r.err != nil || !r.done() {
+		return nil, r.fail("table section")
 	}
 	return out, nil
 }
@@ -389,7 +425,11 @@ func (re renumber) elements(payload []byte) ([]byte, error) {
 				return nil, err
 			}
 		}
-		if flags&3 != 0 { // an element kind or a reference type
+		switch start := r.off; {
+		case flags&3 != 0 && flags&4 != 0: // a reference type
+			r.valType()
+			out = append(out, r.b[start:r.off]...)
+		case flags&3 != 0: // an element kind
 			out = append(out, r.byte())
 		}
 		count := r.u32()
@@ -411,7 +451,10 @@ func (re renumber) elements(payload []byte) ([]byte, error) {
 // names renumbers the functions of a "name" custom section (its function,
 // local and label names) and returns any other custom section as it is.
 // A name section it cannot read it returns as nil, to be dropped: names
-// only label traps and tools.
+// only label traps and tools. So is one whose module, function or local
+// names do not fill their subsection exactly: wazero reads those without
+// their size, and so would read past the section into the ones instrument
+// adds after it.
 func (re renumber) names(payload []byte) []byte {
 	r := reader{b: payload}
 	if string(r.bytes(r.u32())) != "name" || r.err != nil {
@@ -423,6 +466,9 @@ func (re renumber) names(payload []byte) []byte {
 		sub := reader{b: r.bytes(r.u32())}
 		var body []byte
 		switch id {
+		case 0: // the module's name, kept only if it fills its subsection
+			sub.bytes(sub.u32())
+			body = sub.b
 		case 1: // function names: a name map keyed by function
 			body = re.nameMap(nil, &sub, false)
 		case 2, 3: // local and label names: maps of name maps keyed by function
@@ -478,8 +524,8 @@ func instrumentCode(payload, check []byte, re renumber) ([]byte, error) {
 			break
 		}
 		for groups := fn.u32(); groups > 0 && fn.err == nil; groups-- {
-			fn.u32()  // count
-			fn.byte() // value type
+			fn.u32() // count
+			fn.valType()
 		}
 		if fn.err != nil {
 			return nil, fn.fail("locals of function %d", i)
@@ -542,7 +588,7 @@ func instrumentExpr(out []byte, fn *reader, check []byte, re renumber) (_ []byte
 		case op == 0x03: // loop
 			out = append(out, check...)
 			looped = looped || straight
-		case op == 0x11 || op == 0x13: // call_indirect, return_call_indirect
+		case op == 0x11 || op == 0x13 || op == 0x14 || op == 0x15: // call_indirect, return_call_indirect, call_ref, return_call_ref
 			calls = true
 		}
 		straight = straight && straightLine(op)
@@ -583,11 +629,12 @@ func (r *reader) immediates(op byte) error {
 		r.u32()
 		r.u32()
 	case op == 0x07 || op == 0x08 || op == 0x09 || op == 0x0c || op == 0x0d || op == 0x10 || op == 0x12 || op == 0x18,
-		op >= 0x20 && op <= 0x26, op == 0x3f || op == 0x40, op == 0xd2:
+		op >= 0x20 && op <= 0x26, op == 0x3f || op == 0x40, op == 0xd2,
+		op == 0x14 || op == 0x15 || op == 0xd5 || op == 0xd6: // call_ref, return_call_ref (a type); br_on_null, br_on_non_null (a label)
 		r.u32()
 	case op == 0x1c: // select t*
 		for n := r.u32(); n > 0 && r.err == nil; n-- {
-			r.byte()
+			r.valType()
 		}
 	case op >= 0x28 && op <= 0x3e:
 		r.memarg()
@@ -597,8 +644,8 @@ func (r *reader) immediates(op byte) error {
 		r.bytes(4)
 	case op == 0x44:
 		r.bytes(8)
-	case op == 0xd0: // ref.null
-		r.byte()
+	case op == 0xd0: // ref.null: a heap type, an s33 that may be a type index
+		r.leb()
 	case op == 0xfc:
 		return r.prefixFC(r.u32())
 	case op == 0xfd:
@@ -610,7 +657,7 @@ func (r *reader) immediates(op byte) error {
 			r.memarg()
 		}
 	case op <= 0x01, op == 0x05, op == 0x0a, op == 0x0b, op == 0x0f, op == 0x19, op == 0x1a, op == 0x1b,
-		op >= 0x45 && op <= 0xc4, op == 0xd1:
+		op >= 0x45 && op <= 0xc4, op == 0xd1, op == 0xd4: // ..., ref.is_null, ref.as_non_null
 		// no immediates
 	default:
 		return fmt.Errorf("%w: unknown instruction 0x%02x at byte %d of a function", errInstrument, op, r.off-1)
@@ -722,12 +769,23 @@ func (r *reader) memarg() {
 func (r *reader) blockType() {
 	if r.off < len(r.b) {
 		switch b := r.b[r.off]; b {
-		case 0x40, 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f:
+		case 0x40:
 			r.off++
+			return
+		case 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f, 0x69, 0x63, 0x64:
+			r.valType()
 			return
 		}
 	}
 	r.leb()
+}
+
+// valType skips a value type: one byte, or for a typed reference ((ref
+// null ht), (ref ht): 0x63, 0x64) that byte and a heap type (s33).
+func (r *reader) valType() {
+	if b := r.byte(); b == 0x63 || b == 0x64 {
+		r.leb()
+	}
 }
 
 func appendU32(b []byte, v uint32) []byte {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -85,4 +86,74 @@ func entryChecks(t *testing.T, wasm, check []byte) []bool {
 	}
 	t.Fatal("no code section")
 	return nil
+}
+
+// TestImmediates: the instruction reader skips exactly the bytes wazero
+// reads as an instruction's immediates, typed references included, so
+// instrument never takes a byte of an immediate for an instruction (or the
+// reverse) and puts a check where wazero would not see one.
+func TestImmediates(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		in   []byte // an instruction and its immediates
+	}{
+		{"block, empty type", []byte{0x02, 0x40}},
+		{"loop, i32", []byte{0x03, 0x7f}},
+		{"block, exnref", []byte{0x02, 0x69}},
+		{"block, a type index", []byte{0x02, 0x80, 0x01}},
+		{"block, (ref null 0)", []byte{0x02, 0x63, 0x00}},
+		{"loop, (ref 200)", []byte{0x03, 0x64, 0xc8, 0x01}},
+		{"if, (ref null func)", []byte{0x04, 0x63, 0x70}},
+		{"select t*, typed", []byte{0x1c, 0x02, 0x7f, 0x63, 0xc8, 0x01}},
+		{"ref.null func", []byte{0xd0, 0x70}},
+		{"ref.null of a type index", []byte{0xd0, 0xc8, 0x01}},
+		{"call_ref", []byte{0x14, 0x81, 0x01}},
+		{"return_call_ref", []byte{0x15, 0x00}},
+		{"ref.as_non_null", []byte{0xd4}},
+		{"br_on_null", []byte{0xd5, 0x02}},
+		{"br_on_non_null", []byte{0xd6, 0x00}},
+		{"try_table", []byte{0x1f, 0x40, 0x02, 0x00, 0x05, 0x01, 0x03, 0x00}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := reader{b: append(slices.Clone(c.in), 0x0b)} // and an end after
+			if err := r.immediates(r.byte()); err != nil || r.err != nil {
+				t.Fatalf("%v %v", err, r.err)
+			}
+			if r.off != len(c.in) {
+				t.Errorf("read %d bytes, want %d", r.off, len(c.in))
+			}
+		})
+	}
+}
+
+// TestValTypeInSections: typed references in the type, import, global
+// and element sections are read whole, so the rest of each section is
+// read where it starts.
+func TestValTypeInSections(t *testing.T) {
+	// (type (func (param (ref null 200)) (result i32)))
+	types := []byte{0x01, 0x60, 0x01, 0x63, 0xc8, 0x01, 0x01, 0x7f}
+	if n, err := countFuncTypes(types); n != 1 || err != nil {
+		t.Errorf("type section: %d types, %v", n, err)
+	}
+	// (import "m" "g" (global (ref null 0))) (import "m" "t" (table 1 (ref 3)))
+	imports := []byte{0x02, 0x01, 'm', 0x01, 'g', importGlob, 0x63, 0x00, 0x00, 0x01, 'm', 0x01, 't', importTable, 0x64, 0x03, 0x00, 0x01}
+	if f, g, m, err := imported(imports); f != 0 || g != 1 || m != 0 || err != nil {
+		t.Errorf("import section: %d funcs, %d globals, %d memories, %v", f, g, m, err)
+	}
+	re := renumber{imports: 1}
+	// (global (ref null 0) (ref.func 1))
+	globals := []byte{0x01, 0x63, 0x00, 0x00, 0xd2, 0x01, 0x0b}
+	if out, err := re.globals(globals); err != nil || !bytes.Equal(out, []byte{0x01, 0x63, 0x00, 0x00, 0xd2, 0x02, 0x0b}) {
+		t.Errorf("global section: % x, %v", out, err)
+	}
+	// (elem declare (ref null 0) (ref.func 1)): flags 7, a reference type, expressions
+	elems := []byte{0x01, 0x07, 0x63, 0x00, 0x01, 0xd2, 0x01, 0x0b}
+	if out, err := re.elements(elems); err != nil || !bytes.Equal(out, []byte{0x01, 0x07, 0x63, 0x00, 0x01, 0xd2, 0x02, 0x0b}) {
+		t.Errorf("element section: % x, %v", out, err)
+	}
+	// (table 1 (ref null 0) (ref.func 1)): a table with an initial value
+	tables := []byte{0x01, 0x40, 0x00, 0x63, 0x00, 0x00, 0x01, 0xd2, 0x01, 0x0b}
+	if out, err := re.tables(tables); err != nil || !bytes.Equal(out, []byte{0x01, 0x40, 0x00, 0x63, 0x00, 0x00, 0x01, 0xd2, 0x02, 0x0b}) {
+		t.Errorf("table section: % x, %v", out, err)
+	}
 }

@@ -3,6 +3,7 @@ package policies_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -145,6 +146,9 @@ func FuzzInstrument(f *testing.F) {
 		if _, err := policies.Instrument(out); err != nil {
 			t.Fatalf("instrumented output cannot be read again: %v", err)
 		}
+		if !plausibleCounts(wasm) {
+			return // wazero would allocate for every entry a count promises
+		}
 		code, err := rt.CompileModule(ctx, wasm)
 		if err != nil {
 			return
@@ -156,4 +160,34 @@ func FuzzInstrument(f *testing.F) {
 		}
 		_ = code.Close(ctx)
 	})
+}
+
+// plausibleCounts reports whether every section of wasm that is a vector
+// counts no more entries than it has bytes. wazero makes room for the
+// entries a count announces before it reads them, so a fuzzed count of
+// hundreds of millions exhausts a fuzzing worker's memory (seen in the
+// data section, which instrument does not read).
+func plausibleCounts(wasm []byte) bool {
+	for rest := wasm[8:]; len(rest) > 0; {
+		id := rest[0]
+		size, n := binary.Uvarint(rest[1:])
+		if n <= 0 || uint64(len(rest)-1-n) < size {
+			return false
+		}
+		payload := rest[1+n : 1+n+int(size)]
+		rest = rest[1+n+int(size):]
+		switch id {
+		case 0, 8: // custom, start
+			continue
+		case 12: // data count: a number, not a vector
+			if count, m := binary.Uvarint(payload); m <= 0 || count > uint64(len(wasm)) {
+				return false
+			}
+			continue
+		}
+		if count, m := binary.Uvarint(payload); m <= 0 || count > uint64(len(payload)) {
+			return false
+		}
+	}
+	return true
 }
