@@ -33,6 +33,11 @@ type serveConfig struct {
 	TLSKey    string `env:"TLS_KEY"`
 	// Workers is how many processes serve the HTTP port (see workers.go).
 	Workers int `env:"PROXY_WORKERS" envDefault:"1"`
+	// ClientTimeout bounds how long a client connection may take to send
+	// a request head (from its first byte, or from the connection's
+	// start) and may sit idle between requests; request bodies and
+	// streams are not bounded by it.
+	ClientTimeout time.Duration `env:"CLIENT_TIMEOUT" envDefault:"90s"`
 }
 
 // maxWorkers bounds PROXY_WORKERS.
@@ -56,6 +61,9 @@ func (c serveConfig) Validate() error {
 	}
 	if c.Workers > 1 && !workersSupported {
 		return errors.New("--proxy-workers/PROXY_WORKERS: worker processes need Linux (SO_REUSEPORT); leave it at 1")
+	}
+	if c.ClientTimeout <= 0 {
+		return fmt.Errorf("--client-timeout/CLIENT_TIMEOUT: must be positive, got %s", c.ClientTimeout)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert/TLS_CERT and --tls-key/TLS_KEY: give both or neither")
@@ -205,6 +213,7 @@ func parseConfig(args []string, environ []string, helpOut io.Writer) (*config, e
 		fs.DurationVar(p, name, *p, usage)
 		opts = append(opts, option{"--" + name, env, p.String(), usage})
 	}
+	duration(&cfg.Serve.ClientTimeout, "CLIENT_TIMEOUT", "how long a client connection may take to send a request head, and may sit idle between requests", "client-timeout")
 	list(&cfg.Policy.Route, "POLICY_ROUTE", "Wasm route policies (http-wasm modules), comma-separated, run in order on every /route/ request", "policy-route")
 	list(&cfg.Policy.Spawn, "POLICY_SPAWN", "Wasm admission policies, comma-separated, run in order before a workspace or pod is created", "policy-spawn")
 	duration(&cfg.Policy.RouteTimeout, "POLICY_ROUTE_TIMEOUT", "deadline of one route policy decision (past it: denied)", "policy-route-timeout")

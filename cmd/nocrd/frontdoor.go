@@ -177,6 +177,9 @@ func (f *frontDoor) handle(ctx *fasthttp.RequestCtx) {
 	f.adapter.ServeFastHTTP(ctx)
 }
 
+// noReadTimeout is a read deadline that never comes: a century.
+const noReadTimeout = 100 * 365 * 24 * time.Hour
+
 // listen opens the public port.
 func listen(cfg *config) (net.Listener, error) {
 	addr := net.JoinHostPort(cfg.Serve.Host, strconv.Itoa(cfg.Serve.Port))
@@ -206,8 +209,23 @@ func (f *frontDoor) serve(ctx context.Context, ln net.Listener, beforeShutdown f
 		// case the client used.
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,
-		// No ReadTimeout: it would cut long uploads and event streams.
-		IdleTimeout: 90 * time.Second,
+		// A request head must arrive within ReadTimeout (of the
+		// connection's start, or of its first byte on a kept-alive
+		// connection), and a connection may sit idle between requests for
+		// IdleTimeout, so a client that connects and sends nothing, or
+		// half a head, is closed as nginx's client_header_timeout would.
+		// Once the head is in, HeaderReceived puts the deadline out of
+		// reach, so request bodies and upgraded connections are not cut
+		// (fasthttp may read a body before the handler runs). The two are
+		// equal, and the far deadline later than any, so that no deadline
+		// set during a request is earlier than the one on the socket, which
+		// lazydeadline then leaves alone: a clock read each, and a timer
+		// update only after the socket's deadline has fired and been moved.
+		ReadTimeout: f.cfg.Serve.ClientTimeout,
+		IdleTimeout: f.cfg.Serve.ClientTimeout,
+		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+			return fasthttp.RequestConfig{ReadTimeout: noReadTimeout}
+		},
 		// Nothing reads ctx.Time, so the clock is not read for it.
 		LazyRequestTime: true,
 		Logger:          slogPrinter{f.log},
@@ -227,8 +245,8 @@ func (f *frontDoor) serve(ctx context.Context, ln net.Listener, beforeShutdown f
 		"route", fmt.Sprintf("%s://%s%s/route/<workspace-id>/", scheme, ln.Addr(), base))
 	served := make(chan error, 1)
 	go func() {
-		// The idle timeout moves each connection's read deadline twice per
-		// request; lazydeadline spares the runtime timer updates. rawio
+		// The client timeout moves each connection's read deadline three
+		// times per request; lazydeadline spares the runtime timer updates. rawio
 		// keeps short socket reads and writes out of the runtime's
 		// system-call handoffs.
 		lazy := lazydeadline.Listen(rawio.Listen(ln))

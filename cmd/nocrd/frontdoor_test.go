@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -534,3 +536,89 @@ func testFrontDoor(t *testing.T, workers int) {
 
 // frontDoorCIDR is the pod CIDR of TestFrontDoor's node (see testenv.Node).
 const frontDoorCIDR = "127.4.0.0/24"
+
+// TestClientTimeout: a connection that sends nothing, or half a request
+// head, is closed once CLIENT_TIMEOUT has passed, as is one left idle after
+// a request; a request whose body comes slower than that is still read
+// whole and answered, since the timeout bounds only the head.
+func TestClientTimeout(t *testing.T) {
+	const timeout = time.Second
+	ns := testenv.Namespace(t)
+	s := newSigner(t)
+	base := startNocrd(t, ns, s, "CLIENT_TIMEOUT="+timeout.String())
+	addr := strings.TrimPrefix(base, "http://")
+	alice := s.token(t, "alice", nil)
+	dial := func(t *testing.T) net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// closedAfter reads c until the server closes it, and says how long
+	// that took from start.
+	closedAfter := func(t *testing.T, c net.Conn, start time.Time) time.Duration {
+		_ = c.SetReadDeadline(time.Now().Add(10 * timeout))
+		b, err := io.ReadAll(c)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("still open after %s", 10*timeout)
+		}
+		if bytes.Contains(b, []byte(" 200 ")) {
+			t.Errorf("answered %q", b)
+		}
+		return time.Since(start)
+	}
+	within := func(t *testing.T, took time.Duration) {
+		if took < timeout*9/10 || took > 4*timeout {
+			t.Errorf("closed after %s, want about %s", took, timeout)
+		}
+	}
+
+	for name, sent := range map[string]string{"nothing": "", "half a head": "GET /healthz HTTP/1.1\r\nHost: " + addr + "\r\n"} {
+		t.Run(name, func(t *testing.T) {
+			c := dial(t)
+			start := time.Now()
+			if _, err := io.WriteString(c, sent); err != nil {
+				t.Fatal(err)
+			}
+			within(t, closedAfter(t, c, start))
+		})
+	}
+
+	t.Run("idle after a request", func(t *testing.T) {
+		c := dial(t)
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: "+addr+"\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%v %v", resp, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		within(t, closedAfter(t, c, time.Now()))
+	})
+
+	t.Run("a body slower than the timeout", func(t *testing.T) {
+		c := dial(t)
+		body := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"slow","version":"1"}}}`
+		head := "POST /mcp HTTP/1.1\r\nHost: " + addr + "\r\nAuthorization: Bearer " + alice +
+			"\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
+		if _, err := io.WriteString(c, head+body[:20]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * timeout)
+		if _, err := io.WriteString(c, body[20:]); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * timeout))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Mcp-Session-Id") == "" {
+			t.Errorf("initialize answered %d, session %q", resp.StatusCode, resp.Header.Get("Mcp-Session-Id"))
+		}
+	})
+}
