@@ -333,34 +333,38 @@ func (re renumber) constExpr(out []byte, r *reader) ([]byte, error) {
 	return nil, r.fail("constant expression")
 }
 
-// globals renumbers the ref.func in the globals' initial values.
-func (re renumber) globals(payload []byte) ([]byte, error) {
+// vector copies a section that is a vector, each entry by entry, which
+// reads it from r and appends it to out.
+func vector(payload []byte, section string, entry func(out []byte, r *reader, i uint32) ([]byte, error)) ([]byte, error) {
 	r := reader{b: payload}
 	n := r.u32()
 	out := appendU32(nil, n)
 	for i := uint32(0); i < n && r.err == nil; i++ {
-		start := r.off
-		r.valType()
-		r.byte() // mutability
-		out = append(out, r.b[start:r.off]...)
 		var err error
-		if out, err = re.constExpr(out, &r); err != nil {
+		if out, err = entry(out, &r, i); err != nil {
 			return nil, err
 		}
 	}
 	if r.err != nil || !r.done() {
-		return nil, r.fail("global section")
+		return nil, r.fail("%s section", section)
 	}
 	return out, nil
+}
+
+// globals renumbers the ref.func in the globals' initial values.
+func (re renumber) globals(payload []byte) ([]byte, error) {
+	return vector(payload, "global", func(out []byte, r *reader, _ uint32) ([]byte, error) {
+		start := r.off
+		r.valType()
+		r.byte() // mutability
+		return re.constExpr(append(out, r.b[start:r.off]...), r)
+	})
 }
 
 // tables renumbers the ref.func in the tables' initial values (a table
 // that has one starts 0x40 0x00, as typed function references add).
 func (re renumber) tables(payload []byte) ([]byte, error) {
-	r := reader{b: payload}
-	n := r.u32()
-	out := appendU32(nil, n)
-	for i := uint32(0); i < n && r.err == nil; i++ {
+	return vector(payload, "table", func(out []byte, r *reader, _ uint32) ([]byte, error) {
 		start := r.off
 		init := r.off < len(r.b) && r.b[r.off] == 0x40
 		if init {
@@ -369,49 +373,31 @@ func (re renumber) tables(payload []byte) ([]byte, error) {
 		r.valType()
 		r.limits()
 		out = append(out, r.b[start:r.off]...)
-		if init {
-			var err error
-			if out, err = re.constExpr(out, &r); err != nil {
-				return nil, err
-			}
+		if !init {
+			return out, nil
 		}
-	}
-	if r.err != nil || !r.done() {
-		return nil, r.fail("table section")
-	}
-	return out, nil
+		return re.constExpr(out, r)
+	})
 }
 
 // exports renumbers exported functions.
 func (re renumber) exports(payload []byte) ([]byte, error) {
-	r := reader{b: payload}
-	n := r.u32()
-	out := appendU32(nil, n)
-	for i := uint32(0); i < n && r.err == nil; i++ {
+	return vector(payload, "export", func(out []byte, r *reader, _ uint32) ([]byte, error) {
 		start := r.off
 		r.bytes(r.u32()) // name
 		kind := r.byte()
 		out = append(out, r.b[start:r.off]...)
 		if kind == exportFunc {
-			out = re.copyFunc(out, &r)
-		} else {
-			out = appendU32(out, r.u32())
+			return re.copyFunc(out, r), nil
 		}
-	}
-	if r.err != nil || !r.done() {
-		return nil, r.fail("export section")
-	}
-	return out, nil
+		return appendU32(out, r.u32()), nil
+	})
 }
 
 // elements renumbers the functions of the element segments, in any of
 // their eight encodings.
 func (re renumber) elements(payload []byte) ([]byte, error) {
-	r := reader{b: payload}
-	n := r.u32()
-	out := appendU32(nil, n)
-	var err error
-	for i := uint32(0); i < n && r.err == nil; i++ {
+	return vector(payload, "element", func(out []byte, r *reader, i uint32) ([]byte, error) {
 		flags := r.u32()
 		if flags > 7 {
 			return nil, fmt.Errorf("%w: element segment %d has unknown flags %d", errInstrument, i, flags)
@@ -420,8 +406,9 @@ func (re renumber) elements(payload []byte) ([]byte, error) {
 		if flags&3 == 2 { // an explicit table
 			out = appendU32(out, r.u32())
 		}
+		var err error
 		if flags&1 == 0 { // active: an offset
-			if out, err = re.constExpr(out, &r); err != nil {
+			if out, err = re.constExpr(out, r); err != nil {
 				return nil, err
 			}
 		}
@@ -436,16 +423,13 @@ func (re renumber) elements(payload []byte) ([]byte, error) {
 		out = appendU32(out, count)
 		for j := uint32(0); j < count && r.err == nil; j++ {
 			if flags&4 == 0 { // function indices
-				out = re.copyFunc(out, &r)
-			} else if out, err = re.constExpr(out, &r); err != nil {
+				out = re.copyFunc(out, r)
+			} else if out, err = re.constExpr(out, r); err != nil {
 				return nil, err
 			}
 		}
-	}
-	if r.err != nil || !r.done() {
-		return nil, r.fail("element section")
-	}
-	return out, nil
+		return out, nil
+	})
 }
 
 // names renumbers the functions of a "name" custom section (its function,
