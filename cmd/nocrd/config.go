@@ -34,9 +34,9 @@ type serveConfig struct {
 	// Workers is how many processes serve the HTTP port (see workers.go).
 	Workers int `env:"PROXY_WORKERS" envDefault:"1"`
 	// ClientTimeout bounds how long a client connection may take to send
-	// a request head (from its first byte, or from the connection's
-	// start) and may sit idle between requests; request bodies and
-	// streams are not bounded by it.
+	// a request head (from its first byte, from the connection's start
+	// and from the end of the previous request, so also how long it may
+	// sit idle); request bodies and streams are not bounded by it.
 	ClientTimeout time.Duration `env:"CLIENT_TIMEOUT" envDefault:"90s"`
 }
 

@@ -89,6 +89,12 @@ func startWorkspaceServer(t *testing.T, name, addr string) *workspaceServer {
 			time.Sleep(50 * time.Millisecond)
 		}
 	})
+	mux.HandleFunc("/slow", func(rw http.ResponseWriter, r *http.Request) {
+		w.hits.Add(1)
+		d, _ := time.ParseDuration(r.URL.Query().Get("for"))
+		time.Sleep(d)
+		_, _ = io.WriteString(rw, "slept "+d.String())
+	})
 	mux.Handle("/ws", websocket.Handler(func(c *websocket.Conn) {
 		w.hits.Add(1)
 		for {
@@ -539,8 +545,10 @@ const frontDoorCIDR = "127.4.0.0/24"
 
 // TestClientTimeout: a connection that sends nothing, or half a request
 // head, is closed once CLIENT_TIMEOUT has passed, as is one left idle after
-// a request; a request whose body comes slower than that is still read
-// whole and answered, since the timeout bounds only the head.
+// a request. The timeout bounds only the wait for a head: a request
+// answered after it leaves its connection usable, an upgraded connection
+// may be quiet for longer, and a request whose body comes slower is still
+// read whole and answered.
 func TestClientTimeout(t *testing.T) {
 	const timeout = time.Second
 	ns := testenv.Namespace(t)
@@ -597,6 +605,54 @@ func TestClientTimeout(t *testing.T) {
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		within(t, closedAfter(t, c, time.Now()))
+	})
+
+	// What outlasts the timeout once a head is in is not cut: a request
+	// without a body answered after it, then the next request on the same
+	// connection, and an upgraded connection quiet for longer.
+	cs := mcpClient(t, base, alice, nil)
+	ip := spawn(t, cs, "ct", nil)
+	startWorkspaceServer(t, "alice-ct", net.JoinHostPort(ip, "3000"))
+	t.Run("a request answered after the timeout", func(t *testing.T) {
+		c := dial(t)
+		br := bufio.NewReader(c)
+		for i, wait := range []time.Duration{2 * timeout, 0} {
+			req := fmt.Sprintf("GET /route/ct/slow?for=%s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n\r\n", wait, addr, alice)
+			if _, err := io.WriteString(c, req); err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(10 * timeout))
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("request %d: no answer: %v", i, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(b) != "slept "+wait.String() {
+				t.Fatalf("request %d: %d %q", i, resp.StatusCode, b)
+			}
+		}
+	})
+	t.Run("an upgraded connection quiet for longer", func(t *testing.T) {
+		cfg, _ := websocket.NewConfig("ws"+strings.TrimPrefix(base, "http")+"/route/ct/ws?token="+alice, base)
+		c, err := websocket.DialConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for i, msg := range []string{"before", "after"} {
+			if i > 0 {
+				time.Sleep(2 * timeout)
+			}
+			var got string
+			_ = c.SetDeadline(time.Now().Add(10 * timeout))
+			if err := websocket.Message.Send(c, msg); err != nil {
+				t.Fatalf("send %q: %v", msg, err)
+			}
+			if err := websocket.Message.Receive(c, &got); err != nil || got != "alice-ct:"+msg {
+				t.Fatalf("echo of %q: %q %v", msg, got, err)
+			}
+		}
 	})
 
 	t.Run("a body slower than the timeout", func(t *testing.T) {

@@ -7,5 +7,7 @@ import (
 )
 
 // The JWKS cache runs goroutines until its context ends; none may outlive
-// the tests.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// the tests. The coarse clock's lives for the process.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/nocrd/nocrd/internal/coarse.advance"))
+}
