@@ -235,11 +235,10 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		}
 	}
 
-	sent := time.Now()
+	sent := monoNow()
 	conn, skipBody, err := p.roundTrip(ep.Addr, req, head, &ctx.Response.Header, sent)
-	took := time.Since(sent) // reads only the monotonic clock, time.Now both
-	end := sent.Add(took)
-	p.m.upstream.Observe(took.Seconds())
+	end := monoNow()
+	p.m.upstream.Observe(end.Sub(sent).Seconds())
 	if err == nil {
 		err = p.respond(ctx, req, conn, skipBody, bp, end)
 	}

@@ -311,7 +311,7 @@ func (s *bodyStream) Read(b []byte) (int, error) {
 func (s *bodyStream) Close() error {
 	err := s.resp.CloseBodyStream()
 	if s.eof && !s.failed && !s.close {
-		s.conn.put(time.Now())
+		s.conn.put(monoNow())
 	} else {
 		_ = s.conn.Close()
 	}
@@ -329,13 +329,25 @@ func (s *bodyStream) Close() error {
 type idleConn struct {
 	net.Conn
 	timeout time.Duration
-	// readUntil and writeUntil are the deadlines set, in Unix nanoseconds.
+	// readUntil and writeUntil are the deadlines set, on the monotonic
+	// clock: nanoseconds since epoch.
 	readUntil, writeUntil atomic.Int64
 	// readNow and writeNow, when set, stand for the clock at the next read
 	// or write: the caller has just read it.
 	readNow, writeNow time.Time
 	writes            int // calls to Write so far
 }
+
+// epoch is the origin of monoNow's readings.
+var epoch = time.Now()
+
+// monoNow returns the time read from the monotonic clock alone:
+// time.Since(epoch) reads one clock through the vDSO where time.Now reads
+// two (about 45 ns each here). Its wall reading is epoch's plus the time
+// since, which drifts from the wall clock as that is adjusted, so it is
+// only ever compared with times that carry a monotonic reading (Sub,
+// Before, deadlines), never through Unix or UnixNano.
+func monoNow() time.Time { return epoch.Add(time.Since(epoch)) }
 
 // deadlineSlack is how stale an idleConn deadline may get before it is
 // moved; timeouts shorter than four times it are kept exact.
@@ -346,7 +358,7 @@ const deadlineSlack = time.Second
 func (c *idleConn) next(until *atomic.Int64, hint *time.Time) (time.Time, bool) {
 	now := *hint
 	if now.IsZero() {
-		now = time.Now()
+		now = monoNow()
 	} else {
 		*hint = time.Time{}
 	}
@@ -354,11 +366,11 @@ func (c *idleConn) next(until *atomic.Int64, hint *time.Time) (time.Time, bool) 
 	if c.timeout < 4*deadlineSlack {
 		slack = 0
 	}
-	if until.Load()-now.UnixNano() > int64(c.timeout-slack) {
+	if until.Load()-int64(now.Sub(epoch)) > int64(c.timeout-slack) {
 		return time.Time{}, false
 	}
 	d := now.Add(c.timeout)
-	until.Store(d.UnixNano())
+	until.Store(int64(d.Sub(epoch)))
 	return d, true
 }
 
