@@ -28,6 +28,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/valyala/fasthttp"
 	"golang.org/x/net/websocket"
 	corev1 "k8s.io/api/core/v1"
 
@@ -677,4 +678,31 @@ func TestClientTimeout(t *testing.T) {
 			t.Errorf("initialize answered %d, session %q", resp.StatusCode, resp.Header.Get("Mcp-Session-Id"))
 		}
 	})
+}
+
+// TestReadsOn: the client deadline is lifted for exactly the requests
+// fasthttp reads a body for, whatever the method, and for no others.
+func TestReadsOn(t *testing.T) {
+	for _, c := range []struct {
+		head string
+		want bool
+	}{
+		{"GET / HTTP/1.1\r\nHost: h\r\n\r\n", false},
+		{"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n", false},
+		{"POST /mcp HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", false},
+		{"POST /mcp HTTP/1.1\r\nHost: h\r\n\r\n", false},
+		{"POST /mcp HTTP/1.0\r\n\r\n", false},
+		{"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", false},
+		{"POST /mcp HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n", true},
+		{"PUT /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n", true},
+	} {
+		var h fasthttp.RequestHeader
+		if err := h.Read(bufio.NewReader(strings.NewReader(c.head))); err != nil {
+			t.Fatalf("%q: %v", c.head, err)
+		}
+		if got := readsOn(&h); got != c.want {
+			t.Errorf("%q: readsOn = %v, want %v", c.head, got, c.want)
+		}
+	}
 }
