@@ -14,6 +14,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
-		goleak.IgnoreAnyFunction("github.com/nocrd/nocrd/internal/coarse.advance"),
+		goleak.IgnoreAnyFunction("github.com/nocrd/nocrd/internal/clock.advance"),
 	)
 }

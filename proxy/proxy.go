@@ -15,6 +15,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/nocrd/nocrd/internal/clock"
 	"github.com/nocrd/nocrd/internal/metrics"
 )
 
@@ -235,9 +236,9 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		}
 	}
 
-	sent := monoNow()
+	sent := clock.Mono() // one vDSO read, where time.Now makes two
 	conn, skipBody, err := p.roundTrip(ep.Addr, req, head, &ctx.Response.Header, sent)
-	end := monoNow()
+	end := clock.Mono()
 	p.m.upstream.Observe(end.Sub(sent).Seconds())
 	if err == nil {
 		err = p.respond(ctx, req, conn, skipBody, bp, end)

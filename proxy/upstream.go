@@ -13,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/nocrd/nocrd/internal/clock"
 	"github.com/nocrd/nocrd/internal/rawio"
 )
 
@@ -311,7 +312,7 @@ func (s *bodyStream) Read(b []byte) (int, error) {
 func (s *bodyStream) Close() error {
 	err := s.resp.CloseBodyStream()
 	if s.eof && !s.failed && !s.close {
-		s.conn.put(monoNow())
+		s.conn.put(clock.Mono())
 	} else {
 		_ = s.conn.Close()
 	}
@@ -330,24 +331,13 @@ type idleConn struct {
 	net.Conn
 	timeout time.Duration
 	// readUntil and writeUntil are the deadlines set, on the monotonic
-	// clock: nanoseconds since epoch.
+	// clock (clock.Nanos): the times involved come from clock.Mono.
 	readUntil, writeUntil atomic.Int64
 	// readNow and writeNow, when set, stand for the clock at the next read
 	// or write: the caller has just read it.
 	readNow, writeNow time.Time
 	writes            int // calls to Write so far
 }
-
-// epoch is the origin of monoNow's readings.
-var epoch = time.Now()
-
-// monoNow returns the time read from the monotonic clock alone:
-// time.Since(epoch) reads one clock through the vDSO where time.Now reads
-// two (about 45 ns each here). Its wall reading is epoch's plus the time
-// since, which drifts from the wall clock as that is adjusted, so it is
-// only ever compared with times that carry a monotonic reading (Sub,
-// Before, deadlines), never through Unix or UnixNano.
-func monoNow() time.Time { return epoch.Add(time.Since(epoch)) }
 
 // deadlineSlack is how stale an idleConn deadline may get before it is
 // moved; timeouts shorter than four times it are kept exact.
@@ -358,7 +348,7 @@ const deadlineSlack = time.Second
 func (c *idleConn) next(until *atomic.Int64, hint *time.Time) (time.Time, bool) {
 	now := *hint
 	if now.IsZero() {
-		now = monoNow()
+		now = clock.Mono()
 	} else {
 		*hint = time.Time{}
 	}
@@ -366,11 +356,11 @@ func (c *idleConn) next(until *atomic.Int64, hint *time.Time) (time.Time, bool) 
 	if c.timeout < 4*deadlineSlack {
 		slack = 0
 	}
-	if until.Load()-int64(now.Sub(epoch)) > int64(c.timeout-slack) {
+	if until.Load()-clock.Nanos(now) > int64(c.timeout-slack) {
 		return time.Time{}, false
 	}
 	d := now.Add(c.timeout)
-	until.Store(int64(d.Sub(epoch)))
+	until.Store(clock.Nanos(d))
 	return d, true
 }
 

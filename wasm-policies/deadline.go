@@ -7,6 +7,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/nocrd/nocrd/internal/clock"
 )
 
 // A call's deadline is kept by the guest: instrument makes it call
@@ -17,26 +19,20 @@ import (
 // check is not stopped, even a little past its deadline: it has let go of
 // the instance, which is what the deadline protects.
 
-// epoch starts the monotonic clock that deadlines are kept on.
-var epoch = time.Now()
-
-// now is monotonic nanoseconds since epoch.
-func now() int64 { return int64(time.Since(epoch)) }
-
 // errDeadline is what the check panics with; wazero turns it into the
 // call's error.
 var errDeadline = errors.New("deadline exceeded")
 
 // begin sets the deadline of a call about to start on inst.
 func (inst *instance) begin(timeout time.Duration) {
-	inst.deadline = now() + int64(timeout)
+	inst.deadline = clock.MonoNanos() + int64(timeout)
 	inst.timedOut = false
 }
 
 // checkDeadline is CheckFunction: it stops the call when its deadline has
 // passed.
 func checkDeadline(ctx context.Context, _ api.Module, _ []uint64) {
-	if inst := instanceOf(ctx); now() >= inst.deadline {
+	if inst := instanceOf(ctx); clock.MonoNanos() >= inst.deadline {
 		inst.timedOut = true
 		panic(errDeadline)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/nocrd/nocrd/internal/auth"
-	"github.com/nocrd/nocrd/internal/coarse"
+	"github.com/nocrd/nocrd/internal/clock"
 	"github.com/nocrd/nocrd/internal/httpadapt"
 	"github.com/nocrd/nocrd/internal/lazydeadline"
 	"github.com/nocrd/nocrd/internal/metrics"
@@ -184,12 +184,12 @@ const noReadTimeout = 100 * 365 * 24 * time.Hour
 // clientDeadline is the server's ConnState hook: a connection that is new,
 // has just begun a request head, or has finished a request must see a
 // head through within CLIENT_TIMEOUT. The deadline is read from the
-// coarse clock, so it may come up to coarse.Resolution early.
+// coarse clock, so it may come up to clock.CoarseResolution early.
 func (f *frontDoor) clientDeadline(c net.Conn, s fasthttp.ConnState) {
 	switch s {
 	case fasthttp.StateNew, fasthttp.StateActive, fasthttp.StateIdle:
 		// An error means the connection is closed; its next read says so.
-		_ = c.SetReadDeadline(coarse.Now().Add(f.cfg.Serve.ClientTimeout))
+		_ = c.SetReadDeadline(clock.Coarse().Add(f.cfg.Serve.ClientTimeout))
 	}
 }
 
@@ -270,8 +270,9 @@ func (f *frontDoor) serve(ctx context.Context, ln net.Listener, beforeShutdown f
 		"route", fmt.Sprintf("%s://%s%s/route/<workspace-id>/", scheme, ln.Addr(), base))
 	served := make(chan error, 1)
 	go func() {
-		// The client timeout moves each connection's read deadline three
-		// times per request; lazydeadline spares the runtime timer updates. rawio
+		// The client timeout moves each connection's read deadline two or
+		// three times per request (clientDeadline, HeaderReceived);
+		// lazydeadline spares the runtime timer updates. rawio
 		// keeps short socket reads and writes out of the runtime's
 		// system-call handoffs.
 		lazy := lazydeadline.Listen(rawio.Listen(ln))

@@ -237,6 +237,21 @@ func spawnOn(t *testing.T, cs *mcpsdk.ClientSession, id, node string, progressSe
 	return res.StructuredContent.(map[string]any)["podIP"].(string)
 }
 
+// dialWebSocket opens a WebSocket to base+path, closed when t ends.
+func dialWebSocket(t *testing.T, base, path string) *websocket.Conn {
+	t.Helper()
+	cfg, err := websocket.NewConfig("ws"+strings.TrimPrefix(base, "http")+path, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := websocket.DialConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func do(t *testing.T, method, url string, header map[string]string, body io.Reader) (*http.Response, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, body)
@@ -319,12 +334,7 @@ func testFrontDoor(t *testing.T, workers int) {
 	})
 
 	t.Run("websocket", func(t *testing.T) {
-		cfg, _ := websocket.NewConfig("ws"+strings.TrimPrefix(base, "http")+"/route/w1/ws?token="+alice, base)
-		c, err := websocket.DialConfig(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialWebSocket(t, base, "/route/w1/ws?token="+alice)
 		for _, msg := range []string{"ping", strings.Repeat("z", 70000)} {
 			var got string
 			if websocket.Message.Send(c, msg) != nil || websocket.Message.Receive(c, &got) != nil || got != "alice-w1:"+msg {
@@ -635,12 +645,7 @@ func TestClientTimeout(t *testing.T) {
 		}
 	})
 	t.Run("an upgraded connection quiet for longer", func(t *testing.T) {
-		cfg, _ := websocket.NewConfig("ws"+strings.TrimPrefix(base, "http")+"/route/ct/ws?token="+alice, base)
-		c, err := websocket.DialConfig(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialWebSocket(t, base, "/route/ct/ws?token="+alice)
 		for i, msg := range []string{"before", "after"} {
 			if i > 0 {
 				time.Sleep(2 * timeout)

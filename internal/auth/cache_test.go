@@ -17,7 +17,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
-	"github.com/nocrd/nocrd/internal/coarse"
+	"github.com/nocrd/nocrd/internal/clock"
 )
 
 // TestCacheHonoursExpiry: a cached token stops verifying once its exp (and
@@ -46,7 +46,7 @@ func TestCacheHonoursExpiry(t *testing.T) {
 	if _, ok := v.cache.Peek(tok); ok {
 		t.Fatal("an expired cache entry was kept")
 	}
-	v.now, v.coarseNow = time.Now, coarse.UnixNano
+	v.now, v.coarseNow = time.Now, clock.CoarseUnixNano
 
 	noExp := sign(t, jwa.HS256, []byte("s3cret"), map[string]any{"sub": "alice"})
 	if _, err := v.Verify(context.Background(), noExp); err != nil {

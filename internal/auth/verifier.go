@@ -20,7 +20,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jws"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
-	"github.com/nocrd/nocrd/internal/coarse"
+	"github.com/nocrd/nocrd/internal/clock"
 )
 
 // ClockSkew is how far exp and nbf may be off.
@@ -125,7 +125,7 @@ func NewVerifier(ctx context.Context, cfg Config, client *http.Client) (*Verifie
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	v := &Verifier{subPath: cfg.SubJSONPath, now: time.Now, coarseNow: coarse.UnixNano}
+	v := &Verifier{subPath: cfg.SubJSONPath, now: time.Now, coarseNow: clock.CoarseUnixNano}
 	v.cache, _ = lru.New[string, cached](CacheSize)
 	v.keys.Store(&keyGeneration{})
 	switch {

@@ -2,10 +2,11 @@
 // deadline later, or clearing it, costs an atomic store instead of a
 // runtime timer update.
 //
-// fasthttp keeps an idle timeout on a keep-alive connection by setting a
-// read deadline before it waits for each request and clearing it once the
-// request begins: two timer updates per request, about a third of a
-// microsecond, on a path that costs a few microseconds in all. Here a
+// A client timeout moves a keep-alive connection's read deadline two or
+// three times per request (nocrd's when a request begins and ends, and
+// out of reach for a body): runtime timer updates that cost about a third
+// of a microsecond for two (BenchmarkKeepAliveDeadlines, with the clock
+// reads), on a path that costs a few microseconds in all. Here a
 // connection remembers the deadline asked for and leaves the one set on
 // the socket alone unless the new one is earlier. When the socket's
 // deadline passes before the one asked for (or after it was cleared), Read

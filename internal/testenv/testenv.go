@@ -73,8 +73,8 @@ var leakIgnores = []goleak.Option{
 	// shuts down; its date updater lives for the process.
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
-	// The coarse clock (internal/coarse) advances for the process.
-	goleak.IgnoreAnyFunction("github.com/nocrd/nocrd/internal/coarse.advance"),
+	// The coarse clock (internal/clock) advances for the process.
+	goleak.IgnoreAnyFunction("github.com/nocrd/nocrd/internal/clock.advance"),
 }
 
 // Kubeconfig returns the admin kubeconfig path of the test cluster.
