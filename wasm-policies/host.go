@@ -258,7 +258,7 @@ type instance struct {
 	stack  [2]uint64
 	// ctx carries the instance to the host functions.
 	ctx *instanceContext
-	// deadline is the running call's (see now); the check instrument
+	// deadline is the running call's, in clock.MonoNanos; the check instrument
 	// added sets timedOut before it stops a call past it. Only the
 	// goroutine making the call touches them.
 	deadline int64
