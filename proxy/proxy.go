@@ -379,7 +379,7 @@ func (p *Proxy) upstreamURI(dst []byte, r Route) []byte {
 		} else {
 			q = nil
 		}
-		if bytes.Equal(pair, []byte("token")) || bytes.HasPrefix(pair, []byte("token=")) {
+		if isTokenParam(pair) {
 			continue
 		}
 		if len(dst) > start+1 {
@@ -391,6 +391,54 @@ func (p *Proxy) upstreamURI(dst []byte, r Route) []byte {
 		dst = dst[:start] // every parameter was the token
 	}
 	return dst
+}
+
+// isTokenParam reports whether a query pair (key, or key=value) is the
+// token parameter: whether its key decodes to "token" as fasthttp's query
+// arguments decode it, %XX escapes and '+' included, since token reads it
+// from those. "%74oken=<jwt>" authenticates as "token=<jwt>" does, and must
+// be stripped as surely.
+func isTokenParam(pair []byte) bool {
+	const name = "token"
+	key := pair
+	if i := bytes.IndexByte(pair, '='); i >= 0 {
+		key = pair[:i]
+	}
+	n := 0 // bytes of name matched
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		switch c {
+		case '+':
+			c = ' '
+		case '%':
+			// As fasthttp: a valid escape is decoded, anything else is
+			// taken as it is.
+			if i+2 < len(key) {
+				if h, l := unhex(key[i+1]), unhex(key[i+2]); h < 16 && l < 16 {
+					c = h<<4 | l
+					i += 2
+				}
+			}
+		}
+		if n == len(name) || c != name[n] {
+			return false
+		}
+		n++
+	}
+	return n == len(name)
+}
+
+// unhex is the value of a hex digit, or 16 for any other byte.
+func unhex(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10
+	}
+	return 16
 }
 
 // rewriteHeaders prepares the upstream request's headers from one pass

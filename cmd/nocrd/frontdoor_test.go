@@ -308,6 +308,13 @@ func testFrontDoor(t *testing.T, workers int) {
 			e.Header.Get("X-Forwarded-Prefix") != "/route/w1" || e.Header.Get("X-Forwarded-For") == "" {
 			t.Errorf("workspace saw headers %v", e.Header)
 		}
+		// The token parameter's name percent-encoded authenticates all the
+		// same, so it is stripped all the same.
+		resp, b = do(t, "GET", base+"/route/w1/q?%74oken="+alice+"&z=1&tok%65n", nil, nil)
+		e = echo{}
+		if err := json.Unmarshal(b, &e); err != nil || resp.StatusCode != 200 || e.URI != "/q?z=1" {
+			t.Errorf("encoded token parameter: %d %.300s", resp.StatusCode, b)
+		}
 		// A large (but acceptable) header passes; the token header is gone.
 		resp, b = do(t, "GET", base+"/route/w1/", map[string]string{"Authorization": "Bearer " + alice, "X-Big": strings.Repeat("a", 8000)}, nil)
 		if err := json.Unmarshal(b, &e); err != nil || resp.StatusCode != 200 || len(e.Header.Get("X-Big")) != 8000 || e.Header.Get("Authorization") != "" {
