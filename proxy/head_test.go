@@ -95,6 +95,8 @@ func TestAppendHeadMatchesRewrite(t *testing.T) {
 			"X-Forwarded-Proto: ftp\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Prefix: /evil\r\n\r\n"},
 		{"forwarded listed", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1\r\nConnection: X-Forwarded-For\r\n\r\n"},
 		{"reserved", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nX-Nocrd-Subject: mallory\r\nx-nocrd-owner: m\r\n\r\n"},
+		{"spelled with '_'", withSubject, "GET /route/ws1/p HTTP/1.1\r\nHost: h\r\nX_User: mallory\r\nX_Forwarded_For: 6.6.6.6\r\n" +
+			"x_forwarded_host: evil\r\nX_Nocrd_Subject: m\r\nX_Keep: 1\r\n\r\n"},
 		{"subject header", withSubject, "GET /route/ws1/p HTTP/1.1\r\nHost: h\r\nX-User: mallory\r\nAuthorization: Bearer t\r\n\r\n"},
 		{"pass authorization", pass, "GET /route/ws1/p HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer t\r\n\r\n"},
 		{"content-length 0", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"},

@@ -56,7 +56,7 @@ func Fields(head []byte) iter.Seq2[[]byte, []byte] {
 }
 
 // hasField reports whether head, as Fields reads it, has a field named
-// name (matched case-insensitively; name holds no colon), as looking at
+// name (as sameName compares them; name holds no colon), as looking at
 // every name Fields yields would, with less work per line: a field's name
 // is its line up to the first colon, so a line can hold name only when
 // its byte at len(name) is a colon, and only then are the names compared.
@@ -76,7 +76,7 @@ func hasField(head, name []byte) bool {
 		if len(line) == 0 {
 			return false // the empty line that ends the head
 		}
-		if len(line) > n && line[n] == ':' && strings.EqualFold(b2s(line[:n]), b2s(name)) {
+		if len(line) > n && line[n] == ':' && sameName(line[:n], b2s(name)) {
 			return true
 		}
 		i += j + 1
@@ -121,10 +121,42 @@ func is(name []byte, want string) bool {
 	return len(name) == len(want) && strings.EqualFold(b2s(name), want)
 }
 
-// IsReserved reports whether name starts with HeaderPrefix, in any case:
-// a header nocrd owns, never forwarded.
+// sameName reports whether name is want in any case and with any of its
+// '-' written as '_' or the other way round. CGI, and the WSGI, PHP and
+// Rack servers after it, turn both into '_' (X_Forwarded_User and
+// X-Forwarded-User are both HTTP_X_FORWARDED_USER to the application), so
+// a header the proxy (or a policy) sets on behalf of the caller's identity
+// is trusted only if every spelling of it the client sent is removed, not
+// the one spelling alone (CVE-2025-64484 is this hole in oauth2-proxy).
+func sameName(name []byte, want string) bool {
+	if len(name) != len(want) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c, w := name[i], want[i]; c != w && foldName(c) != foldName(w) {
+			return false
+		}
+	}
+	return true
+}
+
+// foldName maps a header name's byte to the one sameName compares: lower
+// case, and '-' for '_'.
+func foldName(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c + ('a' - 'A')
+	case c == '_':
+		return '-'
+	}
+	return c
+}
+
+// IsReserved reports whether name starts with HeaderPrefix, in any case
+// and with '_' for '-' (see sameName): a header nocrd owns, never
+// forwarded.
 func IsReserved(name []byte) bool {
-	return len(name) >= len(HeaderPrefix) && strings.EqualFold(b2s(name[:len(HeaderPrefix)]), HeaderPrefix)
+	return len(name) >= len(HeaderPrefix) && sameName(name[:len(HeaderPrefix)], HeaderPrefix)
 }
 
 // commaList iterates over the elements of a comma-separated list, as a

@@ -130,27 +130,48 @@ func (u *Upstream) AppendHead(dst []byte) []byte {
 	return u.req.Header.AppendBytes(dst)
 }
 
-// SetHeader replaces every value of the header name with value.
+// SetHeader replaces every value of the header name with value. The
+// values it replaces are those of every spelling of name sameName matches
+// (X_User for X-User): a header a policy sets, such as the caller's
+// identity, must be the only one of its name the workspace reads.
 func (u *Upstream) SetHeader(name, value []byte) bool {
 	if !policyMayWrite(name) || !httpsyntax.IsFieldValue(value) {
 		return false
 	}
+	same := func(k []byte) bool { return sameName(k, b2s(name)) }
 	if u.req == nil {
 		if hasField(*u.head, name) {
-			u.edit(func(k []byte) bool { return is(k, b2s(name)) }, name, value)
+			u.edit(same, name, value)
 			return true
 		}
 		h := *u.head // a new name: added at the end, as AddHeader does
 		*u.head = append(appendCanonicalField(h[:len(h)-2], name, value), "\r\n"...)
 		return true
 	}
-	if is(name, "Cookie") || len(u.req.Header.PeekAll(b2s(name))) > 1 {
-		// fasthttp would rewrite the cookies, or leave the other values.
+	if is(name, "Cookie") || len(u.req.Header.PeekAll(b2s(name))) > 1 || u.otherSpelling(name) {
+		// fasthttp would rewrite the cookies, or leave the other values
+		// or spellings.
 		u.buf = u.req.Header.AppendBytes(u.buf[:0])
-		return reparse(&u.req.Header, u.buf, func(k []byte) bool { return is(k, b2s(name)) }, name, value) == nil
+		return reparse(&u.req.Header, u.buf, same, name, value) == nil
 	}
 	u.req.Header.SetBytesKV(name, value)
 	return true
+}
+
+// otherSpelling reports whether the fasthttp request has a header that
+// sameName takes for name but fasthttp does not: one of its '-' written as
+// '_', or the other way round.
+func (u *Upstream) otherSpelling(name []byte) bool {
+	if bytes.IndexByte(name, '-') < 0 && bytes.IndexByte(name, '_') < 0 {
+		return false
+	}
+	u.buf = u.req.Header.AppendBytes(u.buf[:0])
+	for k := range Fields(u.buf) {
+		if sameName(k, b2s(name)) && !is(k, b2s(name)) {
+			return true
+		}
+	}
+	return false
 }
 
 // AddHeader adds a value to the header name, after those it has.
@@ -172,17 +193,19 @@ func (u *Upstream) AddHeader(name, value []byte) bool {
 	return true
 }
 
-// DelHeader removes the header name, keeping the others in their order.
+// DelHeader removes the header name, in every spelling sameName matches
+// (see SetHeader), keeping the others in their order.
 func (u *Upstream) DelHeader(name []byte) bool {
 	if !policyMayWrite(name) {
 		return false
 	}
+	same := func(k []byte) bool { return sameName(k, b2s(name)) }
 	if u.req == nil {
-		u.edit(func(k []byte) bool { return is(k, b2s(name)) }, nil, nil)
+		u.edit(same, nil, nil)
 		return true
 	}
 	u.buf = u.req.Header.AppendBytes(u.buf[:0])
-	removeFields(&u.req.Header, u.buf, func(k []byte) bool { return is(k, b2s(name)) })
+	removeFields(&u.req.Header, u.buf, same)
 	return true
 }
 

@@ -55,6 +55,9 @@ func TestUpstreamWrites(t *testing.T) {
 		{"add a cookie", func(u *Upstream) bool { return u.AddHeader([]byte("Cookie"), []byte(`d="4"`)) }, true, "", "", "", cookies + `|d="4"`},
 		{"set the cookies", func(u *Upstream) bool { return u.SetHeader([]byte("cookie"), []byte(`d="4"`)) }, true, "", "", "", `d="4"`},
 		{"remove the cookies", func(u *Upstream) bool { return u.DelHeader([]byte("Cookie")) }, true, "", "Cookie", "", "-"},
+		{"set a header sent spelled with '_'", func(u *Upstream) bool { return u.SetHeader([]byte("X-Workspace-User"), []byte("alice")) }, true, "X-Workspace-User: alice", "mallory", "", ""},
+		{"remove a header sent spelled with '_'", func(u *Upstream) bool { return u.DelHeader([]byte("x-workspace-user")) }, true, "", "mallory", "", ""},
+		{"reserved, spelled with '_'", func(u *Upstream) bool { return u.AddHeader([]byte("X_Nocrd_Subject"), []byte("root")) }, false, "", "root", "", ""},
 		{"uri with a space", func(u *Upstream) bool { return u.SetURI([]byte("/a HTTP/1.1\r\nX-Nocrd-Subject: root\r\n")) }, false, "GET /api?x=1 HTTP/1.1", "root", "", ""},
 	} {
 		for _, mode := range []string{"fasthttp", "head"} {
@@ -65,7 +68,7 @@ func TestUpstreamWrites(t *testing.T) {
 				// appendHead builds it.
 				var req fasthttp.Request
 				head := "GET /api?x=1 HTTP/1.1\r\nHost: ws\r\nAccept: */*\r\nX-Multi: 1\r\nCookie: a=\"q v\"; b=2\r\n" +
-					"Connection: Upgrade\r\nX-Multi: 2\r\nCookie: c=3\r\n\r\n"
+					"Connection: Upgrade\r\nX-Multi: 2\r\nX_Workspace_User: mallory\r\nCookie: c=3\r\n\r\n"
 				if err := req.Header.Read(bufio.NewReader(strings.NewReader(head))); err != nil {
 					t.Fatal(err)
 				}

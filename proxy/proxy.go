@@ -606,11 +606,13 @@ type dropper struct {
 }
 
 // dropOwn reports whether k is a header the proxy drops for itself: all
-// but those a Connection header names.
+// but those a Connection header names. The headers the proxy sets go in
+// every spelling sameName matches: X_Forwarded_User from a client must not
+// reach a WSGI workspace as the X-Forwarded-User the proxy vouches for.
 func (d *dropper) dropOwn(k []byte) bool {
 	return isHopByHop(k) || IsReserved(k) || d.auth && is(k, "Authorization") ||
-		d.p.opts.SubjectHeader != "" && is(k, d.p.opts.SubjectHeader) ||
-		is(k, "X-Forwarded-For") || is(k, "X-Forwarded-Proto") || is(k, "X-Forwarded-Host") || is(k, "X-Forwarded-Prefix")
+		d.p.opts.SubjectHeader != "" && sameName(k, d.p.opts.SubjectHeader) ||
+		sameName(k, "X-Forwarded-For") || sameName(k, "X-Forwarded-Proto") || sameName(k, "X-Forwarded-Host") || sameName(k, "X-Forwarded-Prefix")
 }
 
 // drop reports whether k is not forwarded.

@@ -148,6 +148,8 @@ func TestForwarding(t *testing.T) {
 	resp, s := get(t, base+"/gw/route/ws1/a/b%20c?x=1&token=secret&y=2&%74oken=secret", map[string]string{
 		"X-Custom": "kept", "Connection": "X-Secret", "X-Secret": "dropped", "Proxy-Authorization": "Basic x",
 		"X-Forwarded-For": "10.9.8.7", "Authorization": "Bearer passes-without-auth",
+		// What CGI-like servers read as the proxy's own headers.
+		"X_Forwarded_Host": "evil", "X_Forwarded_For": "6.6.6.6", "X_Nocrd_Subject": "mallory", "X_Custom": "kept",
 	})
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d: %s", resp.StatusCode, s.Body)
@@ -164,6 +166,8 @@ func TestForwarding(t *testing.T) {
 		"Authorization untouched without auth": s.Header["Authorization"] == "Bearer passes-without-auth",
 		"response header":                      resp.Header.Get("X-Backend") == "yes",
 		"response hop-by-hop":                  resp.Header.Get("X-Backend-Private") == "",
+		"the proxy's headers spelled with '_'": !strings.Contains(s.Raw, "evil") && !strings.Contains(s.Raw, "6.6.6.6") && !strings.Contains(s.Raw, "mallory"),
+		"other headers spelled with '_'":       s.Header["X_custom"] == "kept",
 	}
 	for what, ok := range checks {
 		if !ok {

@@ -296,7 +296,7 @@ func testFrontDoor(t *testing.T, workers int) {
 	auth := map[string]string{"Authorization": "Bearer " + alice}
 
 	t.Run("forwarding", func(t *testing.T) {
-		resp, b := do(t, "POST", base+"/route/w1/api/files?x=1&token="+alice+"&y=2", map[string]string{"X-Forwarded-User": "mallory", "Connection": "X-Private", "X-Private": "1"}, strings.NewReader("payload"))
+		resp, b := do(t, "POST", base+"/route/w1/api/files?x=1&token="+alice+"&y=2", map[string]string{"X-Forwarded-User": "mallory", "X_Forwarded_User": "mallory", "Connection": "X-Private", "X-Private": "1"}, strings.NewReader("payload"))
 		var e echo
 		if err := json.Unmarshal(b, &e); err != nil || resp.StatusCode != 200 {
 			t.Fatalf("%d %s", resp.StatusCode, b)
@@ -304,7 +304,7 @@ func testFrontDoor(t *testing.T, workers int) {
 		if e.Server != "alice-w1" || e.URI != "/api/files?x=1&y=2" || e.Body != "payload" || e.Method != "POST" {
 			t.Errorf("workspace saw %+v", e)
 		}
-		if e.Header.Get("X-Forwarded-User") != "alice" || e.Header.Get("X-Private") != "" || e.Header.Get("Authorization") != "" ||
+		if e.Header.Get("X-Forwarded-User") != "alice" || e.Header.Get("X_Forwarded_User") != "" || e.Header.Get("X-Private") != "" || e.Header.Get("Authorization") != "" ||
 			e.Header.Get("X-Forwarded-Prefix") != "/route/w1" || e.Header.Get("X-Forwarded-For") == "" {
 			t.Errorf("workspace saw headers %v", e.Header)
 		}
