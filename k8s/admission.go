@@ -139,8 +139,12 @@ func nocrdKeys(m map[string]string) map[string]string {
 }
 
 // ownerUsage counts an owner's live workspaces in ns and sums their
-// containers' requests and limits.
+// containers' requests and limits. The label selects them, their exact
+// owner decides (see podOwner): an owner named like another's hashed
+// label must not be charged for that owner's workspaces, nor fill their
+// quota.
 func (c *Client) ownerUsage(ctx context.Context, ns, owner string) (OwnerUsage, error) {
+	owner = ownerOf(owner)
 	list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: ownerSelector(owner)})
 	if err != nil {
 		return OwnerUsage{}, err
@@ -158,7 +162,7 @@ func (c *Client) ownerUsage(ctx context.Context, ns, owner string) (OwnerUsage, 
 	}
 	for i := range list.Items {
 		p := &list.Items[i]
-		if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		if podOwner(p) != owner || p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 			continue
 		}
 		u.Count++

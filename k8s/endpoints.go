@@ -261,10 +261,7 @@ func (e *EndpointCache) fetch(ctx context.Context, id string) (Endpoint, uint64,
 
 // endpointOf reads the endpoint of a workspace pod.
 func (e *EndpointCache) endpointOf(p *corev1.Pod) Endpoint {
-	ep := Endpoint{ID: p.Labels[LabelWorkspaceID], PodName: p.Name, UID: p.UID, Owner: p.Annotations[AnnotationOwner], State: EndpointNotReady}
-	if ep.Owner == "" {
-		ep.Owner = p.Labels[LabelUserSub]
-	}
+	ep := Endpoint{ID: p.Labels[LabelWorkspaceID], PodName: p.Name, UID: p.UID, Owner: podOwner(p), State: EndpointNotReady}
 	port := e.opts.DefaultPort
 	if v, err := strconv.Atoi(p.Annotations[AnnotationWorkspacePort]); err == nil && v > 0 && v < 65536 {
 		port = v

@@ -306,16 +306,25 @@ func mergeEnv(env, add []corev1.EnvVar) []corev1.EnvVar {
 	return out
 }
 
+// podOwner is the exact owner of a workspace pod: its nogoo9/owner
+// annotation, or for a pod made without one (not by nocrd) its
+// nogoo9/user-sub label. The label alone does not name one owner: it is
+// a hash for an owner that is not a valid label value, and another owner
+// may be that hash itself, so a selector on it is followed by this check.
+func podOwner(p *corev1.Pod) string {
+	if o := p.Annotations[AnnotationOwner]; o != "" {
+		return o
+	}
+	return p.Labels[LabelUserSub]
+}
+
 // workspaceFrom reads a workspace from its pod.
 func workspaceFrom(p *corev1.Pod) Workspace {
 	w := Workspace{
 		ID: p.Labels[LabelWorkspaceID], PodName: p.Name, Namespace: p.Namespace,
-		Owner: p.Annotations[AnnotationOwner], Phase: string(p.Status.Phase), PodIP: p.Status.PodIP,
+		Owner: podOwner(p), Phase: string(p.Status.Phase), PodIP: p.Status.PodIP,
 		Template: p.Annotations[AnnotationTemplate], Created: p.CreationTimestamp.Time,
 		pod: p,
-	}
-	if w.Owner == "" {
-		w.Owner = p.Labels[LabelUserSub]
 	}
 	if p.DeletionTimestamp != nil {
 		w.Phase = "Terminating"
