@@ -97,7 +97,9 @@ func (c *Client) ListPods(ctx context.Context, o ListPodsOptions) ([]PodSummary,
 	}
 	out := make([]PodSummary, 0, len(list.Items))
 	for i := range list.Items {
-		out = append(out, Summarize(&list.Items[i]))
+		if mayTouch(ctx, &list.Items[i]) == nil { // another owner's workspace is not shown
+			out = append(out, Summarize(&list.Items[i]))
+		}
 	}
 	return out, nil
 }
@@ -115,12 +117,24 @@ func (c *Client) GetPod(ctx context.Context, namespace, name string) (*corev1.Po
 	if err != nil {
 		return nil, fmt.Errorf("get pod %s/%s: %w", ns, name, err)
 	}
+	if err := mayTouch(ctx, pod); err != nil {
+		return nil, err
+	}
 	pod.APIVersion, pod.Kind = "v1", "Pod"
 	return pod, nil
 }
 
 // CreatePod creates a pod from a spec, with optional labels and annotations.
+// Acting for a caller (WithCaller), it refuses nocrd's own keys among them.
 func (c *Client) CreatePod(ctx context.Context, namespace string, meta metav1.ObjectMeta, spec *corev1.PodSpec) (*corev1.Pod, error) {
+	if err := checkOwnKeys(ctx, meta); err != nil {
+		return nil, err
+	}
+	return c.createPod(ctx, namespace, meta, spec)
+}
+
+// createPod is CreatePod for the pods nocrd labels itself.
+func (c *Client) createPod(ctx context.Context, namespace string, meta metav1.ObjectMeta, spec *corev1.PodSpec) (*corev1.Pod, error) {
 	ns, err := c.Namespace(namespace)
 	if err != nil {
 		return nil, err
@@ -140,8 +154,9 @@ func (c *Client) CreatePod(ctx context.Context, namespace string, meta metav1.Ob
 	return created, nil
 }
 
-// PatchPod applies a strategic merge patch to a pod and returns the pod's new
-// resourceVersion.
+// PatchPod applies a strategic merge patch to a pod and returns the patched
+// pod. Acting for a caller (WithCaller), it refuses another owner's
+// workspace pod and a patch that changes nocrd's own labels or annotations.
 func (c *Client) PatchPod(ctx context.Context, namespace, name string, patch []byte) (*corev1.Pod, error) {
 	ns, err := c.Namespace(namespace)
 	if err != nil {
@@ -154,6 +169,13 @@ func (c *Client) PatchPod(ctx context.Context, namespace, name string, patch []b
 	if err := json.Unmarshal(patch, &obj); err != nil || obj == nil {
 		return nil, inputErr("patch", "must be a JSON object (a strategic merge patch)")
 	}
+	if p, err := c.guardedPod(ctx, ns, name); err != nil {
+		return nil, err
+	} else if p != nil {
+		if patch, err = guardPatch(p, patch); err != nil {
+			return nil, err
+		}
+	}
 	pod, err := c.kube.CoreV1().Pods(ns).Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("patch pod %s/%s: %w", ns, name, err)
@@ -161,7 +183,8 @@ func (c *Client) PatchPod(ctx context.Context, namespace, name string, patch []b
 	return pod, nil
 }
 
-// DeletePod deletes a pod; a nil grace period uses the pod's own.
+// DeletePod deletes a pod; a nil grace period uses the pod's own. Acting
+// for a caller (WithCaller), it refuses another owner's workspace pod.
 func (c *Client) DeletePod(ctx context.Context, namespace, name string, gracePeriodSeconds *int64) (string, error) {
 	ns, err := c.Namespace(namespace)
 	if err != nil {
@@ -173,7 +196,13 @@ func (c *Client) DeletePod(ctx context.Context, namespace, name string, gracePer
 	if gracePeriodSeconds != nil && *gracePeriodSeconds < 0 {
 		return "", inputErr("gracePeriodSeconds", "must not be negative, got %d", *gracePeriodSeconds)
 	}
-	err = c.deletePod(ctx, ns, name, metav1.DeleteOptions{GracePeriodSeconds: gracePeriodSeconds})
+	opts := metav1.DeleteOptions{GracePeriodSeconds: gracePeriodSeconds}
+	if p, err := c.guardedPod(ctx, ns, name); err != nil {
+		return "", err
+	} else if p != nil {
+		opts.Preconditions = &metav1.Preconditions{UID: &p.UID}
+	}
+	err = c.deletePod(ctx, ns, name, opts)
 	if err != nil {
 		return "", fmt.Errorf("delete pod %s/%s: %w", ns, name, err)
 	}
@@ -194,7 +223,8 @@ type LogOptions struct {
 // MaxLogBytes bounds what PodLogs returns when the caller sets no limit.
 const MaxLogBytes = 4 << 20
 
-// PodLogs returns a container's log.
+// PodLogs returns a container's log. Acting for a caller (WithCaller), it
+// refuses another owner's workspace pod.
 func (c *Client) PodLogs(ctx context.Context, name string, o LogOptions) (string, error) {
 	ns, err := c.Namespace(o.Namespace)
 	if err != nil {
@@ -211,6 +241,9 @@ func (c *Client) PodLogs(ctx context.Context, name string, o LogOptions) (string
 	}
 	if o.LimitBytes != nil && *o.LimitBytes <= 0 {
 		return "", inputErr("limitBytes", "must be positive, got %d", *o.LimitBytes)
+	}
+	if _, err := c.guardedPod(ctx, ns, name); err != nil {
+		return "", err
 	}
 	limit := o.LimitBytes
 	if limit == nil {

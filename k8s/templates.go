@@ -340,7 +340,7 @@ func (c *Client) CreatePodFromTemplate(ctx context.Context, in FromTemplate) (*c
 	if pod, err = c.admission(ctx, OperationCreatePodFromTemplate, in.Owner, in.Claims, t, pod); err != nil {
 		return nil, err
 	}
-	return c.CreatePod(ctx, podNS, pod.ObjectMeta, &pod.Spec)
+	return c.createPod(ctx, podNS, pod.ObjectMeta, &pod.Spec)
 }
 
 // ApplyOverrides merges container and top-level overrides into a copy of

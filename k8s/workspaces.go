@@ -100,9 +100,14 @@ type Workspace struct {
 }
 
 // OwnershipError is returned when a caller acts on another owner's workspace.
-type OwnershipError struct{ ID, Namespace string }
+// Pod names the pod when the operation was on the pod rather than the
+// workspace.
+type OwnershipError struct{ ID, Namespace, Pod string }
 
 func (e *OwnershipError) Error() string {
+	if e.Pod != "" {
+		return fmt.Sprintf("pod %s in %s is workspace %s, which belongs to another owner", e.Pod, e.Namespace, e.ID)
+	}
 	return fmt.Sprintf("workspace %s in %s belongs to another owner", e.ID, e.Namespace)
 }
 

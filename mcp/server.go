@@ -128,6 +128,10 @@ func New(ctx context.Context, cfg Config, kube *k8s.Client, opts Options) (*Serv
 		Capabilities: &mcpsdk.ServerCapabilities{},
 	})
 
+	if s.identity.Enabled {
+		s.sdk.AddReceivingMiddleware(actForCaller)
+	}
+
 	specs := s.toolSpecs()
 	report, err := s.checkPermissions(ctx, specs, false)
 	if err != nil {
@@ -141,6 +145,19 @@ func New(ctx context.Context, cfg Config, kube *k8s.Client, opts Options) (*Serv
 	s.log.Info("mcp tools registered", "enabled", len(report.EnabledTools), "disabled", report.DisabledTools)
 	s.addResources()
 	return s, nil
+}
+
+// actForCaller makes every request with a verified token act for its
+// subject (k8s.WithCaller), so that the pod tools, like the workspace
+// tools, cannot touch another owner's workspace: the Kubernetes layer
+// enforces it for every front end that says who it acts for.
+func actForCaller(next mcpsdk.MethodHandler) mcpsdk.MethodHandler {
+	return func(ctx context.Context, method string, req mcpsdk.Request) (mcpsdk.Result, error) {
+		if ex := req.GetExtra(); ex != nil && ex.TokenInfo != nil && ex.TokenInfo.UserID != "" {
+			ctx = k8s.WithCaller(ctx, ex.TokenInfo.UserID)
+		}
+		return next(ctx, method, req)
+	}
 }
 
 // toolSpecs lists every tool nocrd offers.

@@ -336,3 +336,61 @@ func TestWorkspacesWithAuth(t *testing.T) {
 	ok(t, alice, "stop_workspace", map[string]any{"id": "a1"})
 	ok(t, bob, "stop_workspace", map[string]any{"id": "b1"})
 }
+
+// TestPodToolsKeepToOwnWorkspaces: with AUTH_ENABLED the generic pod tools
+// are no way round workspace ownership. bob can neither read, patch,
+// delete, read the logs of nor list alice's workspace pod, and nobody may
+// set or change nocrd's own labels and annotations with patch_pod: not to
+// take a workspace over, nor to dress a plain pod up as someone's
+// workspace. Each keeps full use of the pod tools on their own pods.
+func TestPodToolsKeepToOwnWorkspaces(t *testing.T) {
+	ns := testenv.Namespace(t)
+	cfg := auth.Config{Enabled: true, SubJSONPath: "$.sub", JWTSecret: "s3cret"}
+	inline := map[string]any{"containers": []any{map[string]any{"name": "w", "image": "busybox"}}}
+	alice := connect(t, "streamable", server{kube: k8s.Config{Namespace: ns}, auth: cfg, token: hs256(t, "s3cret", "alice")})
+	bob := connect(t, "streamable", server{kube: k8s.Config{Namespace: ns}, auth: cfg, token: hs256(t, "s3cret", "bob")})
+	ok(t, alice, "spawn_workspace", map[string]any{"id": "a1", "spec": inline})
+	ok(t, bob, "spawn_workspace", map[string]any{"id": "b1", "spec": inline})
+	labels := func(m map[string]any) map[string]any { return map[string]any{"metadata": map[string]any{"labels": m}} }
+	takeOver := map[string]any{"metadata": map[string]any{"labels": map[string]any{"nogoo9/user-sub": "bob"}, "annotations": map[string]any{"nogoo9/owner": "bob"}}}
+
+	const foreign = "is workspace a1, which belongs to another owner"
+	fails(t, bob, "get_pod", map[string]any{"name": "ws-alice-a1"}, foreign)
+	fails(t, bob, "get_pod_logs", map[string]any{"name": "ws-alice-a1"}, foreign)
+	fails(t, bob, "patch_pod", map[string]any{"name": "ws-alice-a1", "patch": takeOver}, foreign)
+	fails(t, bob, "patch_pod", map[string]any{"name": "ws-alice-a1", "patch": labels(map[string]any{"team": "x"})}, foreign)
+	fails(t, bob, "delete_pod", map[string]any{"name": "ws-alice-a1", "gracePeriodSeconds": 0}, foreign)
+	r := ok(t, bob, "list_pods", map[string]any{})
+	var names []string
+	for _, p := range get(r.structured, "pods").([]any) {
+		names = append(names, get(p, "name").(string))
+	}
+	if slices.Contains(names, "ws-alice-a1") || !slices.Contains(names, "ws-bob-b1") {
+		t.Errorf("bob lists %v", names)
+	}
+
+	// Nor can anyone change what is a workspace and whose.
+	fails(t, alice, "patch_pod", map[string]any{"name": "ws-alice-a1", "patch": takeOver}, "nocrd's own labels and annotations")
+	fails(t, alice, "patch_pod", map[string]any{"name": "ws-alice-a1", "patch": labels(map[string]any{"nogoo9/type": nil})}, "nocrd's own labels and annotations")
+	ok(t, bob, "create_pod", map[string]any{"name": "plain", "containers": []any{map[string]any{"name": "c", "image": "busybox"}}})
+	fails(t, bob, "patch_pod", map[string]any{"name": "plain", "patch": map[string]any{"metadata": map[string]any{
+		"labels":      map[string]any{"nogoo9/type": "workspace", "nogoo9/workspace-id": "a1", "nogoo9/user-sub": "alice"},
+		"annotations": map[string]any{"nogoo9/owner": "alice"},
+	}}}, "nocrd's own labels and annotations")
+
+	// alice still owns a1 (the proxy's notion of it too), and both keep
+	// the tools for their own pods.
+	r = ok(t, alice, "list_workspaces", map[string]any{})
+	if rows := get(r.structured, "workspaces").([]any); len(rows) != 1 || get(rows[0], "owner") != "alice" || get(rows[0], "id") != "a1" {
+		t.Errorf("alice's workspaces: %v", rows)
+	}
+	ok(t, alice, "patch_pod", map[string]any{"name": "ws-alice-a1", "patch": labels(map[string]any{"team": "x"})})
+	r = ok(t, alice, "get_pod", map[string]any{"name": "ws-alice-a1"})
+	if l := get(get(get(r.structured, "pod"), "metadata"), "labels"); get(l, "team") != "x" || get(l, "nogoo9/user-sub") != "alice" {
+		t.Errorf("alice's pod labels: %v", l)
+	}
+	ok(t, bob, "patch_pod", map[string]any{"name": "plain", "patch": labels(map[string]any{"team": "y"})})
+	ok(t, bob, "delete_pod", map[string]any{"name": "plain", "gracePeriodSeconds": 0})
+	ok(t, alice, "delete_pod", map[string]any{"name": "ws-alice-a1", "gracePeriodSeconds": 0})
+	ok(t, bob, "stop_workspace", map[string]any{"id": "b1"})
+}

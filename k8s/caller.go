@@ -1,0 +1,117 @@
+package k8s
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
+)
+
+// Acting for a verified caller. With authentication on, the workspace
+// operations take their owner from the caller's verified subject; the
+// generic pod operations take the caller from the context, so that they
+// cannot be used to get round workspace ownership: through them a caller
+// may not read, change, delete or read the logs of another owner's
+// workspace pod, nor set or change nocrd's own labels and annotations
+// (nogoo9/...), which say what is a workspace and whose it is.
+
+type callerKey struct{}
+
+// WithCaller returns a context acting for subject, a verified identity.
+// The pod operations of a Client called with it keep to what subject may
+// touch (see above); without it they are not limited, as with
+// authentication off, where every caller is the same anonymous owner.
+func WithCaller(ctx context.Context, subject string) context.Context {
+	return context.WithValue(ctx, callerKey{}, subject)
+}
+
+// CallerFrom returns the caller ctx acts for, if it acts for one.
+func CallerFrom(ctx context.Context) (string, bool) {
+	s, ok := ctx.Value(callerKey{}).(string)
+	return s, ok
+}
+
+// mayTouch checks that the caller of ctx, if any, may act on pod p: any
+// pod but another owner's workspace.
+func mayTouch(ctx context.Context, p *corev1.Pod) error {
+	caller, ok := CallerFrom(ctx)
+	if !ok || p.Labels[LabelType] != TypeWorkspace || podOwner(p) == caller {
+		return nil
+	}
+	return &OwnershipError{ID: p.Labels[LabelWorkspaceID], Namespace: p.Namespace, Pod: p.Name}
+}
+
+// guardedPod fetches pod ns/name for an operation on it when ctx acts for
+// a caller, and checks the caller may touch it; without a caller it
+// fetches nothing and returns nil.
+func (c *Client) guardedPod(ctx context.Context, ns, name string) (*corev1.Pod, error) {
+	if _, ok := CallerFrom(ctx); !ok {
+		return nil, nil
+	}
+	p, err := c.kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("get pod %s/%s: %w", ns, name, err)
+	}
+	if err := mayTouch(ctx, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// checkOwnKeys refuses, when ctx acts for a caller, labels or annotations
+// that set one of nocrd's own keys.
+func checkOwnKeys(ctx context.Context, meta metav1.ObjectMeta) error {
+	if _, ok := CallerFrom(ctx); !ok {
+		return nil
+	}
+	for _, kv := range []struct {
+		field string
+		m     map[string]string
+	}{{"labels", meta.Labels}, {"annotations", meta.Annotations}} {
+		if keys := slices.Sorted(maps.Keys(nocrdKeys(kv.m))); len(keys) > 0 {
+			return inputErr(kv.field, "%s is nocrd's own (%s...): with authentication on, workspaces are made and owned through the workspace tools", strings.Join(keys, ", "), labelPrefix)
+		}
+	}
+	return nil
+}
+
+// guardPatch checks a strategic merge patch of pod p against the caller
+// of ctx: applied to p, it must leave nocrd's own labels and annotations
+// as they are. It returns the patch to send, which carries p's uid, so
+// that the API server applies it to the pod checked (not to one made
+// since under its name) or refuses it. Its resourceVersion would refuse
+// it at every status update as well.
+func guardPatch(p *corev1.Pod, patch []byte) ([]byte, error) {
+	orig, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	patched, err := strategicpatch.StrategicMergePatch(orig, patch, corev1.Pod{})
+	if err != nil {
+		return nil, inputErr("patch", "%v", err)
+	}
+	var after corev1.Pod
+	if err := json.Unmarshal(patched, &after); err != nil {
+		return nil, inputErr("patch", "the patched pod is not a Pod: %v", err)
+	}
+	if !maps.Equal(nocrdKeys(p.Labels), nocrdKeys(after.Labels)) || !maps.Equal(nocrdKeys(p.Annotations), nocrdKeys(after.Annotations)) {
+		return nil, inputErr("patch", "nocrd's own labels and annotations (%s...) may not be changed with authentication on", labelPrefix)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(patch, &doc); err != nil {
+		return nil, inputErr("patch", "must be a JSON object (a strategic merge patch)")
+	}
+	meta, _ := doc["metadata"].(map[string]any)
+	if meta == nil {
+		meta = map[string]any{}
+	}
+	meta["uid"] = string(p.UID)
+	doc["metadata"] = meta
+	return json.Marshal(doc)
+}
