@@ -181,18 +181,22 @@ func (m *Module) handle(req Request, resp *Response) (next bool, err error) {
 		}
 		return false, &FaultError{Policy: m.Name, Reason: "trap", Err: err}
 	}
-	ctxNext := inst.stack[0]
-	m.put(inst)
-	switch uint32(ctxNext) {
-	case 1:
+	// A guest that answers malformed is in a state nobody knows, like one
+	// that trapped: its instance is discarded, not reused. An answer must
+	// be final: a 1xx status is none.
+	switch next := uint32(inst.stack[0]); {
+	case next == 1:
+		m.put(inst)
 		return true, nil
-	case 0:
-		if resp.Status < 100 || resp.Status > 599 {
-			return false, &FaultError{Policy: m.Name, Reason: "malformed", Err: fmt.Errorf("answered with status %d", resp.Status)}
-		}
+	case next == 0 && resp.Status >= 200 && resp.Status <= 599:
+		m.put(inst)
 		return false, nil
+	case next == 0:
+		m.discard(inst)
+		return false, &FaultError{Policy: m.Name, Reason: "malformed", Err: fmt.Errorf("answered with status %d, which is not a final status", resp.Status)}
 	default:
-		return false, &FaultError{Policy: m.Name, Reason: "malformed", Err: fmt.Errorf("handle_request returned next=%d, want 0 or 1", uint32(ctxNext))}
+		m.discard(inst)
+		return false, &FaultError{Policy: m.Name, Reason: "malformed", Err: fmt.Errorf("handle_request returned next=%d, want 0 or 1", next)}
 	}
 }
 

@@ -205,6 +205,7 @@ func TestFaultsFailClosed(t *testing.T) {
 		{"skiploop", "timeout"},
 		{"bomb", "trap"},
 		{"badnext", "malformed"},
+		{"interim", "malformed"},
 		{"badstatus", "trap"},
 		{"smuggle", "trap"},
 		{"outofbounds", "trap"},
