@@ -49,7 +49,7 @@ func (s *Server) Handler() http.Handler {
 		// Every MCP request carries a bearer token the verifier accepts; its
 		// subject reaches the tools as TokenInfo.UserID.
 		require := sdkauth.RequireBearerToken(s.verifyToken, &sdkauth.RequireBearerTokenOptions{})
-		mcpHandler, sse = challenge(require, mcpHandler, base+PathStreamable), challenge(require, sse, base+PathSSE)
+		mcpHandler, sse = challenge(require, mcpHandler, base+PathStreamable), challenge(require, newSSESessions().wrap(sse), base+PathSSE)
 	}
 	mux.Handle(base+PathStreamable, mcpHandler)
 	mux.Handle(base+PathSSE, sse)

@@ -153,8 +153,8 @@ func New(ctx context.Context, cfg Config, kube *k8s.Client, opts Options) (*Serv
 // enforces it for every front end that says who it acts for.
 func actForCaller(next mcpsdk.MethodHandler) mcpsdk.MethodHandler {
 	return func(ctx context.Context, method string, req mcpsdk.Request) (mcpsdk.Result, error) {
-		if ex := req.GetExtra(); ex != nil && ex.TokenInfo != nil && ex.TokenInfo.UserID != "" {
-			ctx = k8s.WithCaller(ctx, ex.TokenInfo.UserID)
+		if ti := tokenInfo(ctx, req.GetExtra()); ti != nil && ti.UserID != "" {
+			ctx = k8s.WithCaller(ctx, ti.UserID)
 		}
 		return next(ctx, method, req)
 	}

@@ -106,11 +106,11 @@ func (s *Server) policyTools() []toolSpec {
 			if err := in.Validate(); err != nil {
 				return nil, TestPolicyOutput{}, err
 			}
-			if in.Subject == "" && req != nil && req.Extra != nil && req.Extra.TokenInfo != nil {
-				in.Subject = req.Extra.TokenInfo.UserID
+			if ti := tokenInfo(ctx, extra(req)); in.Subject == "" && ti != nil {
+				in.Subject = ti.UserID
 			}
 			if in.Claims == nil {
-				in.Claims = s.claims(req, nil)
+				in.Claims = s.claims(ctx, req, nil)
 			}
 			if in.Hook == HookSpawn {
 				if _, ok := in.Review["namespace"]; !ok {

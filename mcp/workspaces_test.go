@@ -1,6 +1,7 @@
 package mcp_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net/http"
@@ -24,6 +25,7 @@ import (
 	"github.com/nocrd/nocrd/internal/testcluster"
 	"github.com/nocrd/nocrd/internal/testenv"
 	"github.com/nocrd/nocrd/k8s"
+	"github.com/nocrd/nocrd/mcp"
 )
 
 // everyAnnotation is a template using every spawner annotation.
@@ -342,13 +344,21 @@ func TestWorkspacesWithAuth(t *testing.T) {
 // delete, read the logs of nor list alice's workspace pod, and nobody may
 // set or change nocrd's own labels and annotations with patch_pod: not to
 // take a workspace over, nor to dress a plain pod up as someone's
-// workspace. Each keeps full use of the pod tools on their own pods.
+// workspace. Each keeps full use of the pod tools on their own pods. Both
+// HTTP transports carry the caller (the legacy SSE one on its event
+// stream's request).
 func TestPodToolsKeepToOwnWorkspaces(t *testing.T) {
+	for _, tr := range []string{"streamable", "sse"} {
+		t.Run(tr, func(t *testing.T) { podToolsKeepToOwnWorkspaces(t, tr) })
+	}
+}
+
+func podToolsKeepToOwnWorkspaces(t *testing.T, transport string) {
 	ns := testenv.Namespace(t)
 	cfg := auth.Config{Enabled: true, SubJSONPath: "$.sub", JWTSecret: "s3cret"}
 	inline := map[string]any{"containers": []any{map[string]any{"name": "w", "image": "busybox"}}}
-	alice := connect(t, "streamable", server{kube: k8s.Config{Namespace: ns}, auth: cfg, token: hs256(t, "s3cret", "alice")})
-	bob := connect(t, "streamable", server{kube: k8s.Config{Namespace: ns}, auth: cfg, token: hs256(t, "s3cret", "bob")})
+	alice := connect(t, transport, server{kube: k8s.Config{Namespace: ns}, auth: cfg, token: hs256(t, "s3cret", "alice")})
+	bob := connect(t, transport, server{kube: k8s.Config{Namespace: ns}, auth: cfg, token: hs256(t, "s3cret", "bob")})
 	ok(t, alice, "spawn_workspace", map[string]any{"id": "a1", "spec": inline})
 	ok(t, bob, "spawn_workspace", map[string]any{"id": "b1", "spec": inline})
 	labels := func(m map[string]any) map[string]any { return map[string]any{"metadata": map[string]any{"labels": m}} }
@@ -393,4 +403,57 @@ func TestPodToolsKeepToOwnWorkspaces(t *testing.T) {
 	ok(t, bob, "delete_pod", map[string]any{"name": "plain", "gracePeriodSeconds": 0})
 	ok(t, alice, "delete_pod", map[string]any{"name": "ws-alice-a1", "gracePeriodSeconds": 0})
 	ok(t, bob, "stop_workspace", map[string]any{"id": "b1"})
+}
+
+// TestSSESessionsAreTheirOpenersOnly: a message to a legacy SSE session
+// runs as the user who opened it, so only that user may post to it; bob
+// holding alice's session id gets what an unknown session gets.
+func TestSSESessionsAreTheirOpenersOnly(t *testing.T) {
+	ns := testenv.Namespace(t)
+	cfg := auth.Config{Enabled: true, SubJSONPath: "$.sub", JWTSecret: "s3cret"}
+	hs := httptest.NewServer(newServer(t, server{kube: k8s.Config{Namespace: ns}, auth: cfg}).Handler())
+	t.Cleanup(hs.Close)
+	alice, bob := hs256(t, "s3cret", "alice"), hs256(t, "s3cret", "bob")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, hs.URL+mcp.PathSSE, nil)
+	req.Header.Set("Authorization", "Bearer "+alice)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var endpoint string
+	for sc := bufio.NewScanner(resp.Body); sc.Scan(); {
+		if v, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			endpoint = strings.TrimSpace(v)
+			break
+		}
+	}
+	if !strings.Contains(endpoint, "sessionid=") {
+		t.Fatalf("no endpoint event; got %q", endpoint)
+	}
+	post := func(token string) int {
+		r, _ := http.NewRequest(http.MethodPost, hs.URL+endpoint, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		r.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			r.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if s := post(bob); s != http.StatusNotFound {
+		t.Errorf("bob posting to alice's session: %d, want 404", s)
+	}
+	if s := post(""); s != http.StatusUnauthorized {
+		t.Errorf("posting without a token: %d, want 401", s)
+	}
+	if s := post(alice); s != http.StatusAccepted {
+		t.Errorf("alice posting to her session: %d, want 202", s)
+	}
 }
