@@ -322,6 +322,31 @@ func testFrontDoor(t *testing.T, workers int) {
 		}
 	})
 
+	t.Run("legacy SSE transport", func(t *testing.T) {
+		// /sse carries the caller as /mcp does: alice sees her workspace,
+		// and bob cannot reach it through the pod tools.
+		sse := func(token string) *mcpsdk.ClientSession {
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel) // the event stream lives on Connect's context
+			cs, err := mcpsdk.NewClient(&mcpsdk.Implementation{Name: "e2e-sse", Version: "1"}, nil).Connect(ctx,
+				&mcpsdk.SSEClientTransport{Endpoint: base + "/sse", HTTPClient: &http.Client{Transport: bearerRT{token}}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = cs.Close() })
+			return cs
+		}
+		res, err := sse(alice).CallTool(context.Background(), &mcpsdk.CallToolParams{Name: "list_workspaces", Arguments: map[string]any{}})
+		if err != nil || res.IsError || !strings.Contains(resultText(res), "w1") {
+			t.Fatalf("alice's list_workspaces over SSE: %v %+v", err, res)
+		}
+		res, err = sse(bob).CallTool(context.Background(), &mcpsdk.CallToolParams{Name: "patch_pod", Arguments: map[string]any{
+			"name": "ws-alice-w1", "patch": map[string]any{"metadata": map[string]any{"annotations": map[string]any{"nogoo9/owner": "bob"}}}}})
+		if err != nil || !res.IsError || !strings.Contains(resultText(res), "belongs to another owner") {
+			t.Fatalf("bob's patch_pod of alice's workspace over SSE: %v %+v", err, res)
+		}
+	})
+
 	t.Run("server-sent events", func(t *testing.T) {
 		req, _ := http.NewRequest("GET", base+"/route/w1/events", nil)
 		req.Header.Set("Authorization", "Bearer "+alice)
