@@ -129,9 +129,13 @@ func is(name []byte, want string) bool {
 // is trusted only if every spelling of it the client sent is removed, not
 // the one spelling alone (CVE-2025-64484 is this hole in oauth2-proxy).
 func sameName(name []byte, want string) bool {
-	if len(name) != len(want) {
-		return false
-	}
+	// The length check inlines at the call site: most names are ruled out
+	// by it without a call.
+	return len(name) == len(want) && sameNameFold(name, want)
+}
+
+// sameNameFold is sameName for name and want of the same length.
+func sameNameFold(name []byte, want string) bool {
 	for i := 0; i < len(name); i++ {
 		if c, w := name[i], want[i]; c != w && foldName(c) != foldName(w) {
 			return false
