@@ -21,10 +21,26 @@ func Origin(r *http.Request) string {
 		scheme = p
 	}
 	host := r.Host
-	if h := r.Header.Get("X-Forwarded-Host"); h != "" && !strings.ContainsAny(h, "/ ,") {
+	if h := r.Header.Get("X-Forwarded-Host"); plainHost(h) {
 		host = h
 	}
 	return scheme + "://" + host
+}
+
+// plainHost reports whether h is a host[:port] made only of the characters
+// of names and IP literals: one that can be put in a URL, and quoted in a
+// challenge, as it is. Anything else a client sends as X-Forwarded-Host is
+// ignored.
+func plainHost(h string) bool {
+	if h == "" || len(h) > 255 {
+		return false
+	}
+	for _, c := range []byte(h) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == ':' || c == '[' || c == ']') {
+			return false
+		}
+	}
+	return true
 }
 
 // ResourceMetadataURL is the metadata URL for the resource at path (such as
