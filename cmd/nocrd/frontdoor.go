@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -158,7 +159,7 @@ func appMux(cfg *config, ready, metricsHandler, app http.Handler) *http.ServeMux
 	mux := http.NewServeMux()
 	mux.Handle(base+pathReady, ready)
 	mux.Handle(base+pathMetrics, metricsHandler)
-	meta := cfg.Auth.MetadataHandler(base)
+	meta := cfg.Auth.MetadataHandler(base, base+strings.TrimSuffix(proxy.RoutePrefix, "/"))
 	mux.Handle(auth.WellKnownPath, meta)
 	mux.Handle(auth.WellKnownPath+"/", meta)
 	if base != "" {

@@ -435,8 +435,15 @@ func testFrontDoor(t *testing.T, workers int) {
 		var md map[string]any
 		if json.Unmarshal(b, &md) != nil || resp.StatusCode != 200 || md["resource"] != base+"/mcp" ||
 			fmt.Sprint(md["authorization_servers"]) != "["+issuer+"]" || fmt.Sprint(md["scopes_supported"]) != "[workspaces]" ||
-			fmt.Sprint(md["bearer_methods_supported"]) != "[header query]" {
+			fmt.Sprint(md["bearer_methods_supported"]) != "[header]" || resp.Header.Get("Vary") == "" {
 			t.Errorf("metadata: %d %s", resp.StatusCode, b)
+		}
+		// The route prefix takes a token in the query too; MCP only in the
+		// header, as its authorization specification requires.
+		resp, b = do(t, "GET", base+"/.well-known/oauth-protected-resource/route", nil, nil)
+		if json.Unmarshal(b, &md) != nil || resp.StatusCode != 200 || md["resource"] != base+"/route" ||
+			fmt.Sprint(md["bearer_methods_supported"]) != "[header query]" {
+			t.Errorf("route metadata: %d %s", resp.StatusCode, b)
 		}
 		// The headers a worker uses to tell the primary about the client's
 		// connection are dropped when a client sends them, in any case: here

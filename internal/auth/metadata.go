@@ -79,7 +79,14 @@ type ProtectedResourceMetadata struct {
 // right after the host: WellKnownPath+<path> describes the resource at
 // <path>, and WellKnownPath alone the server. Behind a proxy that forwards
 // only base, base+WellKnownPath+<path> describes base+<path>.
-func (c Config) MetadataHandler(base string) http.Handler {
+//
+// A token is taken from the query too (bearer_methods_supported "query")
+// only at queryPrefix (the proxy's route prefix, under base) and below, and
+// for the server as a whole; elsewhere, at the MCP endpoint for one, only
+// the header counts, as the MCP authorization specification requires.
+// The document names the origin a request came by (X-Forwarded-Host and
+// -Proto included), so caches are told it varies with them.
+func (c Config) MetadataHandler(base, queryPrefix string) http.Handler {
 	base = strings.TrimRight(base, "/")
 	servers := []string{}
 	if c.Issuer != "" {
@@ -102,10 +109,15 @@ func (c Config) MetadataHandler(base string) http.Handler {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found", "detail": "no metadata at " + r.URL.Path})
 			return
 		}
+		methods := []string{"header"}
+		if suffix == "" || suffix == queryPrefix || strings.HasPrefix(suffix, queryPrefix+"/") {
+			methods = append(methods, "query")
+		}
+		w.Header().Set("Vary", "X-Forwarded-Host, X-Forwarded-Proto")
 		writeJSON(w, http.StatusOK, ProtectedResourceMetadata{
 			Resource:               Origin(r) + suffix,
 			AuthorizationServers:   servers,
-			BearerMethodsSupported: []string{"header", "query"},
+			BearerMethodsSupported: methods,
 			ScopesSupported:        scopes,
 			ResourceName:           "nocrd",
 		})

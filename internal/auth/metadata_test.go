@@ -2,7 +2,9 @@ package auth_test
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/nocrd/nocrd/internal/auth"
@@ -41,6 +43,36 @@ func TestOrigin(t *testing.T) {
 		}
 		if got := auth.Origin(r); got != c.want {
 			t.Errorf("%s: Origin = %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// TestMetadataBearerMethods: a token in the query is offered only where
+// the proxy takes one, its route prefix, and for the server as a whole.
+func TestMetadataBearerMethods(t *testing.T) {
+	cases := []struct {
+		base, path, resource, methods string
+	}{
+		{"", "/.well-known/oauth-protected-resource", "http://h", "header query"},
+		{"", "/.well-known/oauth-protected-resource/mcp", "http://h/mcp", "header"},
+		{"", "/.well-known/oauth-protected-resource/route", "http://h/route", "header query"},
+		{"", "/.well-known/oauth-protected-resource/route/w1", "http://h/route/w1", "header query"},
+		{"", "/.well-known/oauth-protected-resource/routes", "http://h/routes", "header"},
+		{"/gw", "/.well-known/oauth-protected-resource/gw/route", "http://h/gw/route", "header query"},
+		{"/gw", "/gw/.well-known/oauth-protected-resource/route", "http://h/gw/route", "header query"},
+		{"/gw", "/gw/.well-known/oauth-protected-resource/mcp", "http://h/gw/mcp", "header"},
+	}
+	for _, c := range cases {
+		h := auth.Config{Issuer: "https://issuer.example"}.MetadataHandler(c.base, c.base+"/route")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "http://h"+c.path, nil))
+		var md auth.ProtectedResourceMetadata
+		if err := json.Unmarshal(rec.Body.Bytes(), &md); err != nil || rec.Code != 200 {
+			t.Errorf("%s%s: %d %s", c.base, c.path, rec.Code, rec.Body)
+			continue
+		}
+		if md.Resource != c.resource || strings.Join(md.BearerMethodsSupported, " ") != c.methods || rec.Header().Get("Vary") == "" {
+			t.Errorf("%s (base %q): resource %q methods %v vary %q, want %q [%s]", c.path, c.base, md.Resource, md.BearerMethodsSupported, rec.Header().Get("Vary"), c.resource, c.methods)
 		}
 	}
 }
