@@ -47,16 +47,16 @@ func mayTouch(ctx context.Context, p *corev1.Pod) error {
 	return &OwnershipError{ID: p.Labels[LabelWorkspaceID], Namespace: p.Namespace, Pod: p.Name}
 }
 
-// guardedPod fetches pod ns/name for an operation on it when ctx acts for
-// a caller, and checks the caller may touch it; without a caller it
-// fetches nothing and returns nil.
-func (c *Client) guardedPod(ctx context.Context, ns, name string) (*corev1.Pod, error) {
+// guardedPod fetches pod ns/name for an operation on it (op, as errors
+// name it: "patch pod") when ctx acts for a caller, and checks the caller
+// may touch it; without a caller it fetches nothing and returns nil.
+func (c *Client) guardedPod(ctx context.Context, op, ns, name string) (*corev1.Pod, error) {
 	if _, ok := CallerFrom(ctx); !ok {
 		return nil, nil
 	}
 	p, err := c.kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("get pod %s/%s: %w", ns, name, err)
+		return nil, fmt.Errorf("%s %s/%s: %w", op, ns, name, err)
 	}
 	if err := mayTouch(ctx, p); err != nil {
 		return nil, err

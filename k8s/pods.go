@@ -169,7 +169,7 @@ func (c *Client) PatchPod(ctx context.Context, namespace, name string, patch []b
 	if err := json.Unmarshal(patch, &obj); err != nil || obj == nil {
 		return nil, inputErr("patch", "must be a JSON object (a strategic merge patch)")
 	}
-	if p, err := c.guardedPod(ctx, ns, name); err != nil {
+	if p, err := c.guardedPod(ctx, "patch pod", ns, name); err != nil {
 		return nil, err
 	} else if p != nil {
 		if patch, err = guardPatch(p, patch); err != nil {
@@ -197,7 +197,7 @@ func (c *Client) DeletePod(ctx context.Context, namespace, name string, gracePer
 		return "", inputErr("gracePeriodSeconds", "must not be negative, got %d", *gracePeriodSeconds)
 	}
 	opts := metav1.DeleteOptions{GracePeriodSeconds: gracePeriodSeconds}
-	if p, err := c.guardedPod(ctx, ns, name); err != nil {
+	if p, err := c.guardedPod(ctx, "delete pod", ns, name); err != nil {
 		return "", err
 	} else if p != nil {
 		opts.Preconditions = &metav1.Preconditions{UID: &p.UID}
@@ -242,7 +242,7 @@ func (c *Client) PodLogs(ctx context.Context, name string, o LogOptions) (string
 	if o.LimitBytes != nil && *o.LimitBytes <= 0 {
 		return "", inputErr("limitBytes", "must be positive, got %d", *o.LimitBytes)
 	}
-	if _, err := c.guardedPod(ctx, ns, name); err != nil {
+	if _, err := c.guardedPod(ctx, "get logs of pod", ns, name); err != nil {
 		return "", err
 	}
 	limit := o.LimitBytes
