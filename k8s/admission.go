@@ -16,6 +16,7 @@ import (
 const (
 	OperationSpawnWorkspace        = "spawn_workspace"
 	OperationCreatePodFromTemplate = "create_pod_from_template"
+	OperationCreatePod             = "create_pod"
 )
 
 // Admitter decides whether a pod may be created, before anything is. It

@@ -23,25 +23,32 @@ import (
 
 type callerKey struct{}
 
-// WithCaller returns a context acting for subject, a verified identity.
-// The pod operations of a Client called with it keep to what subject may
-// touch (see above); without it they are not limited, as with
-// authentication off, where every caller is the same anonymous owner.
-func WithCaller(ctx context.Context, subject string) context.Context {
-	return context.WithValue(ctx, callerKey{}, subject)
+// Caller is who an operation acts for: a verified subject, and its token's
+// claims (shown to admission policies).
+type Caller struct {
+	Subject string
+	Claims  map[string]any
+}
+
+// WithCaller returns a context acting for c, a verified identity. The pod
+// operations of a Client called with it keep to what c.Subject may touch
+// (see above); without it they are not limited, as with authentication
+// off, where every caller is the same anonymous owner.
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
 }
 
 // CallerFrom returns the caller ctx acts for, if it acts for one.
-func CallerFrom(ctx context.Context) (string, bool) {
-	s, ok := ctx.Value(callerKey{}).(string)
-	return s, ok
+func CallerFrom(ctx context.Context) (Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(Caller)
+	return c, ok
 }
 
 // mayTouch checks that the caller of ctx, if any, may act on pod p: any
 // pod but another owner's workspace.
 func mayTouch(ctx context.Context, p *corev1.Pod) error {
 	caller, ok := CallerFrom(ctx)
-	if !ok || p.Labels[LabelType] != TypeWorkspace || podOwner(p) == caller {
+	if !ok || p.Labels[LabelType] != TypeWorkspace || podOwner(p) == caller.Subject {
 		return nil
 	}
 	return &OwnershipError{ID: p.Labels[LabelWorkspaceID], Namespace: p.Namespace, Pod: p.Name}

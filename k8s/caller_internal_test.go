@@ -24,14 +24,14 @@ func TestCallerGuards(t *testing.T) {
 	ctx := context.Background()
 	spec := &corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}
 	forged := metav1.ObjectMeta{Name: "forged", Labels: map[string]string{LabelType: TypeWorkspace}, Annotations: map[string]string{AnnotationOwner: "alice"}}
-	if _, err := kube.CreatePod(WithCaller(ctx, "bob"), "", forged, spec); err == nil || !strings.Contains(err.Error(), "nogoo9/type is nocrd's own") {
+	if _, err := kube.CreatePod(WithCaller(ctx, Caller{Subject: "bob"}), "", forged, spec); err == nil || !strings.Contains(err.Error(), "nogoo9/type is nocrd's own") {
 		t.Errorf("bob created a pod labelled as a workspace: %v", err)
 	}
 	if _, err := kube.CreatePod(ctx, "", forged, spec); err != nil {
 		t.Errorf("without a caller: %v", err)
 	}
 
-	p, err := kube.CreatePod(WithCaller(ctx, "bob"), "", metav1.ObjectMeta{Name: "plain"}, spec)
+	p, err := kube.CreatePod(WithCaller(ctx, Caller{Subject: "bob"}), "", metav1.ObjectMeta{Name: "plain"}, spec)
 	if err != nil {
 		t.Fatal(err)
 	}

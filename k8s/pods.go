@@ -124,13 +124,36 @@ func (c *Client) GetPod(ctx context.Context, namespace, name string) (*corev1.Po
 	return pod, nil
 }
 
-// CreatePod creates a pod from a spec, with optional labels and annotations.
-// Acting for a caller (WithCaller), it refuses nocrd's own keys among them.
+// CreatePod creates a pod from a spec, with optional labels and annotations,
+// after the admission policies (SetAdmitter) admit it, as a spawn is: a
+// rule such as a registry allow-list cannot be got round by making the pod
+// directly. The review's owner and claims are the caller's (WithCaller), or
+// anonymous. Acting for a caller, it refuses nocrd's own keys among the
+// labels and annotations.
 func (c *Client) CreatePod(ctx context.Context, namespace string, meta metav1.ObjectMeta, spec *corev1.PodSpec) (*corev1.Pod, error) {
 	if err := checkOwnKeys(ctx, meta); err != nil {
 		return nil, err
 	}
-	return c.createPod(ctx, namespace, meta, spec)
+	if c.admit == nil {
+		return c.createPod(ctx, namespace, meta, spec)
+	}
+	ns, err := c.Namespace(namespace)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateName("name", meta.Name); err != nil {
+		return nil, err
+	}
+	if err := CheckPodSpec("spec", spec); err != nil {
+		return nil, err
+	}
+	meta.Namespace = ns
+	who, _ := CallerFrom(ctx)
+	pod, err := c.admission(ctx, OperationCreatePod, who.Subject, who.Claims, nil, &corev1.Pod{ObjectMeta: meta, Spec: *spec})
+	if err != nil {
+		return nil, err
+	}
+	return c.createPod(ctx, ns, pod.ObjectMeta, &pod.Spec)
 }
 
 // createPod is CreatePod for the pods nocrd labels itself.

@@ -154,7 +154,8 @@ func New(ctx context.Context, cfg Config, kube *k8s.Client, opts Options) (*Serv
 func actForCaller(next mcpsdk.MethodHandler) mcpsdk.MethodHandler {
 	return func(ctx context.Context, method string, req mcpsdk.Request) (mcpsdk.Result, error) {
 		if ti := tokenInfo(ctx, req.GetExtra()); ti != nil && ti.UserID != "" {
-			ctx = k8s.WithCaller(ctx, ti.UserID)
+			claims, _ := ti.Extra[claimsKey].(map[string]any)
+			ctx = k8s.WithCaller(ctx, k8s.Caller{Subject: ti.UserID, Claims: claims})
 		}
 		return next(ctx, method, req)
 	}

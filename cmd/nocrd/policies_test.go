@@ -169,6 +169,26 @@ func TestPolicies(t *testing.T) {
 		if _, err := admin.CoreV1().Pods(ns).Get(context.Background(), "from-outside", metav1.GetOptions{}); err == nil {
 			t.Error("the refused pod from a template was created")
 		}
+
+		// So does create_pod: the allow-list is no way round by making the
+		// pod directly, and the quota's limits are added to it too.
+		res = callTool(t, cs, "create_pod", map[string]any{"name": "direct-outside", "containers": []any{map[string]any{"name": "c", "image": "evil.example/miner"}}})
+		if !res.IsError || !strings.Contains(resultText(res), "registry-allowlist: image evil.example/miner") {
+			t.Errorf("create_pod with a foreign image: isError=%v %q", res.IsError, resultText(res))
+		}
+		if _, err := admin.CoreV1().Pods(ns).Get(context.Background(), "direct-outside", metav1.GetOptions{}); err == nil {
+			t.Error("the refused create_pod was created")
+		}
+		if res := callTool(t, cs, "create_pod", map[string]any{"name": "direct", "containers": []any{map[string]any{"name": "c", "image": "busybox"}}}); res.IsError {
+			t.Fatalf("create_pod with an allowed image: %s", resultText(res))
+		}
+		direct, err := admin.CoreV1().Pods(ns).Get(context.Background(), "direct", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lim := direct.Spec.Containers[0].Resources.Limits; lim.Cpu().String() != "1" || lim.Memory().String() != "1Gi" {
+			t.Errorf("create_pod's pod: limits %v, want the quota's", lim)
+		}
 	})
 
 	t.Run("route", func(t *testing.T) {
