@@ -134,30 +134,20 @@ func (c *Client) CreatePod(ctx context.Context, namespace string, meta metav1.Ob
 	if err := checkOwnKeys(ctx, meta); err != nil {
 		return nil, err
 	}
-	if c.admit == nil {
-		return c.createPod(ctx, namespace, meta, spec)
-	}
-	ns, err := c.Namespace(namespace)
+	pod, err := c.newPod(namespace, meta, spec)
 	if err != nil {
 		return nil, err
 	}
-	if err := ValidateName("name", meta.Name); err != nil {
-		return nil, err
-	}
-	if err := CheckPodSpec("spec", spec); err != nil {
-		return nil, err
-	}
-	meta.Namespace = ns
 	who, _ := CallerFrom(ctx)
-	pod, err := c.admission(ctx, OperationCreatePod, who.Subject, who.Claims, nil, &corev1.Pod{ObjectMeta: meta, Spec: *spec})
-	if err != nil {
+	if pod, err = c.admission(ctx, OperationCreatePod, who.Subject, who.Claims, nil, pod); err != nil {
 		return nil, err
 	}
-	return c.createPod(ctx, ns, pod.ObjectMeta, &pod.Spec)
+	return c.createPod(ctx, pod)
 }
 
-// createPod is CreatePod for the pods nocrd labels itself.
-func (c *Client) createPod(ctx context.Context, namespace string, meta metav1.ObjectMeta, spec *corev1.PodSpec) (*corev1.Pod, error) {
+// newPod checks the namespace, name and spec of a pod to create and
+// returns it.
+func (c *Client) newPod(namespace string, meta metav1.ObjectMeta, spec *corev1.PodSpec) (*corev1.Pod, error) {
 	ns, err := c.Namespace(namespace)
 	if err != nil {
 		return nil, err
@@ -169,10 +159,14 @@ func (c *Client) createPod(ctx context.Context, namespace string, meta metav1.Ob
 		return nil, err
 	}
 	meta.Namespace = ns
-	pod := &corev1.Pod{ObjectMeta: meta, Spec: *spec}
-	created, err := c.kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	return &corev1.Pod{ObjectMeta: meta, Spec: *spec}, nil
+}
+
+// createPod creates a pod newPod made and admission admitted.
+func (c *Client) createPod(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, error) {
+	created, err := c.kube.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("create pod %s/%s: %w", ns, meta.Name, err)
+		return nil, fmt.Errorf("create pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
 	return created, nil
 }

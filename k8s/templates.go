@@ -330,17 +330,14 @@ func (c *Client) CreatePodFromTemplate(ctx context.Context, in FromTemplate) (*c
 	if err != nil {
 		return nil, err
 	}
-	if err := ValidateName("name", in.Name); err != nil {
+	pod, err := c.newPod(podNS, metav1.ObjectMeta{Name: in.Name, Labels: map[string]string{LabelTemplate: t.Name}}, spec)
+	if err != nil {
 		return nil, err
 	}
-	if err := CheckPodSpec("spec", spec); err != nil {
-		return nil, err
-	}
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: in.Name, Namespace: podNS, Labels: map[string]string{LabelTemplate: t.Name}}, Spec: *spec}
 	if pod, err = c.admission(ctx, OperationCreatePodFromTemplate, in.Owner, in.Claims, t, pod); err != nil {
 		return nil, err
 	}
-	return c.createPod(ctx, podNS, pod.ObjectMeta, &pod.Spec)
+	return c.createPod(ctx, pod)
 }
 
 // ApplyOverrides merges container and top-level overrides into a copy of
