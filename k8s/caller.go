@@ -88,9 +88,9 @@ func checkOwnKeys(ctx context.Context, meta metav1.ObjectMeta) error {
 	return nil
 }
 
-// guardPatch checks a strategic merge patch of pod p against the caller
-// of ctx: applied to p, it must leave nocrd's own labels and annotations
-// as they are. It returns the patch to send, which carries p's uid, so
+// guardPatch checks a strategic merge patch of pod p for a caller:
+// applied to p, it must leave nocrd's own labels and annotations as they
+// are. It returns the patch to send, which carries p's uid, so
 // that the API server applies it to the pod checked (not to one made
 // since under its name) or refuses it. Its resourceVersion would refuse
 // it at every status update as well.

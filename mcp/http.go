@@ -47,7 +47,8 @@ func (s *Server) Handler() http.Handler {
 	var mcpHandler http.Handler = streamable
 	if s.identity.Enabled {
 		// Every MCP request carries a bearer token the verifier accepts; its
-		// subject reaches the tools as TokenInfo.UserID.
+		// subject reaches the tools (see tokenInfo), and an SSE session
+		// takes messages from its opener only (sseSessions).
 		require := sdkauth.RequireBearerToken(s.verifyToken, &sdkauth.RequireBearerTokenOptions{})
 		mcpHandler, sse = challenge(require, mcpHandler, base+PathStreamable), challenge(require, newSSESessions().wrap(sse), base+PathSSE)
 	}
