@@ -17,6 +17,7 @@ const (
 	OperationSpawnWorkspace        = "spawn_workspace"
 	OperationCreatePodFromTemplate = "create_pod_from_template"
 	OperationCreatePod             = "create_pod"
+	OperationPatchPod              = "patch_pod"
 )
 
 // Admitter decides whether a pod may be created, before anything is. It

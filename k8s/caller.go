@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 )
@@ -88,27 +89,42 @@ func checkOwnKeys(ctx context.Context, meta metav1.ObjectMeta) error {
 	return nil
 }
 
-// guardPatch checks a strategic merge patch of pod p for a caller:
-// applied to p, it must leave nocrd's own labels and annotations as they
-// are. It returns the patch to send, which carries p's uid, so
-// that the API server applies it to the pod checked (not to one made
-// since under its name) or refuses it. Its resourceVersion would refuse
-// it at every status update as well.
-func guardPatch(p *corev1.Pod, patch []byte) ([]byte, error) {
+// checkPatch checks a strategic merge patch of the live pod p and returns
+// the patch to send. Applied to p, the patch must leave nocrd's own labels
+// and annotations as they are when ctx acts for a caller, and the pod it
+// makes must be admitted by the admission policies, if any. When they
+// admit it with changes, what is sent is what they admitted (its labels,
+// annotations and spec, as a patch from p). The patch sent carries p's
+// uid, so that the API server applies it to the pod checked (not to one
+// made since under its name) or refuses it; p's resourceVersion would
+// refuse it at every status update as well.
+func (c *Client) checkPatch(ctx context.Context, p *corev1.Pod, patch []byte) ([]byte, error) {
 	orig, err := json.Marshal(p)
 	if err != nil {
 		return nil, err
 	}
-	patched, err := strategicpatch.StrategicMergePatch(orig, patch, corev1.Pod{})
+	patchedJSON, err := strategicpatch.StrategicMergePatch(orig, patch, corev1.Pod{})
 	if err != nil {
 		return nil, inputErr("patch", "%v", err)
 	}
-	var after corev1.Pod
-	if err := json.Unmarshal(patched, &after); err != nil {
+	patched := &corev1.Pod{}
+	if err := json.Unmarshal(patchedJSON, patched); err != nil {
 		return nil, inputErr("patch", "the patched pod is not a Pod: %v", err)
 	}
-	if !maps.Equal(nocrdKeys(p.Labels), nocrdKeys(after.Labels)) || !maps.Equal(nocrdKeys(p.Annotations), nocrdKeys(after.Annotations)) {
+	who, acting := CallerFrom(ctx)
+	if acting && (!maps.Equal(nocrdKeys(p.Labels), nocrdKeys(patched.Labels)) || !maps.Equal(nocrdKeys(p.Annotations), nocrdKeys(patched.Annotations))) {
 		return nil, inputErr("patch", "nocrd's own labels and annotations (%s...) may not be changed with authentication on", labelPrefix)
+	}
+	if c.admit != nil {
+		admitted, err := c.admission(ctx, OperationPatchPod, who.Subject, who.Claims, nil, patched)
+		if err != nil {
+			return nil, err
+		}
+		if !maps.Equal(admitted.Labels, patched.Labels) || !maps.Equal(admitted.Annotations, patched.Annotations) || !apiequality.Semantic.DeepEqual(admitted.Spec, patched.Spec) {
+			if patch, err = patchBetween(p, admitted); err != nil {
+				return nil, err
+			}
+		}
 	}
 	var doc map[string]any
 	if err := json.Unmarshal(patch, &doc); err != nil {
@@ -121,4 +137,21 @@ func guardPatch(p *corev1.Pod, patch []byte) ([]byte, error) {
 	meta["uid"] = string(p.UID)
 	doc["metadata"] = meta
 	return json.Marshal(doc)
+}
+
+// patchBetween is the strategic merge patch that takes from's labels,
+// annotations and spec to to's.
+func patchBetween(from, to *corev1.Pod) ([]byte, error) {
+	shape := func(p *corev1.Pod) ([]byte, error) {
+		return json.Marshal(corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: p.Labels, Annotations: p.Annotations}, Spec: p.Spec})
+	}
+	a, err := shape(from)
+	if err != nil {
+		return nil, err
+	}
+	b, err := shape(to)
+	if err != nil {
+		return nil, err
+	}
+	return strategicpatch.CreateTwoWayMergePatch(a, b, corev1.Pod{})
 }

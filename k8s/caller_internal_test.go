@@ -13,7 +13,7 @@ import (
 )
 
 // TestCallerGuards: acting for a caller, CreatePod refuses nocrd's own
-// keys (without one it takes them, as ever); and the patch guardPatch
+// keys (without one it takes them, as ever); and the patch checkPatch
 // returns applies to the pod it checked and to no other pod of that name.
 func TestCallerGuards(t *testing.T) {
 	ns := testenv.Namespace(t)
@@ -41,7 +41,7 @@ func TestCallerGuards(t *testing.T) {
 		base *corev1.Pod
 		ok   bool
 	}{{stale, false}, {p, true}} {
-		patch, err := guardPatch(c.base, []byte(`{"metadata":{"labels":{"team":"x"}}}`))
+		patch, err := kube.checkPatch(WithCaller(ctx, Caller{Subject: "bob"}), c.base, []byte(`{"metadata":{"labels":{"team":"x"}}}`))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -50,7 +50,7 @@ func TestCallerGuards(t *testing.T) {
 			t.Errorf("patch %s based on uid %s: %v", patch, c.base.UID, err)
 		}
 	}
-	if _, err := guardPatch(p, []byte(`{"metadata":{"$patch":"replace","labels":{"nogoo9/type":"workspace"}}}`)); err == nil {
+	if _, err := kube.checkPatch(WithCaller(ctx, Caller{Subject: "bob"}), p, []byte(`{"metadata":{"$patch":"replace","labels":{"nogoo9/type":"workspace"}}}`)); err == nil {
 		t.Error("a replacing patch set a nogoo9/ label")
 	}
 }

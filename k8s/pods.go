@@ -174,6 +174,10 @@ func (c *Client) createPod(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, e
 // PatchPod applies a strategic merge patch to a pod and returns the patched
 // pod. Acting for a caller (WithCaller), it refuses another owner's
 // workspace pod and a patch that changes nocrd's own labels or annotations.
+// With admission policies (SetAdmitter), the pod as patched is reviewed
+// (operation patch_pod) before the patch is sent, so that a patch cannot
+// bring in what a policy refuses at creation, such as an image from
+// another registry; see checkPatch.
 func (c *Client) PatchPod(ctx context.Context, namespace, name string, patch []byte) (*corev1.Pod, error) {
 	ns, err := c.Namespace(namespace)
 	if err != nil {
@@ -186,10 +190,17 @@ func (c *Client) PatchPod(ctx context.Context, namespace, name string, patch []b
 	if err := json.Unmarshal(patch, &obj); err != nil || obj == nil {
 		return nil, inputErr("patch", "must be a JSON object (a strategic merge patch)")
 	}
-	if p, err := c.guardedPod(ctx, "patch pod", ns, name); err != nil {
+	live, err := c.guardedPod(ctx, "patch pod", ns, name)
+	if err != nil {
 		return nil, err
-	} else if p != nil {
-		if patch, err = guardPatch(p, patch); err != nil {
+	}
+	if live == nil && c.admit != nil {
+		if live, err = c.kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+			return nil, fmt.Errorf("patch pod %s/%s: %w", ns, name, err)
+		}
+	}
+	if live != nil {
+		if patch, err = c.checkPatch(ctx, live, patch); err != nil {
 			return nil, err
 		}
 	}

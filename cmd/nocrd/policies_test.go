@@ -189,6 +189,30 @@ func TestPolicies(t *testing.T) {
 		if lim := direct.Spec.Containers[0].Resources.Limits; lim.Cpu().String() != "1" || lim.Memory().String() != "1Gi" {
 			t.Errorf("create_pod's pod: limits %v, want the quota's", lim)
 		}
+
+		// And patch_pod: a patch cannot bring in a foreign image, and what
+		// the policies change in a patch is what is applied.
+		res = callTool(t, cs, "patch_pod", map[string]any{"name": "direct", "patch": map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"name": "c", "image": "evil.example/miner"}}}}})
+		if !res.IsError || !strings.Contains(resultText(res), "registry-allowlist: image evil.example/miner") {
+			t.Errorf("patch_pod to a foreign image: isError=%v %q", res.IsError, resultText(res))
+		}
+		if res := callTool(t, cs, "patch_pod", map[string]any{"name": "direct", "patch": map[string]any{
+			"metadata": map[string]any{"labels": map[string]any{"team": "x"}},
+			"spec":     map[string]any{"containers": []any{map[string]any{"name": "c", "image": "registry.internal/tools"}}},
+		}}); res.IsError {
+			t.Fatalf("patch_pod to an allowed image: %s", resultText(res))
+		}
+		if res := callTool(t, cs, "patch_pod", map[string]any{"name": "direct", "patch": map[string]any{"spec": map[string]any{"containers": []any{
+			map[string]any{"name": "c", "resources": map[string]any{"limits": nil}}}}}}); res.IsError {
+			t.Fatalf("patch_pod dropping the limits: %s", resultText(res))
+		}
+		direct, err = admin.CoreV1().Pods(ns).Get(context.Background(), "direct", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := direct.Spec.Containers[0]; c.Image != "registry.internal/tools" || direct.Labels["team"] != "x" || c.Resources.Limits.Cpu().String() != "1" {
+			t.Errorf("after the patches: image %s, labels %v, limits %v; want the allowed image, team=x and the quota's limits kept", c.Image, direct.Labels, c.Resources.Limits)
+		}
 	})
 
 	t.Run("route", func(t *testing.T) {
