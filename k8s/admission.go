@@ -112,10 +112,8 @@ func (c *Client) admission(ctx context.Context, op, owner string, claims map[str
 	if admitted.Name != pod.Name || admitted.Namespace != pod.Namespace || admitted.GenerateName != pod.GenerateName {
 		return nil, inputErr("admission patch", "a policy may not change the pod's name or namespace")
 	}
-	for _, kv := range []struct{ before, after map[string]string }{{pod.Labels, admitted.Labels}, {pod.Annotations, admitted.Annotations}} {
-		if !maps.Equal(nocrdKeys(kv.before), nocrdKeys(kv.after)) {
-			return nil, inputErr("admission patch", "a policy may not change nocrd's own labels and annotations (%s...)", labelPrefix)
-		}
+	if !sameOwnKeys(&pod.ObjectMeta, &admitted.ObjectMeta) {
+		return nil, inputErr("admission patch", "a policy may not change nocrd's own labels and annotations (%s...)", labelPrefix)
 	}
 	if err := CheckPodSpec("admission patch", &admitted.Spec); err != nil {
 		return nil, err
@@ -129,6 +127,12 @@ func (c *Client) admission(ctx context.Context, op, owner string, claims map[str
 }
 
 const labelPrefix = "nogoo9/"
+
+// sameOwnKeys reports whether a and b carry the same nocrd labels and
+// annotations (nogoo9/...).
+func sameOwnKeys(a, b *metav1.ObjectMeta) bool {
+	return maps.Equal(nocrdKeys(a.Labels), nocrdKeys(b.Labels)) && maps.Equal(nocrdKeys(a.Annotations), nocrdKeys(b.Annotations))
+}
 
 func nocrdKeys(m map[string]string) map[string]string {
 	out := map[string]string{}

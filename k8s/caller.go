@@ -112,7 +112,7 @@ func (c *Client) checkPatch(ctx context.Context, p *corev1.Pod, patch []byte) ([
 		return nil, inputErr("patch", "the patched pod is not a Pod: %v", err)
 	}
 	who, acting := CallerFrom(ctx)
-	if acting && (!maps.Equal(nocrdKeys(p.Labels), nocrdKeys(patched.Labels)) || !maps.Equal(nocrdKeys(p.Annotations), nocrdKeys(patched.Annotations))) {
+	if acting && !sameOwnKeys(&p.ObjectMeta, &patched.ObjectMeta) {
 		return nil, inputErr("patch", "nocrd's own labels and annotations (%s...) may not be changed with authentication on", labelPrefix)
 	}
 	if c.admit != nil {

@@ -15,19 +15,11 @@ import (
 // does not, and its requests run on the context of the GET that opened
 // the session's event stream, which the bearer-token middleware verified
 // (sseSessions makes sure the messages come from that same user).
-func tokenInfo(ctx context.Context, extra *mcpsdk.RequestExtra) *sdkauth.TokenInfo {
-	if extra != nil && extra.TokenInfo != nil {
-		return extra.TokenInfo
+func tokenInfo(ctx context.Context, ex *mcpsdk.RequestExtra) *sdkauth.TokenInfo {
+	if ex != nil && ex.TokenInfo != nil {
+		return ex.TokenInfo
 	}
 	return sdkauth.TokenInfoFromContext(ctx)
-}
-
-// extra is a tool call's RequestExtra, or nil.
-func extra(req *mcpsdk.CallToolRequest) *mcpsdk.RequestExtra {
-	if req == nil {
-		return nil
-	}
-	return req.Extra
 }
 
 // sseSessions binds each legacy SSE session to the user whose GET opened

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/nocrd/nocrd/k8s"
 )
 
 // PolicyTester runs a request against the loaded Wasm policies and reports
@@ -106,11 +108,11 @@ func (s *Server) policyTools() []toolSpec {
 			if err := in.Validate(); err != nil {
 				return nil, TestPolicyOutput{}, err
 			}
-			if ti := tokenInfo(ctx, extra(req)); in.Subject == "" && ti != nil {
-				in.Subject = ti.UserID
+			if c, ok := k8s.CallerFrom(ctx); in.Subject == "" && ok {
+				in.Subject = c.Subject
 			}
 			if in.Claims == nil {
-				in.Claims = s.claims(ctx, req, nil)
+				in.Claims = s.claims(ctx, nil)
 			}
 			if in.Hook == HookSpawn {
 				if _, ok := in.Review["namespace"]; !ok {

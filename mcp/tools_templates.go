@@ -190,11 +190,11 @@ func (s *Server) templateTools() []toolSpec {
 			if s.kube.Admission() {
 				// Admission policies see who asks; without authentication
 				// that is anonymous.
-				owner, _, err := s.caller(ctx, req, nil)
+				owner, _, err := s.caller(ctx, nil)
 				if err != nil {
 					return nil, ObjectRef{}, err
 				}
-				ft.Owner, ft.Claims = owner, s.claims(ctx, req, nil)
+				ft.Owner, ft.Claims = owner, s.claims(ctx, nil)
 			}
 			for _, o := range in.ContainerOverrides {
 				raw, err := json.Marshal(o)

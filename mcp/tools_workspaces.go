@@ -94,16 +94,17 @@ type StopWorkspaceOutput struct {
 var errNoIdentity = errors.New("authentication required: AUTH_ENABLED is set and this request carries no verified bearer token")
 
 // caller returns the owner a workspace request acts for. With
-// authentication on, only a verified token's subject counts and jwtPayload
-// is ignored; with it off, jwtPayload's subject, else anonymous. explicit
-// reports whether an identity was given at all.
-func (s *Server) caller(ctx context.Context, req *mcpsdk.CallToolRequest, jwtPayload map[string]any) (owner string, explicit bool, err error) {
+// authentication on, only a verified token's subject counts (the caller
+// actForCaller put in ctx) and jwtPayload is ignored; with it off,
+// jwtPayload's subject, else anonymous. explicit reports whether an
+// identity was given at all.
+func (s *Server) caller(ctx context.Context, jwtPayload map[string]any) (owner string, explicit bool, err error) {
 	if s.identity.Enabled {
-		ti := tokenInfo(ctx, extra(req))
-		if ti == nil || ti.UserID == "" {
+		c, ok := k8s.CallerFrom(ctx)
+		if !ok || c.Subject == "" {
 			return "", false, errNoIdentity
 		}
-		return ti.UserID, true, nil
+		return c.Subject, true, nil
 	}
 	if jwtPayload == nil {
 		return k8s.Anonymous, false, nil
@@ -120,16 +121,12 @@ const claimsKey = "claims"
 
 // claims returns the caller's claims for admission policies: the verified
 // token's with authentication on, else the jwtPayload given, if any.
-func (s *Server) claims(ctx context.Context, req *mcpsdk.CallToolRequest, jwtPayload map[string]any) map[string]any {
+func (s *Server) claims(ctx context.Context, jwtPayload map[string]any) map[string]any {
 	if !s.identity.Enabled {
 		return jwtPayload
 	}
-	ti := tokenInfo(ctx, extra(req))
-	if ti == nil {
-		return nil
-	}
-	c, _ := ti.Extra[claimsKey].(map[string]any)
-	return c
+	c, _ := k8s.CallerFrom(ctx)
+	return c.Claims
 }
 
 func (s *Server) workspaceTools() []toolSpec {
@@ -139,7 +136,7 @@ func (s *Server) workspaceTools() []toolSpec {
 			Description: "Lists agent workspace pods (label nogoo9/type=workspace): all of them, or the caller's own when an identity is given (always with AUTH_ENABLED).",
 			Annotations: readOnly("List workspaces"),
 		}, []k8s.Access{podsList}, func(ctx context.Context, req *mcpsdk.CallToolRequest, in ListWorkspacesInput) (*mcpsdk.CallToolResult, ListWorkspacesOutput, error) {
-			owner, explicit, err := s.caller(ctx, req, in.JWTPayload)
+			owner, explicit, err := s.caller(ctx, in.JWTPayload)
 			if err != nil {
 				return nil, ListWorkspacesOutput{}, err
 			}
@@ -165,14 +162,14 @@ func (s *Server) workspaceTools() []toolSpec {
 				"Idempotent by id for the same owner. With wait, reports progress until the pod is Ready and returns its IP.",
 			Annotations: additive("Spawn workspace"),
 		}, podsCreateWS, func(ctx context.Context, req *mcpsdk.CallToolRequest, in SpawnWorkspaceInput) (*mcpsdk.CallToolResult, SpawnWorkspaceOutput, error) {
-			owner, _, err := s.caller(ctx, req, in.JWTPayload)
+			owner, _, err := s.caller(ctx, in.JWTPayload)
 			if err != nil {
 				return nil, SpawnWorkspaceOutput{}, err
 			}
 			if in.TimeoutSeconds < 0 || in.TimeoutSeconds > int(maxWait/time.Second) {
 				return nil, SpawnWorkspaceOutput{}, fmt.Errorf("invalid timeoutSeconds: must be between 0 and %d, got %d", int(maxWait/time.Second), in.TimeoutSeconds)
 			}
-			sr := k8s.SpawnRequest{ID: in.ID, TemplateRef: in.TemplateRef, Annotations: in.Annotations, Namespace: in.Namespace, Context: in.Context, Owner: owner, Claims: s.claims(ctx, req, in.JWTPayload)}
+			sr := k8s.SpawnRequest{ID: in.ID, TemplateRef: in.TemplateRef, Annotations: in.Annotations, Namespace: in.Namespace, Context: in.Context, Owner: owner, Claims: s.claims(ctx, in.JWTPayload)}
 			if in.Spec != nil {
 				if sr.Spec, err = podSpecOf("spec", in.Spec); err != nil {
 					return nil, SpawnWorkspaceOutput{}, err
@@ -212,7 +209,7 @@ func (s *Server) workspaceTools() []toolSpec {
 			Description: "Starts graceful termination of the caller's workspace pod; its pre-stop hook runs within the grace period.",
 			Annotations: destructive("Stop workspace", true),
 		}, podsStopWS, func(ctx context.Context, req *mcpsdk.CallToolRequest, in StopWorkspaceInput) (*mcpsdk.CallToolResult, StopWorkspaceOutput, error) {
-			owner, _, err := s.caller(ctx, req, in.JWTPayload)
+			owner, _, err := s.caller(ctx, in.JWTPayload)
 			if err != nil {
 				return nil, StopWorkspaceOutput{}, err
 			}

@@ -434,26 +434,14 @@ func TestSSESessionsAreTheirOpenersOnly(t *testing.T) {
 	if !strings.Contains(endpoint, "sessionid=") {
 		t.Fatalf("no endpoint event; got %q", endpoint)
 	}
-	post := func(token string) int {
-		r, _ := http.NewRequest(http.MethodPost, hs.URL+endpoint, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
-		r.Header.Set("Content-Type", "application/json")
-		if token != "" {
-			r.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	if s := post(bob); s != http.StatusNotFound {
+	as := func(token string) map[string]string { return map[string]string{"Authorization": "Bearer " + token} }
+	if s := post(t, hs.URL+endpoint, as(bob)).StatusCode; s != http.StatusNotFound {
 		t.Errorf("bob posting to alice's session: %d, want 404", s)
 	}
-	if s := post(""); s != http.StatusUnauthorized {
+	if s := post(t, hs.URL+endpoint, nil).StatusCode; s != http.StatusUnauthorized {
 		t.Errorf("posting without a token: %d, want 401", s)
 	}
-	if s := post(alice); s != http.StatusAccepted {
+	if s := post(t, hs.URL+endpoint, as(alice)).StatusCode; s != http.StatusAccepted {
 		t.Errorf("alice posting to her session: %d, want 202", s)
 	}
 }

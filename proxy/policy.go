@@ -148,19 +148,21 @@ func (u *Upstream) SetHeader(name, value []byte) bool {
 		*u.head = append(appendCanonicalField(h[:len(h)-2], name, value), "\r\n"...)
 		return true
 	}
-	if is(name, "Cookie") || len(u.req.Header.PeekAll(b2s(name))) > 1 || u.otherSpelling(name) {
-		// fasthttp would rewrite the cookies, or leave the other values
-		// or spellings.
+	// fasthttp would rewrite the cookies, or leave the other values or
+	// spellings: then the head is rewritten from its serialisation.
+	if is(name, "Cookie") || len(u.req.Header.PeekAll(b2s(name))) > 1 {
 		u.buf = u.req.Header.AppendBytes(u.buf[:0])
-		return reparse(&u.req.Header, u.buf, same, name, value) == nil
+	} else if !u.otherSpelling(name) {
+		u.req.Header.SetBytesKV(name, value)
+		return true
 	}
-	u.req.Header.SetBytesKV(name, value)
-	return true
+	return reparse(&u.req.Header, u.buf, same, name, value) == nil
 }
 
 // otherSpelling reports whether the fasthttp request has a header that
 // sameName takes for name but fasthttp does not: one of its '-' written as
-// '_', or the other way round.
+// '_', or the other way round. When it reports true, u.buf holds the
+// request's head as AppendBytes writes it.
 func (u *Upstream) otherSpelling(name []byte) bool {
 	if bytes.IndexByte(name, '-') < 0 && bytes.IndexByte(name, '_') < 0 {
 		return false
