@@ -33,12 +33,14 @@ func (e *Error) json() []byte {
 
 // The proxy's own answers.
 var (
-	errMissingToken = &Error{Status: http.StatusUnauthorized, Detail: "a bearer token is required (Authorization header or token query parameter)"}
-	errInvalidToken = &Error{Status: http.StatusUnauthorized, Detail: "invalid token"}
-	errForbidden    = &Error{Status: http.StatusForbidden, Detail: "the workspace belongs to another user"}
-	errResolve      = &Error{Status: http.StatusBadGateway, Detail: "cannot resolve the workspace"}
-	errTimeout      = &Error{Status: http.StatusGatewayTimeout, Detail: "the workspace did not answer in time"}
-	errUnreachable  = &Error{Status: http.StatusBadGateway, Detail: "the workspace cannot be reached"}
-	errUpgrade      = &Error{Status: http.StatusBadRequest, Detail: "only WebSocket upgrades are proxied"}
-	errPolicyFailed = &Error{Status: http.StatusForbidden, Detail: "a route policy failed to decide; the request is denied"}
+	errMissingToken  = &Error{Status: http.StatusUnauthorized, Detail: "a bearer token is required (Authorization header or token query parameter)"}
+	errInvalidToken  = &Error{Status: http.StatusUnauthorized, Detail: "invalid token"}
+	errForbidden     = &Error{Status: http.StatusForbidden, Detail: "the workspace belongs to another user"}
+	errResolve       = &Error{Status: http.StatusBadGateway, Detail: "cannot resolve the workspace"}
+	errTimeout       = &Error{Status: http.StatusGatewayTimeout, Detail: "the workspace did not answer in time"}
+	errUnreachable   = &Error{Status: http.StatusBadGateway, Detail: "the workspace cannot be reached"}
+	errUpgrade       = &Error{Status: http.StatusBadRequest, Detail: "only WebSocket upgrades are proxied"}
+	errUpgradeBody   = &Error{Status: http.StatusBadRequest, Detail: "a WebSocket handshake has no body"}
+	errUpgradeAnswer = &Error{Status: http.StatusBadGateway, Detail: "the workspace switched to a protocol other than WebSocket"}
+	errPolicyFailed  = &Error{Status: http.StatusForbidden, Detail: "a route policy failed to decide; the request is denied"}
 )

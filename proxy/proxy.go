@@ -241,7 +241,7 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	end := clock.Mono()
 	p.m.upstream.Observe(end.Sub(sent).Seconds())
 	if err == nil {
-		err = p.respond(ctx, req, conn, skipBody, bp, end)
+		err = p.respond(ctx, conn, skipBody, !req.Header.ConnectionClose(), bp, end)
 	}
 	if err != nil {
 		p.upstreamFailed(ctx, ep.Addr, err)
@@ -297,11 +297,12 @@ func safeHost(h []byte) bool {
 // ctx.Response, to the client: its body is read straight into the client's
 // response when it is small and of known length, else it goes as a stream
 // fasthttp reads while writing, so no large body is held whole and
-// server-sent events go out as they arrive. respond owns conn; when it
-// fails the caller answers instead.
-func (p *Proxy) respond(ctx *fasthttp.RequestCtx, req *fasthttp.Request, conn *upstreamConn, skipBody bool, bp *[]byte, now time.Time) error {
+// server-sent events go out as they arrive. conn is kept alive after it
+// when reuse is set and the workspace did not ask to close it. respond
+// owns conn; when it fails the caller answers instead.
+func (p *Proxy) respond(ctx *fasthttp.RequestCtx, conn *upstreamConn, skipBody, reuse bool, bp *[]byte, now time.Time) error {
 	out := &ctx.Response
-	reuse := !req.Header.ConnectionClose() && !out.Header.ConnectionClose()
+	reuse = reuse && !out.Header.ConnectionClose()
 	n := out.Header.ContentLength()
 	stripHopByHop(&out.Header, bp) // also drops the upstream's Connection: close
 	switch {

@@ -8,6 +8,13 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/nocrd/nocrd/internal/clock"
+)
+
+var (
+	strWebSocket    = []byte("websocket")
+	strUpgradeToken = []byte("Upgrade")
 )
 
 // isUpgrade reports whether a request asks to switch protocols
@@ -24,12 +31,24 @@ func isUpgrade(h *fasthttp.RequestHeader) bool {
 	return false
 }
 
-// upgrade proxies a WebSocket handshake and then the connection both ways.
-// The upstream request is built now, while ctx is valid; the hijacked
-// connection is served after the handler returns.
+// upgrade proxies a WebSocket handshake and, when the workspace switches
+// protocols, the connection both ways. The handshake is an exchange like
+// any other, made while ctx is valid: only a 101 answer turns the client's
+// connection into a tunnel, which is served after the handler returns.
+// Any other answer goes to the client as a response, and the connection
+// stays HTTP, every request on it checked as usual. Tunnelling on any
+// answer would let a client whose upgrade the workspace refused send it
+// raw requests past authentication, the route policies and the header
+// rewriting.
 func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, addr string, r Route, who caller, owner string) {
-	if !bytes.EqualFold(ctx.Request.Header.Peek("Upgrade"), []byte("websocket")) {
+	if !bytes.EqualFold(ctx.Request.Header.Peek("Upgrade"), strWebSocket) {
 		p.fail(ctx, outcomeBadRequest, errUpgrade)
+		return
+	}
+	if cl := ctx.Request.Header.ContentLength(); cl > 0 || cl == -1 {
+		// The body would not be sent, and the workspace would take the
+		// one its Content-Length announces from the tunnel.
+		p.fail(ctx, outcomeBadRequest, errUpgradeBody)
 		return
 	}
 	req := fasthttp.AcquireRequest()
@@ -46,33 +65,73 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, addr string, r Route, who call
 	if p.opts.Policy != nil && !p.decide(ctx, sc, req, r, who, owner) {
 		return
 	}
-	// The request line and headers, copied: req goes back to its pool when
-	// this handler returns, before the hijacked connection is served.
-	head := append([]byte(nil), h.Header()...)
 
-	upstream, err := net.DialTimeout("tcp", addr, p.opts.DialTimeout)
+	// A connection of its own, never pooled: after a 101 it is the
+	// tunnel's.
+	nc, err := net.DialTimeout("tcp", addr, p.opts.DialTimeout)
 	if err != nil {
 		p.fail(ctx, outcomeBadGateway, errUnreachable)
 		return
 	}
-	p.m.request(outcomeUpgraded, 101)
-	ctx.HijackSetNoResponse(true)
+	conn := newUpstreamConn(nc, p.pool(addr), p.opts.UpstreamTimeout)
+	out := &ctx.Response
+	out.Header.Reset()
+	out.Header.SetNoDefaultContentType(true)
+	sent := clock.Mono()
+	conn.readNow, conn.writeNow = sent, sent
+	err = conn.exchange(req, h.Header(), &out.Header)
+	conn.readNow, conn.writeNow = time.Time{}, time.Time{}
+	if err != nil {
+		_ = conn.Close()
+		p.upstreamFailed(ctx, addr, err)
+		return
+	}
+	status := out.Header.StatusCode()
+	if status != fasthttp.StatusSwitchingProtocols {
+		if err := p.respond(ctx, conn, h.IsHead() || noBody(status), false, &sc.buf, clock.Mono()); err != nil {
+			p.upstreamFailed(ctx, addr, err)
+			return
+		}
+		p.m.request(outcomeProxied, status)
+		return
+	}
+	if !bytes.EqualFold(out.Header.Peek("Upgrade"), strWebSocket) {
+		_ = conn.Close()
+		ctx.Response.Reset()
+		p.fail(ctx, outcomeBadGateway, errUpgradeAnswer)
+		return
+	}
+	// The answer goes out as fasthttp writes it, without the workspace's
+	// other hop-by-hop headers; then the tunnel starts with whatever the
+	// workspace sent after it.
+	stripHopByHop(&out.Header, &sc.buf)
+	out.Header.SetCanonical(strConnection, strUpgradeToken)
+	out.Header.SetCanonical(strUpgrade, strWebSocket)
+	lead, _ := conn.br.Peek(conn.br.Buffered())
+	lead = bytes.Clone(lead)
+	if err := nc.SetDeadline(time.Time{}); err != nil {
+		_ = nc.Close()
+		ctx.Response.Reset()
+		p.fail(ctx, outcomeBadGateway, errUnreachable)
+		return
+	}
+	p.m.request(outcomeUpgraded, status)
 	ctx.Hijack(func(client net.Conn) {
 		p.upgraded.Store(client, struct{}{})
-		p.upgraded.Store(upstream, struct{}{})
+		p.upgraded.Store(nc, struct{}{})
 		p.m.ws.Add(1)
 		defer func() {
 			p.m.ws.Add(-1)
 			p.upgraded.Delete(client)
-			p.upgraded.Delete(upstream)
-			_ = upstream.Close()
+			p.upgraded.Delete(nc)
+			_ = nc.Close()
 		}()
-		_ = upstream.SetWriteDeadline(time.Now().Add(p.opts.UpstreamTimeout))
-		if _, err := upstream.Write(head); err != nil {
-			return
+		if len(lead) > 0 {
+			if _, err := client.Write(lead); err != nil {
+				return
+			}
 		}
-		_ = upstream.SetWriteDeadline(time.Time{})
-		pipe(client, upstream)
+		pipe(client, nc)
 	})
 }
 

@@ -82,15 +82,19 @@ func (p *Proxy) get(pl *pool, now time.Time) (*upstreamConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	nc = rawio.Wrap(nc)
-	ic := &idleConn{Conn: nc, timeout: p.opts.UpstreamTimeout}
+	return newUpstreamConn(rawio.Wrap(nc), pl, p.opts.UpstreamTimeout), nil
+}
+
+// newUpstreamConn wraps a new connection of pl with its buffers.
+func newUpstreamConn(nc net.Conn, pl *pool, timeout time.Duration) *upstreamConn {
+	ic := &idleConn{Conn: nc, timeout: timeout}
 	c := &upstreamConn{idleConn: ic, pool: pl, br: bufio.NewReaderSize(ic, upstreamReadBuffer), bw: bufio.NewWriterSize(ic, upstreamWriteBuffer)}
 	if sc, ok := nc.(syscall.Conn); ok {
-		if c.raw, err = sc.SyscallConn(); err == nil {
-			c.flushWait = c.flushThenWait
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw, c.flushWait = raw, c.flushThenWait
 		}
 	}
-	return c, nil
+	return c
 }
 
 // put returns a connection whose last response was read to its end at
