@@ -2,6 +2,8 @@ package k8s_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -72,5 +74,53 @@ func TestAdmissionCountsTheExactOwner(t *testing.T) {
 		if len(ids) != 2 || !(ids[0] == want[0] && ids[1] == want[1] || ids[0] == want[1] && ids[1] == want[0]) {
 			t.Errorf("%s lists %v, want %v", owner, ids, want)
 		}
+	}
+}
+
+// quotaAdmitter denies a spawn when the owner has max workspaces already.
+type quotaAdmitter struct{ max int }
+
+func (a quotaAdmitter) Admit(_ context.Context, r *k8s.AdmissionReview) (*corev1.Pod, error) {
+	if r.Workspaces.Count >= a.max {
+		return nil, fmt.Errorf("quota: %s has %d workspaces", r.Owner, r.Workspaces.Count)
+	}
+	return r.Pod, nil
+}
+
+// TestAdmissionSeesConcurrentSpawns: spawns of one owner made at once are
+// admitted one after the other, each review counting the workspaces the
+// ones before it created, so a quota holds however many an agent starts
+// together. Different ids do not share the per-id lock that spawns of one
+// id take.
+func TestAdmissionSeesConcurrentSpawns(t *testing.T) {
+	ns := testenv.Namespace(t)
+	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube.SetAdmitter(quotaAdmitter{max: 2})
+	const n = 6
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := kube.SpawnWorkspace(context.Background(), k8s.SpawnRequest{ID: fmt.Sprintf("q%d", i), Owner: "alice",
+				Spec: &corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "busybox"}}}})
+			errs <- err
+		}()
+	}
+	admitted := 0
+	for range n {
+		if err := <-errs; err == nil {
+			admitted++
+		} else if !strings.Contains(err.Error(), "quota") {
+			t.Errorf("spawn failed for another reason: %v", err)
+		}
+	}
+	ws, err := kube.ListWorkspaces(context.Background(), "", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if admitted != 2 || len(ws) != 2 {
+		t.Errorf("with a quota of 2, %d of %d concurrent spawns were admitted and alice has %d workspaces", admitted, n, len(ws))
 	}
 }

@@ -68,6 +68,9 @@ type Client struct {
 	kube kubernetes.Interface
 	// spawns serialises spawns of one workspace id within this process.
 	spawns keyLocks
+	// ownerSpawns serialises the spawns of one owner in a namespace
+	// within this process, for admission (see SpawnWorkspace).
+	ownerSpawns keyLocks
 	// caches are this process's running route caches, told at once of the
 	// pods this client deletes (see deletePod).
 	cachesMu sync.Mutex
@@ -139,7 +142,7 @@ func NewForConfig(cfg Config, rc *rest.Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create kubernetes client: %w", err)
 	}
-	return &Client{cfg: cfg, rest: rc, kube: kube, spawns: keyLocks{m: map[string]*keyLock{}}, caches: map[*EndpointCache]struct{}{}}, nil
+	return &Client{cfg: cfg, rest: rc, kube: kube, spawns: keyLocks{m: map[string]*keyLock{}}, ownerSpawns: keyLocks{m: map[string]*keyLock{}}, caches: map[*EndpointCache]struct{}{}}, nil
 }
 
 // Mode returns the client's access scope.

@@ -425,6 +425,10 @@ func (c *Client) SpawnWorkspace(ctx context.Context, req SpawnRequest) (*Workspa
 	// Spawns of one id through this client take turns, so that within one
 	// nocrd they never race; across replicas the checks below settle it.
 	defer c.spawns.lock(ns + "/" + req.ID)()
+	// And one owner's spawns take turns from admission until their pod
+	// exists, so that each review counts the workspaces of the spawns
+	// before it: a quota holds however many spawns an agent starts at once.
+	defer c.ownerSpawns.lock(ns + "/" + owner)()
 	if existing, err := c.findWorkspace(ctx, ns, req.ID); err != nil {
 		return nil, err
 	} else if existing != nil {
