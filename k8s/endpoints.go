@@ -30,6 +30,11 @@ const (
 	EndpointNotReady
 	// EndpointReady: traffic may go to Addr.
 	EndpointReady
+	// EndpointHostNetwork: the pod uses its node's network (hostNetwork).
+	// Its IP is the node's, shared with every such pod on the node and
+	// with the node's own services, so an address there may be another
+	// workspace's: it is never routed.
+	EndpointHostNetwork
 )
 
 // Endpoint is where a workspace's traffic goes, as the route cache knows it.
@@ -268,6 +273,10 @@ func (e *EndpointCache) endpointOf(p *corev1.Pod) Endpoint {
 	}
 	if p.Status.PodIP != "" {
 		ep.Addr = net.JoinHostPort(p.Status.PodIP, strconv.Itoa(port))
+	}
+	if p.Spec.HostNetwork {
+		ep.State = EndpointHostNetwork
+		return ep
 	}
 	if p.DeletionTimestamp != nil || p.Status.PodIP == "" || p.Status.Phase != corev1.PodRunning {
 		return ep

@@ -208,3 +208,53 @@ func ipInCIDR(ip, cidr string) bool {
 	_, n, err := net.ParseCIDR(cidr)
 	return err == nil && n.Contains(net.ParseIP(ip))
 }
+
+// TestEndpointCacheRefusesHostNetwork: two workspaces on their node's
+// network share the node's IP, and an address there may belong to either
+// (or to the node): neither is routed, and neither evicts the other.
+func TestEndpointCacheRefusesHostNetwork(t *testing.T) {
+	ns := testenv.Namespace(t)
+	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := runCache(t, kube, ns, nil)
+	ctx := context.Background()
+	var pods []string
+	for _, owner := range []string{"alice", "bob"} {
+		w, err := kube.SpawnWorkspace(ctx, k8s.SpawnRequest{ID: "host-" + owner, Owner: owner,
+			PodAnnotations: map[string]string{"pod-ready.stage.kwok.x-k8s.io/delay": "0ms", "pod-ready.stage.kwok.x-k8s.io/jitter-delay": "0ms"},
+			Spec:           &corev1.PodSpec{HostNetwork: true, Containers: []corev1.Container{{Name: "w", Image: "busybox"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		w, err = kube.WaitReady(wctx, w, nil)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods = append(pods, w.PodName)
+	}
+	var ips []string
+	for _, name := range pods {
+		p, err := kube.GetPod(ctx, ns, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ips = append(ips, p.Status.PodIP)
+	}
+	if ips[0] == "" || ips[0] != ips[1] {
+		t.Logf("the two pods have IPs %v", ips) // the test holds either way
+	}
+	for range 2 {
+		for _, id := range []string{"host-alice", "host-bob"} {
+			if ep := lookupState(t, cache, id); ep.State != k8s.EndpointHostNetwork {
+				t.Errorf("%s: %+v, want host network (not routed)", id, ep)
+			}
+		}
+	}
+	if s := cache.Stats(); s.Misses != 2 {
+		t.Errorf("%d lookups went to the API server, want 2 (one per id): the entries evicted each other", s.Misses)
+	}
+}

@@ -53,6 +53,7 @@ var (
 	errNoWorkspace = &proxy.Error{Status: http.StatusNotFound, Detail: "no workspace with this id"}
 	errNotReady    = &proxy.Error{Status: http.StatusServiceUnavailable, Detail: "the workspace is not ready yet"}
 	errBadID       = &proxy.Error{Status: http.StatusBadRequest, Detail: "not a valid workspace id"}
+	errHostNetwork = &proxy.Error{Status: http.StatusBadGateway, Detail: "the workspace uses its node's network (hostNetwork), whose address other pods share: it is not routed"}
 )
 
 func (r routeResolver) Resolve(ctx context.Context, id string) (proxy.Endpoint, error) {
@@ -68,6 +69,8 @@ func (r routeResolver) Resolve(ctx context.Context, id string) (proxy.Endpoint, 
 		return proxy.Endpoint{}, errNoWorkspace
 	case k8s.EndpointNotReady:
 		return proxy.Endpoint{}, errNotReady
+	case k8s.EndpointHostNetwork:
+		return proxy.Endpoint{}, errHostNetwork
 	}
 	return proxy.Endpoint{Addr: ep.Addr, Owner: ep.Owner}, nil
 }
