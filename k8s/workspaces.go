@@ -454,15 +454,19 @@ func (c *Client) SpawnWorkspace(ctx context.Context, req SpawnRequest) (*Workspa
 
 	var sa *corev1.ServiceAccount
 	if saName != "" {
-		sa, err = c.kube.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{
+		want := &corev1.ServiceAccount{
 			ObjectMeta: metav1.ObjectMeta{
 				Name: saName, Labels: maps.Clone(pod.Labels),
 				Annotations: map[string]string{AnnotationEKSRoleARN: annotations[AnnotationIAMRoleARN]},
 			},
-		}, metav1.CreateOptions{})
+		}
+		sa, err = c.kube.CoreV1().ServiceAccounts(ns).Create(ctx, want, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
-			// A concurrent spawn of the same workspace got here first.
-			return c.afterRace(ctx, ns, req.ID, owner, "create service account", err)
+			sa, err = c.reclaimServiceAccount(ctx, ns, want, err)
+			if apierrors.IsAlreadyExists(err) {
+				// A concurrent spawn of the same workspace got here first.
+				return c.afterRace(ctx, ns, req.ID, owner, "create service account", err)
+			}
 		}
 		if err != nil {
 			return nil, &SpawnError{Step: "create service account", Err: err}
@@ -526,6 +530,44 @@ func (c *Client) SpawnWorkspace(ctx context.Context, req SpawnRequest) (*Workspa
 			return nil, err
 		}
 	}
+}
+
+// orphanAge is how old a workspace's ServiceAccount without an owning pod
+// must be before a spawn takes it for the leftover of one that never
+// finished. A spawn owns its account within moments of creating it; a
+// younger one may be another nocrd's spawn on its way to its pod.
+var orphanAge = time.Minute
+
+// reclaimServiceAccount handles the account want (of a workspace without a
+// live pod: the caller checked, holding the id's lock) found already
+// there. An account labelled for this very workspace that no pod owns was
+// left by a spawn that stopped before its pod existed (nocrd was stopped
+// in between): it is replaced by want. Any other is an error: exists, the
+// AlreadyExists the create met, when it may be a concurrent spawn's.
+func (c *Client) reclaimServiceAccount(ctx context.Context, ns string, want *corev1.ServiceAccount, exists error) (*corev1.ServiceAccount, error) {
+	found, err := c.kube.CoreV1().ServiceAccounts(ns).Get(ctx, want.Name, metav1.GetOptions{})
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return c.kube.CoreV1().ServiceAccounts(ns).Create(ctx, want, metav1.CreateOptions{})
+		}
+		return nil, err
+	}
+	ours := len(found.OwnerReferences) == 0
+	for _, k := range []string{LabelType, LabelWorkspaceID, LabelUserSub} {
+		ours = ours && found.Labels[k] == want.Labels[k]
+	}
+	if !ours {
+		return nil, exists
+	}
+	if age := time.Since(found.CreationTimestamp.Time); age < orphanAge {
+		return nil, fmt.Errorf("service account %s, made %s ago, has no pod yet: another spawn of this workspace may be under way; try again in %s",
+			found.Name, age.Round(time.Second), (orphanAge - age).Round(time.Second))
+	}
+	err = c.kube.CoreV1().ServiceAccounts(ns).Delete(ctx, found.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &found.UID}})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("remove the orphaned service account %s: %w", found.Name, err)
+	}
+	return c.kube.CoreV1().ServiceAccounts(ns).Create(ctx, want, metav1.CreateOptions{})
 }
 
 // pause waits a short random time before a spawn tries again after a race.
