@@ -42,5 +42,7 @@ var (
 	errUpgrade       = &Error{Status: http.StatusBadRequest, Detail: "only WebSocket upgrades are proxied"}
 	errUpgradeBody   = &Error{Status: http.StatusBadRequest, Detail: "a WebSocket handshake has no body"}
 	errUpgradeAnswer = &Error{Status: http.StatusBadGateway, Detail: "the workspace switched to a protocol other than WebSocket"}
+	errBodyTimeout   = &Error{Status: http.StatusRequestTimeout, Detail: "the client stopped sending the request body"}
+	errBodyRead      = &Error{Status: http.StatusBadRequest, Detail: "the request body could not be read"}
 	errPolicyFailed  = &Error{Status: http.StatusForbidden, Detail: "a route policy failed to decide; the request is denied"}
 )

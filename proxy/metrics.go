@@ -23,13 +23,14 @@ const (
 	outcomeTimeout
 	outcomePolicyDenied
 	outcomePolicyFailed
+	outcomeClientTimeout
 	numOutcomes
 )
 
 var outcomeNames = [numOutcomes]string{
 	"proxied", "upgraded", "bad_request", "unauthorized", "forbidden",
 	"not_found", "not_ready", "bad_gateway", "timeout", "policy_denied",
-	"policy_failed",
+	"policy_failed", "client_timeout",
 }
 
 // Reasons authentication failed, as counted in metrics.

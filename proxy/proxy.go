@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/nocrd/nocrd/internal/clock"
+	"github.com/nocrd/nocrd/internal/lazydeadline"
 	"github.com/nocrd/nocrd/internal/metrics"
 )
 
@@ -73,6 +74,11 @@ type Options struct {
 	UpstreamTimeout time.Duration
 	// DialTimeout bounds connecting to a workspace (default 5 s).
 	DialTimeout time.Duration
+	// ClientBodyTimeout, when set, bounds how long the client may stay
+	// silent while it sends a request body, as nginx's
+	// client_body_timeout does: past it the request is answered 408 and
+	// the connection closed. A body that keeps coming is never cut.
+	ClientBodyTimeout time.Duration
 	// Policy, when set, decides on every request after authentication.
 	Policy Policy
 	// Metrics, when set, receives the proxy's metrics.
@@ -136,6 +142,8 @@ type scratch struct {
 	// up is what a Policy is handed, here so that handing it over does not
 	// allocate.
 	up Upstream
+	// body wraps the client's body stream when ClientBodyTimeout is set.
+	body lazydeadline.IdleReader
 }
 
 // b2s views b as a string without copying; the string must not outlive b.
@@ -229,6 +237,10 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		}
 		if cl := ctx.Request.Header.ContentLength(); cl > 0 || cl == -1 {
 			if s := ctx.RequestBodyStream(); s != nil {
+				if p.opts.ClientBodyTimeout > 0 {
+					sc.body = lazydeadline.IdleReader{R: s, Conn: ctx.Conn(), Timeout: p.opts.ClientBodyTimeout}
+					s = &sc.body
+				}
 				req.SetBodyStream(s, cl)
 			} else {
 				req.SetBodyRaw(ctx.Request.Body())
@@ -239,6 +251,16 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	sent := clock.Mono() // one vDSO read, where time.Now makes two
 	conn, skipBody, err := p.roundTrip(ep.Addr, req, head, &ctx.Response.Header, sent)
 	end := clock.Mono()
+	if sc.body.Conn != nil {
+		// The body has been sent, or has failed: the request is written
+		// before its answer is read.
+		bodyErr := sc.body.Err
+		sc.body = lazydeadline.IdleReader{}
+		if err != nil && bodyErr != nil {
+			p.clientFailed(ctx, bodyErr)
+			return
+		}
+	}
 	p.m.upstream.Observe(end.Sub(sent).Seconds())
 	if err == nil {
 		err = p.respond(ctx, conn, skipBody, !req.Header.ConnectionClose(), bp, end)
@@ -260,6 +282,21 @@ func (p *Proxy) upstreamFailed(ctx *fasthttp.RequestCtx, addr string, err error)
 	}
 	p.opts.Logger.Debug("upstream request failed", "addr", addr, "err", err)
 	p.fail(ctx, outcomeBadGateway, errUnreachable)
+}
+
+// clientFailed answers a request whose body the client stopped sending:
+// 408 when it went silent past ClientBodyTimeout, 400 when its connection
+// failed. Either way the connection is closed, as the rest of the body
+// cannot be told from a next request.
+func (p *Proxy) clientFailed(ctx *fasthttp.RequestCtx, err error) {
+	ctx.Response.Reset()
+	ctx.SetConnectionClose()
+	if isTimeout(err) {
+		p.fail(ctx, outcomeClientTimeout, errBodyTimeout)
+		return
+	}
+	p.opts.Logger.Debug("reading the request body failed", "err", err)
+	p.fail(ctx, outcomeBadRequest, errBodyRead)
 }
 
 // challenge sets the WWW-Authenticate header of a 401 (RFC 6750, with the

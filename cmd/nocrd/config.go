@@ -38,6 +38,11 @@ type serveConfig struct {
 	// and from the end of the previous request, so also how long it may
 	// sit idle); request bodies and streams are not bounded by it.
 	ClientTimeout time.Duration `env:"CLIENT_TIMEOUT" envDefault:"90s"`
+	// ClientBodyTimeout bounds how long a client may stay silent while it
+	// sends a request body, as nginx's client_body_timeout (whose default
+	// it takes); 0 leaves bodies unbounded. A body that keeps coming is
+	// never cut.
+	ClientBodyTimeout time.Duration `env:"CLIENT_BODY_TIMEOUT" envDefault:"60s"`
 }
 
 // maxWorkers bounds PROXY_WORKERS.
@@ -64,6 +69,9 @@ func (c serveConfig) Validate() error {
 	}
 	if c.ClientTimeout <= 0 {
 		return fmt.Errorf("--client-timeout/CLIENT_TIMEOUT: must be positive, got %s", c.ClientTimeout)
+	}
+	if c.ClientBodyTimeout < 0 {
+		return fmt.Errorf("--client-body-timeout/CLIENT_BODY_TIMEOUT: must not be negative (0 leaves bodies unbounded), got %s", c.ClientBodyTimeout)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert/TLS_CERT and --tls-key/TLS_KEY: give both or neither")
@@ -214,6 +222,7 @@ func parseConfig(args []string, environ []string, helpOut io.Writer) (*config, e
 		opts = append(opts, option{"--" + name, env, p.String(), usage})
 	}
 	duration(&cfg.Serve.ClientTimeout, "CLIENT_TIMEOUT", "how long a client connection may take to send a request head, and may sit idle between requests", "client-timeout")
+	duration(&cfg.Serve.ClientBodyTimeout, "CLIENT_BODY_TIMEOUT", "how long a client may stay silent while it sends a request body, before 408 (0: no bound)", "client-body-timeout")
 	list(&cfg.Policy.Route, "POLICY_ROUTE", "Wasm route policies (http-wasm modules), comma-separated, run in order on every /route/ request", "policy-route")
 	list(&cfg.Policy.Spawn, "POLICY_SPAWN", "Wasm admission policies, comma-separated, run in order before a workspace or pod is created", "policy-spawn")
 	duration(&cfg.Policy.RouteTimeout, "POLICY_ROUTE_TIMEOUT", "deadline of one route policy decision (past it: denied)", "policy-route-timeout")

@@ -44,6 +44,9 @@ type frontDoor struct {
 	adapter *httpadapt.Adapter
 	route   []byte
 	worker  bool // a proxy worker: the primary says where it serves
+	// bodyDeadline is the read deadline of a request body's first bytes
+	// (see serve): CLIENT_BODY_TIMEOUT, or none.
+	bodyDeadline time.Duration
 }
 
 // routeResolver answers the proxy from the endpoint cache.
@@ -81,7 +84,10 @@ func (r routeResolver) Resolve(ctx context.Context, id string) (proxy.Endpoint, 
 // metadata and app.
 func newFrontDoor(cfg *config, kube *k8s.Client, verifier *auth.Verifier, app, fallback http.Handler, reg *metrics.Registry, pset *policies.Set, log *slog.Logger) (*frontDoor, error) {
 	base := cfg.MCP.BasePath()
-	f := &frontDoor{cfg: cfg, log: log, route: []byte(base + proxy.RoutePrefix)}
+	f := &frontDoor{cfg: cfg, log: log, route: []byte(base + proxy.RoutePrefix), bodyDeadline: cfg.Serve.ClientBodyTimeout}
+	if f.bodyDeadline == 0 {
+		f.bodyDeadline = noReadTimeout
+	}
 	var err error
 	f.cache, err = kube.NewEndpointCache("", k8s.EndpointCacheOptions{
 		Size: cfg.Proxy.RouteCacheSize, DefaultPort: cfg.Proxy.DefaultWorkspacePort, Logger: log,
@@ -93,7 +99,7 @@ func newFrontDoor(cfg *config, kube *k8s.Client, verifier *auth.Verifier, app, f
 	opts := proxy.Options{
 		BaseURL: base, KeepPrefix: cfg.Proxy.KeepPrefix, PassAuthorization: cfg.Proxy.PassAuthorization,
 		SubjectHeader: cfg.Proxy.SubjectHeader, UpstreamTimeout: cfg.Proxy.UpstreamTimeout,
-		Metrics: reg, Logger: log,
+		ClientBodyTimeout: cfg.Serve.ClientBodyTimeout, Metrics: reg, Logger: log,
 	}
 	if verifier != nil {
 		opts.Authorizer = verifier // the MCP endpoint's verifier: one notion of identity
@@ -123,7 +129,7 @@ func newFrontDoor(cfg *config, kube *k8s.Client, verifier *auth.Verifier, app, f
 	} else {
 		f.worker = true
 	}
-	f.adapter = httpadapt.New(fallback, log)
+	f.adapter = httpadapt.New(fallback, log, cfg.Serve.ClientBodyTimeout)
 	return f, nil
 }
 
@@ -185,6 +191,27 @@ func (f *frontDoor) handle(ctx *fasthttp.RequestCtx) {
 // noReadTimeout is a read deadline that never comes: a century.
 const noReadTimeout = 100 * 365 * 24 * time.Hour
 
+// serverError answers a request fasthttp could not read, in the JSON
+// {error, detail} of every other error; fasthttp closes the connection
+// after it.
+func serverError(ctx *fasthttp.RequestCtx, err error) {
+	status, detail := http.StatusBadRequest, "malformed request"
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.As(err, &small):
+		status, detail = http.StatusRequestHeaderFieldsTooLarge, "the request head is too large"
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status, detail = http.StatusRequestEntityTooLarge, "the request body is too large"
+	case errors.As(err, &ne) && ne.Timeout():
+		status, detail = http.StatusRequestTimeout, "the client stopped sending the request"
+	}
+	ctx.Response.Reset()
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"error":` + strconv.Quote(http.StatusText(status)) + `,"detail":` + strconv.Quote(detail) + `}`)
+}
+
 // clientDeadline is the server's ConnState hook: a connection that is new,
 // has just begun a request head, or has finished a request must see a
 // head through within CLIENT_TIMEOUT. The deadline is read from the
@@ -245,16 +272,21 @@ func (f *frontDoor) serve(ctx context.Context, ln net.Listener, beforeShutdown f
 		// (about 100 ns) three times a request; clientDeadline sets the
 		// same deadlines on the coarse clock instead, and lazydeadline
 		// touches the socket only when one is earlier than the one set.
-		// Once a head is in, a request with a body has its deadline put
-		// out of reach, so uploads are not cut (fasthttp may read a body
-		// before the handler runs, so the handler would be too late).
+		// Once a head is in, a request body may be silent for
+		// CLIENT_BODY_TIMEOUT at a time, as with nginx's
+		// client_body_timeout, and is never cut while it keeps coming:
+		// fasthttp reads up to 8 KiB of it before the handler runs, under
+		// a deadline of CLIENT_BODY_TIMEOUT set here, and the handlers (the
+		// proxy and the net/http adapter) move the deadline before each
+		// read of the rest (lazydeadline.IdleReader).
 		ConnState: f.clientDeadline,
 		HeaderReceived: func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 			if readsOn(h) {
-				return fasthttp.RequestConfig{ReadTimeout: noReadTimeout}
+				return fasthttp.RequestConfig{ReadTimeout: f.bodyDeadline}
 			}
 			return fasthttp.RequestConfig{}
 		},
+		ErrorHandler: serverError,
 		// Nothing reads ctx.Time, so the clock is not read for it.
 		LazyRequestTime: true,
 		Logger:          slogPrinter{f.log},

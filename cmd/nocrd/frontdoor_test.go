@@ -414,9 +414,6 @@ func testFrontDoor(t *testing.T, workers int) {
 				t.Errorf("%s: %d %s, want %d", c.name, resp.StatusCode, b, c.status)
 				continue
 			}
-			if c.status == 431 {
-				continue // fasthttp answers before the request is parsed
-			}
 			var e map[string]string
 			if json.Unmarshal(b, &e) != nil || e["error"] == "" || e["detail"] == "" {
 				t.Errorf("%s: body %s is not {error, detail}", c.name, b)
@@ -598,12 +595,14 @@ const frontDoorCIDR = "127.4.0.0/24"
 // a request. The timeout bounds only the wait for a head: a request
 // answered after it leaves its connection usable, an upgraded connection
 // may be quiet for longer, and a request whose body comes slower is still
-// read whole and answered.
+// read whole and answered. A body is bounded by CLIENT_BODY_TIMEOUT
+// instead, the silence allowed between its bytes.
 func TestClientTimeout(t *testing.T) {
 	const timeout = time.Second
 	ns := testenv.Namespace(t)
 	s := newSigner(t)
-	base := startNocrd(t, ns, s, "CLIENT_TIMEOUT="+timeout.String())
+	const bodyTimeout = 3 * timeout
+	base := startNocrd(t, ns, s, "CLIENT_TIMEOUT="+timeout.String(), "CLIENT_BODY_TIMEOUT="+bodyTimeout.String())
 	addr := strings.TrimPrefix(base, "http://")
 	alice := s.token(t, "alice", nil)
 	dial := func(t *testing.T) net.Conn {
@@ -722,6 +721,47 @@ func TestClientTimeout(t *testing.T) {
 			t.Errorf("initialize answered %d, session %q", resp.StatusCode, resp.Header.Get("Mcp-Session-Id"))
 		}
 	})
+
+	// A body that stops coming is answered 408 once it has been silent
+	// for CLIENT_BODY_TIMEOUT, and the connection closed: a small one,
+	// which fasthttp reads before any handler runs, and large ones, which
+	// the MCP side and the proxy read as they come.
+	for name, c := range map[string]struct {
+		head string
+		sent int
+	}{
+		"a small body that stops": {"POST /mcp HTTP/1.1\r\nHost: " + addr + "\r\nAuthorization: Bearer " + alice +
+			"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n", 20},
+		"a large body to the MCP endpoint that stops": {"POST /mcp HTTP/1.1\r\nHost: " + addr + "\r\nAuthorization: Bearer " + alice +
+			"\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n", 100000},
+		"a large body to a workspace that stops": {"PUT /route/ct/upload HTTP/1.1\r\nHost: " + addr + "\r\nAuthorization: Bearer " + alice +
+			"\r\nContent-Length: 1000000\r\n\r\n", 100000},
+	} {
+		t.Run(name, func(t *testing.T) {
+			conn := dial(t)
+			start := time.Now()
+			if _, err := io.WriteString(conn, c.head+strings.Repeat("x", c.sent)); err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(10 * bodyTimeout))
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			var e struct{ Error, Detail string }
+			if resp.StatusCode != http.StatusRequestTimeout || json.Unmarshal(b, &e) != nil || !strings.Contains(e.Detail, "stopped sending the request") {
+				t.Errorf("answered %d %s", resp.StatusCode, b)
+			}
+			if took := time.Since(start); took < bodyTimeout*9/10 || took > bodyTimeout+3*timeout {
+				t.Errorf("answered after %s, want about %s", took, bodyTimeout)
+			}
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Errorf("the connection stayed open (%v)", err)
+			}
+		})
+	}
 }
 
 // TestReadsOn: the client deadline is lifted for exactly the requests

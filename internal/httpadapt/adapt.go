@@ -10,14 +10,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/nocrd/nocrd/internal/lazydeadline"
 )
 
 // MaxRequestBody bounds the request bodies handed to the handler; they are
@@ -27,20 +32,23 @@ const MaxRequestBody = 16 << 20
 
 // Adapter runs h for fasthttp requests.
 type Adapter struct {
-	h      http.Handler
-	log    *slog.Logger
-	base   context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	h           http.Handler
+	log         *slog.Logger
+	bodyTimeout time.Duration
+	base        context.Context
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
 }
 
-// New returns an adapter for h. Close ends the handlers still running.
-func New(h http.Handler, log *slog.Logger) *Adapter {
+// New returns an adapter for h. bodyTimeout, when positive, bounds how
+// long the client may stay silent while it sends a request body (408
+// past it). Close ends the handlers still running.
+func New(h http.Handler, log *slog.Logger, bodyTimeout time.Duration) *Adapter {
 	if log == nil {
 		log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Adapter{h: h, log: log, base: ctx, cancel: cancel}
+	return &Adapter{h: h, log: log, bodyTimeout: bodyTimeout, base: ctx, cancel: cancel}
 }
 
 // Close cancels the context of every running handler and waits for them.
@@ -53,6 +61,9 @@ func (a *Adapter) Close() {
 func (a *Adapter) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	r, err := a.request(ctx)
 	if err != nil {
+		// The body may be part read: what is left of it cannot be told
+		// from a next request.
+		ctx.SetConnectionClose()
 		ctx.Response.SetStatusCode(err.status)
 		ctx.Response.Header.SetContentType("application/json")
 		ctx.Response.SetBodyString(`{"error":` + strconv.Quote(http.StatusText(err.status)) + `,"detail":` + strconv.Quote(err.detail) + `}`)
@@ -144,7 +155,14 @@ func (a *Adapter) request(ctx *fasthttp.RequestCtx) (*http.Request, *requestErro
 	}
 	var body []byte
 	if s := ctx.RequestBodyStream(); s != nil {
+		if a.bodyTimeout > 0 {
+			s = &lazydeadline.IdleReader{R: s, Conn: ctx.Conn(), Timeout: a.bodyTimeout}
+		}
 		body, err = io.ReadAll(io.LimitReader(s, MaxRequestBody+1))
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, &requestError{http.StatusRequestTimeout, "the client stopped sending the request body"}
+		}
 		if err != nil {
 			return nil, &requestError{http.StatusBadRequest, "cannot read the request body"}
 		}

@@ -1,0 +1,78 @@
+package proxy_test
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nocrd/nocrd/proxy"
+)
+
+// TestClientBodyTimeout: a client that stops sending in the middle of a
+// request body is answered 408 once it has been silent for
+// ClientBodyTimeout, and its connections closed, instead of holding its
+// workspace connection for ever; one that sends slowly but keeps sending
+// is never cut, however long the body takes. (fasthttp reads the first
+// 8 KiB of a body before the handler runs, under the server's own
+// deadline: the stall here comes after them.)
+func TestClientBodyTimeout(t *testing.T) {
+	addr, hits := backend(t)
+	base, _ := startProxy(t, staticResolver{"a": {Addr: addr}}, proxy.Options{ClientBodyTimeout: 300 * time.Millisecond})
+	dial := func() (net.Conn, *bufio.Reader) {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		return conn, bufio.NewReader(conn)
+	}
+	head := func(n int) string {
+		return "POST /route/a/up HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(n) + "\r\n\r\n"
+	}
+
+	t.Run("stalled", func(t *testing.T) {
+		conn, br := dial()
+		start := time.Now()
+		_, _ = io.WriteString(conn, head(20000)+strings.Repeat("s", 10000))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), "request body") {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		if waited := time.Since(start); waited > 3*time.Second {
+			t.Errorf("answered after %s", waited)
+		}
+		if _, err := br.ReadByte(); err == nil {
+			t.Error("the connection stayed open after the body timed out")
+		}
+		if hits.Load() != 0 {
+			t.Errorf("the workspace handled %d requests", hits.Load())
+		}
+	})
+
+	t.Run("slow but steady", func(t *testing.T) {
+		conn, br := dial()
+		_, _ = io.WriteString(conn, head(10000+100)+strings.Repeat("a", 10000))
+		for range 10 { // 1 s in all, never 300 ms silent
+			time.Sleep(100 * time.Millisecond)
+			_, _ = io.WriteString(conn, strings.Repeat("b", 10))
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || !strings.Contains(string(body), strings.Repeat("b", 100)) {
+			t.Fatalf("%d %.200s", resp.StatusCode, body)
+		}
+	})
+}
