@@ -101,14 +101,15 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, addr string, r Route, who call
 		p.fail(ctx, outcomeBadGateway, errUpgradeAnswer)
 		return
 	}
-	// The answer goes out as fasthttp writes it, without the workspace's
-	// other hop-by-hop headers; then the tunnel starts with whatever the
-	// workspace sent after it.
+	// The answer, without the workspace's other hop-by-hop headers, and
+	// whatever the workspace sent after it go to the client from the
+	// hijacked connection. fasthttp writes nothing itself: a response it
+	// failed to write would skip the hijack and leave nc open.
 	stripHopByHop(&out.Header, &sc.buf)
 	out.Header.SetCanonical(strConnection, strUpgradeToken)
 	out.Header.SetCanonical(strUpgrade, strWebSocket)
-	lead, _ := conn.br.Peek(conn.br.Buffered())
-	lead = bytes.Clone(lead)
+	buffered, _ := conn.br.Peek(conn.br.Buffered())
+	lead := append(out.Header.AppendBytes(nil), buffered...)
 	if err := nc.SetDeadline(time.Time{}); err != nil {
 		_ = nc.Close()
 		ctx.Response.Reset()
@@ -116,9 +117,10 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, addr string, r Route, who call
 		return
 	}
 	p.m.request(outcomeUpgraded, status)
+	p.upgraded.Store(nc, struct{}{}) // Close ends it, should the hijack not come
+	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(client net.Conn) {
 		p.upgraded.Store(client, struct{}{})
-		p.upgraded.Store(nc, struct{}{})
 		p.m.ws.Add(1)
 		defer func() {
 			p.m.ws.Add(-1)
@@ -126,10 +128,8 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, addr string, r Route, who call
 			p.upgraded.Delete(nc)
 			_ = nc.Close()
 		}()
-		if len(lead) > 0 {
-			if _, err := client.Write(lead); err != nil {
-				return
-			}
+		if _, err := client.Write(lead); err != nil {
+			return
 		}
 		pipe(client, nc)
 	})
