@@ -51,7 +51,8 @@ type Endpoint struct {
 
 // EndpointCacheOptions configure an EndpointCache.
 type EndpointCacheOptions struct {
-	// Size bounds how many workspace ids are cached.
+	// Size bounds how many workspace ids are cached, and apart from them
+	// how many ids found to have no workspace.
 	Size int
 	// DefaultPort is used for pods without nogoo9/workspace-port.
 	DefaultPort int
@@ -69,7 +70,9 @@ type EndpointCacheOptions struct {
 // the resourceVersion it was read at, and an event or a list answer only
 // replaces what is older, so a list that raced with a delete can never bring
 // a deleted pod back. While the watch is not running nothing is cached and
-// every lookup asks the API server.
+// every lookup asks the API server. Ids found to have no workspace are kept
+// in an LRU of their own, of the same size, so that lookups of unknown ids
+// never push out a workspace's entry.
 type EndpointCache struct {
 	c    *Client
 	ns   string
@@ -77,6 +80,10 @@ type EndpointCache struct {
 	log  *slog.Logger
 
 	lru *lru.Cache[string, *cacheEntry]
+	// unknown holds the ids found to have no workspace, apart from lru:
+	// lookups of ids nobody has (a client trying random ones) push out
+	// only each other, never a workspace's entry.
+	unknown *lru.Cache[string, *cacheEntry]
 	// mu serialises every change to the cache, the IP index and flights;
 	// reads of the LRU take only its own lock.
 	mu      sync.Mutex
@@ -134,15 +141,28 @@ func (c *Client) NewEndpointCache(ns string, opts EndpointCacheOptions) (*Endpoi
 		byIP: map[string]string{}, flights: map[string]*flight{},
 		misses: make(chan struct{}, 16),
 	}
-	e.lru, err = newLRU(opts.Size, e.onEvict)
-	if err != nil {
+	if err := e.initLRUs(opts.Size); err != nil {
 		return nil, err
 	}
 	return e, nil
 }
 
-func newLRU(size int, onEvict func(string, *cacheEntry)) (*lru.Cache[string, *cacheEntry], error) {
-	return lru.NewWithEvict(size, onEvict)
+// initLRUs makes the two LRUs, of size entries each.
+func (e *EndpointCache) initLRUs(size int) (err error) {
+	if e.lru, err = lru.NewWithEvict(size, e.onEvict); err != nil {
+		return err
+	}
+	e.unknown, err = lru.NewWithEvict(size, e.onEvict)
+	return err
+}
+
+// peek returns the entry of id, from either LRU, without touching its
+// recency; mu is held.
+func (e *EndpointCache) peek(id string) (*cacheEntry, bool) {
+	if ent, ok := e.lru.Peek(id); ok {
+		return ent, ok
+	}
+	return e.unknown.Peek(id)
 }
 
 // onEvict runs with mu held (every Add and Remove is made under it).
@@ -178,7 +198,7 @@ type EndpointCacheStats struct {
 func (e *EndpointCache) Stats() EndpointCacheStats {
 	return EndpointCacheStats{
 		Hits: e.hits.Load(), Misses: e.missCount.Load(), Evictions: e.evictions.Load(),
-		Invalidations: e.invalidations.Load(), Len: e.lru.Len(),
+		Invalidations: e.invalidations.Load(), Len: e.lru.Len() + e.unknown.Len(),
 	}
 }
 
@@ -190,13 +210,17 @@ func (e *EndpointCache) Lookup(ctx context.Context, id string) (Endpoint, error)
 		e.hits.Add(1)
 		return ent.ep, nil
 	}
+	if ent, ok := e.unknown.Get(id); ok {
+		e.hits.Add(1)
+		return ent.ep, nil
+	}
 	e.missCount.Add(1)
 	if validateID(id) != nil {
 		return Endpoint{}, fmt.Errorf("%w: %q", ErrWorkspaceID, id)
 	}
 	id = string([]byte(id)) // owned copy: it becomes a map key
 	e.mu.Lock()
-	if ent, ok := e.lru.Peek(id); ok {
+	if ent, ok := e.peek(id); ok {
 		e.mu.Unlock()
 		return ent.ep, nil
 	}
@@ -296,7 +320,11 @@ func (e *EndpointCache) put(id string, ent *cacheEntry) (gone string) {
 	if ent.ep.State == EndpointReady {
 		e.byIP[ipOf(ent.ep.Addr)] = id
 	}
-	e.lru.Add(id, ent)
+	if ent.ep.State == EndpointAbsent {
+		e.unknown.Add(id, ent)
+	} else {
+		e.lru.Add(id, ent)
+	}
 	return gone
 }
 
@@ -331,6 +359,7 @@ func (e *EndpointCache) forget(addrs ...string) {
 func (e *EndpointCache) remove(id string) {
 	e.removing = true
 	e.lru.Remove(id)
+	e.unknown.Remove(id)
 	e.removing = false
 }
 
@@ -351,7 +380,7 @@ func (e *EndpointCache) apply(typ watch.EventType, p *corev1.Pod) {
 	if f := e.flights[id]; f != nil && rv > f.eventRV {
 		f.eventRV = rv
 	}
-	if old, ok := e.lru.Peek(id); ok && rv > old.rv {
+	if old, ok := e.peek(id); ok && rv > old.rv {
 		var replace, drop bool
 		switch {
 		case old.ep.UID == p.UID:
@@ -397,6 +426,9 @@ func (e *EndpointCache) clear() {
 		}
 		e.remove(id)
 	}
+	e.removing = true
+	e.unknown.Purge()
+	e.removing = false
 	e.mu.Unlock()
 	e.forget(gone...)
 }

@@ -67,8 +67,7 @@ func TestApplyOrdering(t *testing.T) {
 			var gone string
 			e := &EndpointCache{opts: EndpointCacheOptions{DefaultPort: 3000, OnGone: func(a string) { gone = a }},
 				byIP: map[string]string{}, flights: map[string]*flight{}}
-			var err error
-			if e.lru, err = newLRU(4, e.onEvict); err != nil {
+			if err := e.initLRUs(4); err != nil {
 				t.Fatal(err)
 			}
 			e.mu.Lock()
@@ -77,7 +76,7 @@ func TestApplyOrdering(t *testing.T) {
 			for _, x := range tc.events {
 				e.apply(x.typ, x.pod)
 			}
-			ent, ok := e.lru.Peek("w")
+			ent, ok := e.peek("w")
 			if ok != tc.cached {
 				t.Fatalf("cached = %v, want %v", ok, tc.cached)
 			}
@@ -92,14 +91,14 @@ func TestApplyOrdering(t *testing.T) {
 
 	// An IP taken by another workspace's pod is given up by the cached one.
 	e := &EndpointCache{opts: EndpointCacheOptions{DefaultPort: 3000}, byIP: map[string]string{}, flights: map[string]*flight{}}
-	e.lru, _ = newLRU(4, e.onEvict)
+	_ = e.initLRUs(4)
 	e.mu.Lock()
 	e.put("w", &cacheEntry{rv: 10, ep: Endpoint{UID: "a", Addr: "10.0.0.1:3000", State: EndpointReady}})
 	e.mu.Unlock()
 	other := testPod("z", "12", "10.0.0.1", true, false)
 	other.Labels[LabelWorkspaceID] = "other"
 	e.apply(watch.Modified, other)
-	if _, ok := e.lru.Peek("w"); ok {
+	if _, ok := e.peek("w"); ok {
 		t.Fatal("a workspace kept an IP another workspace's pod now has")
 	}
 }

@@ -258,3 +258,43 @@ func TestEndpointCacheRefusesHostNetwork(t *testing.T) {
 		t.Errorf("%d lookups went to the API server, want 2 (one per id): the entries evicted each other", s.Misses)
 	}
 }
+
+// TestEndpointCacheKeepsWorkspacesOverUnknownIDs: lookups of ids no
+// workspace has (a client trying random ones) are remembered apart from
+// the workspaces, as many as the cache's size, so they never push a
+// workspace's entry out and send its next request to the API server.
+func TestEndpointCacheKeepsWorkspacesOverUnknownIDs(t *testing.T) {
+	ns := testenv.Namespace(t)
+	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := runCache(t, kube, ns, nil) // room for 8
+	if _, err := kube.SpawnWorkspace(context.Background(), k8s.SpawnRequest{ID: "real", Owner: "alice",
+		Spec: &corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "busybox"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if ep := lookupState(t, cache, "real"); ep.State == k8s.EndpointAbsent {
+		t.Fatalf("real: %+v", ep)
+	}
+	for i := range 40 {
+		if ep := lookupState(t, cache, fmt.Sprintf("nobody-%d", i)); ep.State != k8s.EndpointAbsent {
+			t.Fatalf("nobody-%d: %+v", i, ep)
+		}
+	}
+	before := cache.Stats()
+	if ep := lookupState(t, cache, "real"); ep.State == k8s.EndpointAbsent {
+		t.Fatalf("real: %+v", ep)
+	}
+	if after := cache.Stats(); after.Misses != before.Misses {
+		t.Errorf("after 40 unknown ids, the workspace's next lookup went to the API server")
+	}
+	if s := cache.Stats(); s.Len != 1+8 {
+		t.Errorf("the cache holds %d entries, want the workspace and 8 unknown ids (its size)", s.Len)
+	}
+	// An unknown id seen once more is still answered without the API
+	// server while it was remembered, and correctly either way.
+	if ep := lookupState(t, cache, "nobody-0"); ep.State != k8s.EndpointAbsent {
+		t.Errorf("nobody-0: %+v", ep)
+	}
+}
