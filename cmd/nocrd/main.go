@@ -22,6 +22,8 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"k8s.io/klog/v2"
+
 	"github.com/nocrd/nocrd/internal/auth"
 	"github.com/nocrd/nocrd/internal/metrics"
 	"github.com/nocrd/nocrd/k8s"
@@ -70,6 +72,9 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 	cfg.args, cfg.environ, cfg.stderr = args, environ, stderr
 	// Logs go to stderr: stdout carries the stdio transport.
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevels[cfg.Serve.LogLevel]}))
+	// client-go logs through klog (leader election, watch restarts): its
+	// lines go out as nocrd's own, in one format and at LOG_LEVEL.
+	klog.SetSlogLogger(log)
 	dir, index, isWorker, err := workerRole(environ)
 	if err != nil {
 		fmt.Fprintf(stderr, "nocrd: %v\n", err)
