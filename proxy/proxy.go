@@ -522,7 +522,12 @@ func (p *Proxy) rewriteHeaders(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHead
 	out := p.appendForwardedFor(head, ctx, head, priorFor && !forListed)
 	h.SetCanonical(strXForwardedFor, out[len(head):])
 	h.SetCanonical(strXForwardedProto, forwardedProto(ctx))
-	h.SetCanonical(strXForwardedHost, ctx.Host())
+	// An HTTP/1.0 request may come without a Host: then no
+	// X-Forwarded-Host, rather than an empty one. (appendHead takes only
+	// HTTP/1.1 requests, which fasthttp refuses without a Host.)
+	if host := ctx.Host(); len(host) > 0 {
+		h.SetCanonical(strXForwardedHost, host)
+	}
 	out = p.appendForwardedPrefix(out[:len(head)], r)
 	h.SetCanonical(strXForwardedPrefix, out[len(head):])
 	*buf = out[:0]

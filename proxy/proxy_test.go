@@ -439,3 +439,21 @@ func requestsShareNothing(t *testing.T, addr string) {
 		}
 	}
 }
+
+// TestNoHostNoForwardedHost: a request without a Host header (HTTP/1.0
+// allows it) reaches the workspace with the workspace's address as its
+// Host and no X-Forwarded-Host, not an empty one a framework would build
+// its URLs from.
+func TestNoHostNoForwardedHost(t *testing.T) {
+	addr, _ := backend(t)
+	base, _ := startProxy(t, staticResolver{"a": {Addr: addr}}, proxy.Options{})
+	for _, req := range []string{
+		"GET /route/a/x HTTP/1.0\r\n\r\n",
+		"POST /route/a/x HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi",
+	} {
+		s := rawSeen(t, base, req)
+		if _, ok := s.Header["X-Forwarded-Host"]; ok || s.Header["Host"] != addr {
+			t.Errorf("%q: the workspace saw %v", req, s.Header)
+		}
+	}
+}
