@@ -24,7 +24,11 @@ func demoSetup(ctx context.Context, cfg *config, out io.Writer) error {
 		return err
 	}
 	ns := kube.DefaultNamespace()
-	_, err = kube.Kubernetes().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	// Pod Security's baseline level keeps the pods callers ask for off
+	// the node: no privileged containers, host namespaces (hostNetwork
+	// among them) or hostPath volumes (README, "Workspaces").
+	_, err = kube.Kubernetes().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+		Labels: map[string]string{"pod-security.kubernetes.io/enforce": "baseline"}}}, metav1.CreateOptions{})
 	switch {
 	case err == nil:
 		fmt.Fprintf(out, "demo-setup: created namespace %s\n", ns)

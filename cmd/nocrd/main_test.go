@@ -23,6 +23,7 @@ import (
 	"time"
 
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nocrd/nocrd/internal/testenv"
@@ -142,6 +143,13 @@ func TestDemoSetup(t *testing.T) {
 	cm, err := admin.CoreV1().ConfigMaps(ns).Get(context.Background(), exampleTemplate, metav1.GetOptions{})
 	if err != nil || cm.Labels["nogoo9/pod-template"] != "true" || !strings.Contains(cm.Data["spec"], "busybox") {
 		t.Errorf("example template: %v %+v", err, cm)
+	}
+	// The namespace enforces Pod Security's baseline: the API server
+	// refuses a pod on the node's network there.
+	host := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "host"},
+		Spec: corev1.PodSpec{HostNetwork: true, Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
+	if _, err := admin.CoreV1().Pods(ns).Create(context.Background(), host, metav1.CreateOptions{}); err == nil || !strings.Contains(err.Error(), "PodSecurity") {
+		t.Errorf("a hostNetwork pod in the demo namespace: %v, want a PodSecurity refusal", err)
 	}
 }
 
