@@ -457,3 +457,20 @@ func TestNoHostNoForwardedHost(t *testing.T) {
 		}
 	}
 }
+
+// TestNoInventedContentType: a body sent without a Content-Type reaches
+// the workspace without one; the client's own is kept.
+func TestNoInventedContentType(t *testing.T) {
+	addr, _ := backend(t)
+	base, _ := startProxy(t, staticResolver{"a": {Addr: addr}}, proxy.Options{})
+	for req, want := range map[string]string{
+		"POST /route/a/x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi":                           "",
+		"PUT /route/a/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n": "",
+		"POST /route/a/x HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 2\r\n\r\nhi": "text/csv",
+	} {
+		s := rawSeen(t, base, req)
+		if got, ok := s.Header["Content-Type"]; got != want || (want == "") == ok || s.Body != "hi" {
+			t.Errorf("%q: the workspace saw Content-Type %q (%v), body %q", req, got, ok, s.Body)
+		}
+	}
+}

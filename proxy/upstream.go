@@ -189,8 +189,14 @@ func (c *upstreamConn) exchange(req *fasthttp.Request, head []byte, h *fasthttp.
 		if _, err := c.bw.Write(head); err != nil {
 			return err
 		}
-	} else if err := req.Write(c.bw); err != nil {
-		return err
+	} else {
+		// The client's Content-Type or none: fasthttp would add
+		// application/octet-stream to a body that has none. (Set here, as
+		// CopyTo and reparse carry the flag of the header they copy.)
+		req.Header.SetNoDefaultContentType(true)
+		if err := req.Write(c.bw); err != nil {
+			return err
+		}
 	}
 	if c.flushWait != nil && c.writes == writes {
 		// The whole request is still in the buffer.
