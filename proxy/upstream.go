@@ -214,6 +214,10 @@ func (c *upstreamConn) exchange(req *fasthttp.Request, head []byte, h *fasthttp.
 			return err
 		}
 		if s := h.StatusCode(); s < 100 || s > 199 || s == http.StatusSwitchingProtocols {
+			// The answer goes out in the proxy's own HTTP/1.1, whatever
+			// the workspace spoke: an HTTP/1.0 status line over the
+			// proxy's chunked framing is a body its client reads raw.
+			h.SetProtocol(nil)
 			return nil
 		}
 		if n == 8 {

@@ -105,14 +105,20 @@ func TestResponseFraming(t *testing.T) {
 		{"no content", "HTTP/1.1 204 No Content\r\n\r\n", false, "DELETE", 204, "", 1},
 		{"interim answer first", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false, "POST", 200, "ok", 1},
 		{"HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false, "HEAD", 200, "", 1},
+		// An HTTP/1.0 workspace: the client still gets an HTTP/1.1 answer,
+		// whose framing (chunked, here) it may then read.
+		{"HTTP/1.0, until the connection ends", "HTTP/1.0 200 OK\r\n\r\nhello", true, "GET", 200, "hello", 2},
+		{"HTTP/1.0 with a length", "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello", true, "GET", 200, "hello", 2},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ws := startScripted(t, func(int) (string, bool) { return c.resp, c.closeAfter })
 			base, _ := startProxy(t, staticResolver{"w": {Addr: ws.addr}}, proxy.Options{})
+			client := &http.Client{Timeout: 10 * time.Second}
+			t.Cleanup(client.CloseIdleConnections)
 			for i := range 2 {
 				req, _ := http.NewRequest(c.method, base+"/route/w/x", strings.NewReader("p"))
-				resp, err := http.DefaultClient.Do(req)
+				resp, err := client.Do(req)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -120,6 +126,9 @@ func TestResponseFraming(t *testing.T) {
 				resp.Body.Close()
 				if resp.StatusCode != c.status || string(b) != c.body {
 					t.Fatalf("request %d: %d %.80q, want %d %.80q", i, resp.StatusCode, b, c.status, c.body)
+				}
+				if resp.Proto != "HTTP/1.1" {
+					t.Errorf("request %d: answered as %s", i, resp.Proto)
 				}
 				if resp.Close || resp.Header.Get("Connection") != "" {
 					t.Errorf("request %d: the workspace's framing reached the client (Connection %q)", i, resp.Header.Get("Connection"))
