@@ -39,7 +39,6 @@ var (
 	errResolve       = &Error{Status: http.StatusBadGateway, Detail: "cannot resolve the workspace"}
 	errTimeout       = &Error{Status: http.StatusGatewayTimeout, Detail: "the workspace did not answer in time"}
 	errUnreachable   = &Error{Status: http.StatusBadGateway, Detail: "the workspace cannot be reached"}
-	errUpgrade       = &Error{Status: http.StatusBadRequest, Detail: "only WebSocket upgrades are proxied"}
 	errUpgradeBody   = &Error{Status: http.StatusBadRequest, Detail: "a WebSocket handshake has no body"}
 	errUpgradeAnswer = &Error{Status: http.StatusBadGateway, Detail: "the workspace switched to a protocol other than WebSocket"}
 	errBodyTimeout   = &Error{Status: http.StatusRequestTimeout, Detail: "the client stopped sending the request body"}

@@ -17,10 +17,13 @@ var (
 	strUpgradeToken = []byte("Upgrade")
 )
 
-// isUpgrade reports whether a request asks to switch protocols
-// (Connection: upgrade with an Upgrade header), as WebSockets do.
+// isUpgrade reports whether a request asks to switch to WebSocket
+// (Connection: upgrade with Upgrade: websocket). A request for any other
+// protocol (h2c, say) is served as a request like any other: RFC 9110 lets
+// a server ignore an upgrade, and its Upgrade and Connection headers are
+// hop-by-hop, so they go no further.
 func isUpgrade(h *fasthttp.RequestHeader) bool {
-	if len(h.PeekCanonical(strUpgrade)) == 0 {
+	if !bytes.EqualFold(h.PeekCanonical(strUpgrade), strWebSocket) {
 		return false
 	}
 	for tok := range commaList(h.PeekCanonical(strConnection)) {
@@ -41,10 +44,6 @@ func isUpgrade(h *fasthttp.RequestHeader) bool {
 // raw requests past authentication, the route policies and the header
 // rewriting.
 func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, addr string, r Route, who caller, owner string) {
-	if !bytes.EqualFold(ctx.Request.Header.Peek("Upgrade"), strWebSocket) {
-		p.fail(ctx, outcomeBadRequest, errUpgrade)
-		return
-	}
 	if cl := ctx.Request.Header.ContentLength(); cl > 0 || cl == -1 {
 		// The body would not be sent, and the workspace would take the
 		// one its Content-Length announces from the tunnel.

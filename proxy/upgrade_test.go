@@ -146,3 +146,22 @@ func TestUpgradeWithBodyRefused(t *testing.T) {
 		t.Errorf("the workspace saw %d requests", hits.Load())
 	}
 }
+
+// TestOtherUpgradesAreIgnored: an upgrade to anything but WebSocket is a
+// request like any other, its Upgrade and Connection headers hop-by-hop,
+// as RFC 9110 lets a server ignore an upgrade it does not take. curl
+// --http2 asks for h2c this way on every plain-HTTP request; refusing it
+// would refuse curl.
+func TestOtherUpgradesAreIgnored(t *testing.T) {
+	addr, _ := backend(t)
+	base, _ := startProxy(t, staticResolver{"a": {Addr: addr}}, proxy.Options{})
+	s := rawSeen(t, base, "GET /route/a/page HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n")
+	for _, h := range []string{"Upgrade", "Connection", "Http2-Settings"} {
+		if v, ok := s.Header[h]; ok {
+			t.Errorf("the workspace saw %s: %q", h, v)
+		}
+	}
+	if s.URI != "/page" {
+		t.Errorf("the workspace saw %q", s.URI)
+	}
+}
