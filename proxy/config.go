@@ -15,9 +15,9 @@ package proxy
 
 import (
 	"fmt"
-	"net/textproto"
-	"strings"
 	"time"
+
+	"github.com/nocrd/nocrd/internal/httpsyntax"
 )
 
 // Config configures the proxy and its route cache.
@@ -48,8 +48,25 @@ func (c Config) Validate() error {
 	if c.UpstreamTimeout <= 0 {
 		return fmt.Errorf("--proxy-upstream-timeout/PROXY_UPSTREAM_TIMEOUT: must be positive, got %s", c.UpstreamTimeout)
 	}
-	if h := c.SubjectHeader; h != "" && (strings.ContainsAny(h, " :\r\n\t") || textproto.CanonicalMIMEHeaderKey(h) == "Authorization" || IsReserved([]byte(h))) {
-		return fmt.Errorf("--proxy-subject-header/PROXY_SUBJECT_HEADER: must be a header name other than Authorization and not starting with %s (reserved), got %q", HeaderPrefix, h)
+	if h := c.SubjectHeader; h != "" && !subjectHeaderOK([]byte(h)) {
+		return fmt.Errorf("--proxy-subject-header/PROXY_SUBJECT_HEADER: must be a header name other than Authorization, Host, Content-Length, the hop-by-hop headers and those the proxy sets (X-Forwarded-*, %s*), got %q", HeaderPrefix, h)
 	}
 	return nil
+}
+
+// subjectHeaderOK reports whether name may carry the verified subject: a
+// header name no one else gives a meaning on the way to the workspace. The
+// credentials, the message's framing and routing, the hop-by-hop headers
+// and the proxy's own headers are refused, in any spelling sameName takes
+// for them.
+func subjectHeaderOK(name []byte) bool {
+	if len(name) == 0 || !httpsyntax.IsToken(name) || IsReserved(name) || isHopByHop(name) {
+		return false
+	}
+	for _, taken := range []string{"Authorization", "Host", "Content-Length", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Prefix"} {
+		if sameName(name, taken) {
+			return false
+		}
+	}
+	return true
 }

@@ -98,7 +98,7 @@ func TestParseConfig(t *testing.T) {
 			return ""
 		}},
 		{name: "negative reaper interval", env: []string{"REAPER_INTERVAL=-1s"}, wantErr: "--reaper-interval/REAPER_INTERVAL: must not be negative"},
-		{name: "reserved subject header", env: []string{"PROXY_SUBJECT_HEADER=x-nocrd-user"}, wantErr: "--proxy-subject-header/PROXY_SUBJECT_HEADER: must be a header name other than Authorization and not starting with X-Nocrd-"},
+		{name: "reserved subject header", env: []string{"PROXY_SUBJECT_HEADER=x-nocrd-user"}, wantErr: "--proxy-subject-header/PROXY_SUBJECT_HEADER: must be a header name other than Authorization, Host, Content-Length"},
 		{name: "bad workspace port", args: []string{"--default-workspace-port", "0"}, wantErr: "--default-workspace-port/DEFAULT_WORKSPACE_PORT"},
 		{name: "policies", args: []string{"--policy-route", "/etc/hostname, /etc/passwd", "--policy-spawn-timeout", "250ms"},
 			env: []string{"POLICY_SPAWN=/etc/hosts", "POLICY_CONFIG_HOSTNAME=X-User", "POLICY_ROUTE_TIMEOUT=2ms"},
