@@ -474,3 +474,18 @@ func TestNoInventedContentType(t *testing.T) {
 		}
 	}
 }
+
+// TestSubjectWithControlCharacters: a verified token whose subject holds
+// a CR or LF is refused (401). Taken as it is, it would own a workspace
+// of that name and be written into the subject header as header lines of
+// the caller's choosing.
+func TestSubjectWithControlCharacters(t *testing.T) {
+	addr, hits := backend(t)
+	evil := "alice\r\nX-Admin: true"
+	base, _ := startProxy(t, staticResolver{"a": {Addr: addr, Owner: evil}},
+		proxy.Options{Authorizer: hs256Verifier(t), SubjectHeader: "X-Forwarded-User"})
+	resp, s := get(t, base+"/route/a/x", map[string]string{"Authorization": "Bearer " + token(t, "s3cret", evil, time.Hour)})
+	if resp.StatusCode != http.StatusUnauthorized || hits.Load() != 0 {
+		t.Errorf("answered %d; the workspace saw %v", resp.StatusCode, s.Header)
+	}
+}

@@ -9,7 +9,9 @@ import (
 
 // Subject reads the user identity from token claims with a JSONPath of the
 // forms $.a, $.a.b, $['a']['b'] and $.a[0]. The value must be a non-empty
-// string, or a number, which is formatted.
+// string without control characters, or a number, which is formatted. A
+// subject goes into headers (the proxy's subject header), annotations and
+// logs: a CR or LF in it would write headers of the caller's choosing.
 func Subject(claims map[string]any, path string) (string, error) {
 	steps, err := parsePath(path)
 	if err != nil {
@@ -39,6 +41,11 @@ func Subject(claims map[string]any, path string) (string, error) {
 	case string:
 		if s == "" {
 			return "", fmt.Errorf("claim %s is empty", path)
+		}
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; c < 0x20 || c == 0x7f {
+				return "", fmt.Errorf("claim %s contains a control character (%#x)", path, c)
+			}
 		}
 		return s, nil
 	case float64:
