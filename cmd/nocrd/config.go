@@ -43,6 +43,10 @@ type serveConfig struct {
 	// it takes); 0 leaves bodies unbounded. A body that keeps coming is
 	// never cut.
 	ClientBodyTimeout time.Duration `env:"CLIENT_BODY_TIMEOUT" envDefault:"60s"`
+	// ClientSendTimeout bounds how long a write to a client may wait for
+	// it to read, as nginx's send_timeout (whose default it takes); 0
+	// leaves writes unbounded. A client that keeps reading is never cut.
+	ClientSendTimeout time.Duration `env:"CLIENT_SEND_TIMEOUT" envDefault:"60s"`
 }
 
 // maxWorkers bounds PROXY_WORKERS.
@@ -72,6 +76,9 @@ func (c serveConfig) Validate() error {
 	}
 	if c.ClientBodyTimeout < 0 {
 		return fmt.Errorf("--client-body-timeout/CLIENT_BODY_TIMEOUT: must not be negative (0 leaves bodies unbounded), got %s", c.ClientBodyTimeout)
+	}
+	if c.ClientSendTimeout < 0 {
+		return fmt.Errorf("--client-send-timeout/CLIENT_SEND_TIMEOUT: must not be negative (0 leaves writes unbounded), got %s", c.ClientSendTimeout)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert/TLS_CERT and --tls-key/TLS_KEY: give both or neither")
@@ -223,6 +230,7 @@ func parseConfig(args []string, environ []string, helpOut io.Writer) (*config, e
 	}
 	duration(&cfg.Serve.ClientTimeout, "CLIENT_TIMEOUT", "how long a client connection may take to send a request head, and may sit idle between requests", "client-timeout")
 	duration(&cfg.Serve.ClientBodyTimeout, "CLIENT_BODY_TIMEOUT", "how long a client may stay silent while it sends a request body, before 408 (0: no bound)", "client-body-timeout")
+	duration(&cfg.Serve.ClientSendTimeout, "CLIENT_SEND_TIMEOUT", "how long a write to a client may wait for it to read, before the connection is closed (0: no bound)", "client-send-timeout")
 	list(&cfg.Policy.Route, "POLICY_ROUTE", "Wasm route policies (http-wasm modules), comma-separated, run in order on every /route/ request", "policy-route")
 	list(&cfg.Policy.Spawn, "POLICY_SPAWN", "Wasm admission policies, comma-separated, run in order before a workspace or pod is created", "policy-spawn")
 	duration(&cfg.Policy.RouteTimeout, "POLICY_ROUTE_TIMEOUT", "deadline of one route policy decision (past it: denied)", "policy-route-timeout")

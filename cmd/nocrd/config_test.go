@@ -79,6 +79,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "no client timeout", env: []string{"CLIENT_TIMEOUT=0s"}, wantErr: "--client-timeout/CLIENT_TIMEOUT: must be positive, got 0s"},
 		{name: "negative client timeout", args: []string{"--client-timeout", "-1s"}, wantErr: "--client-timeout/CLIENT_TIMEOUT: must be positive, got -1s"},
 		{name: "negative client body timeout", env: []string{"CLIENT_BODY_TIMEOUT=-1s"}, wantErr: "--client-body-timeout/CLIENT_BODY_TIMEOUT: must not be negative"},
+		{name: "negative client send timeout", args: []string{"--client-send-timeout", "-1s"}, wantErr: "--client-send-timeout/CLIENT_SEND_TIMEOUT: must not be negative"},
 		{name: "too many proxy workers", args: []string{"--proxy-workers", "65"}, wantErr: "--proxy-workers/PROXY_WORKERS: must be between 1 and 64, got 65"},
 		{name: "proxy workers without HTTP", args: []string{"--proxy-workers", "2", "-t", "stdio"}, wantErr: "--proxy-workers/PROXY_WORKERS: worker processes serve HTTP"},
 		{name: "bool variable", env: []string{"UI_ENABLED=perhaps"}, wantErr: `UI_ENABLED: invalid value "perhaps"`},

@@ -308,10 +308,11 @@ func (f *frontDoor) serve(ctx context.Context, ln net.Listener, beforeShutdown f
 	go func() {
 		// The client timeout moves each connection's read deadline two or
 		// three times per request (clientDeadline, HeaderReceived);
-		// lazydeadline spares the runtime timer updates. rawio
+		// lazydeadline spares the runtime timer updates, and gives each
+		// write CLIENT_SEND_TIMEOUT for the client to read. rawio
 		// keeps short socket reads and writes out of the runtime's
 		// system-call handoffs.
-		lazy := lazydeadline.Listen(rawio.Listen(ln))
+		lazy := lazydeadline.Listen(rawio.Listen(ln), f.cfg.Serve.ClientSendTimeout)
 		if scheme == "https" {
 			served <- srv.ServeTLS(lazy, f.cfg.Serve.TLSCert, f.cfg.Serve.TLSKey)
 		} else {

@@ -75,12 +75,28 @@ type workspaceServer struct {
 	name string
 	hits atomic.Int32
 	srv  *http.Server
+	// floods is told when a /flood answer ends, with the bytes it wrote.
+	floods chan int64
 }
 
 func startWorkspaceServer(t *testing.T, name, addr string) *workspaceServer {
 	t.Helper()
-	w := &workspaceServer{name: name}
+	w := &workspaceServer{name: name, floods: make(chan int64, 4)}
 	mux := http.NewServeMux()
+	mux.HandleFunc("/flood", func(rw http.ResponseWriter, r *http.Request) {
+		// Writes until the proxy stops taking its bytes (at most 4 GiB).
+		w.hits.Add(1)
+		chunk := bytes.Repeat([]byte("f"), 64<<10)
+		var n int64
+		for n < 4<<30 {
+			m, err := rw.Write(chunk)
+			n += int64(m)
+			if err != nil {
+				break
+			}
+		}
+		w.floods <- n
+	})
 	mux.HandleFunc("/events", func(rw http.ResponseWriter, r *http.Request) {
 		w.hits.Add(1)
 		rw.Header().Set("Content-Type", "text/event-stream")
@@ -119,7 +135,14 @@ func startWorkspaceServer(t *testing.T, name, addr string) *workspaceServer {
 	}
 	w.srv = &http.Server{Handler: mux}
 	go func() { _ = w.srv.Serve(l) }()
-	t.Cleanup(func() { _ = w.srv.Close() })
+	t.Cleanup(func() {
+		// Shutdown waits for connections still ending: net/http lingers
+		// half a second on one whose answer failed (the proxy closed it).
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = w.srv.Shutdown(ctx)
+		_ = w.srv.Close()
+	})
 	return w
 }
 
@@ -601,8 +624,9 @@ func TestClientTimeout(t *testing.T) {
 	const timeout = time.Second
 	ns := testenv.Namespace(t)
 	s := newSigner(t)
-	const bodyTimeout = 3 * timeout
-	base := startNocrd(t, ns, s, "CLIENT_TIMEOUT="+timeout.String(), "CLIENT_BODY_TIMEOUT="+bodyTimeout.String())
+	const bodyTimeout, sendTimeout = 3 * timeout, 2 * timeout
+	base := startNocrd(t, ns, s, "CLIENT_TIMEOUT="+timeout.String(), "CLIENT_BODY_TIMEOUT="+bodyTimeout.String(),
+		"CLIENT_SEND_TIMEOUT="+sendTimeout.String())
 	addr := strings.TrimPrefix(base, "http://")
 	alice := s.token(t, "alice", nil)
 	dial := func(t *testing.T) net.Conn {
@@ -661,7 +685,25 @@ func TestClientTimeout(t *testing.T) {
 	// connection, and an upgraded connection quiet for longer.
 	cs := mcpClient(t, base, alice, nil)
 	ip := spawn(t, cs, "ct", nil)
-	startWorkspaceServer(t, "alice-ct", net.JoinHostPort(ip, "3000"))
+	ws := startWorkspaceServer(t, "alice-ct", net.JoinHostPort(ip, "3000"))
+	t.Run("a client that stops reading", func(t *testing.T) {
+		// Past CLIENT_SEND_TIMEOUT without taking the answer's bytes, the
+		// client's connection is closed, and the workspace's with it.
+		c := dial(t)
+		if _, err := io.WriteString(c, "GET /route/ct/flood HTTP/1.1\r\nHost: "+addr+"\r\nAuthorization: Bearer "+alice+"\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case n := <-ws.floods:
+			t.Logf("the workspace's answer ended after %d MiB", n>>20)
+		case <-time.After(10 * sendTimeout):
+			t.Fatalf("the workspace was still writing %s after the client stopped reading", 10*sendTimeout)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * sendTimeout))
+		if _, err := io.Copy(io.Discard, c); errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Error("the client's connection stayed open")
+		}
+	})
 	t.Run("a request answered after the timeout", func(t *testing.T) {
 		c := dial(t)
 		br := bufio.NewReader(c)

@@ -12,6 +12,11 @@
 // deadline passes before the one asked for (or after it was cleared), Read
 // sets the one asked for and reads again, which happens about once per
 // timeout on a busy connection instead of twice per request.
+//
+// Writes can be given a send timeout the same lazy way (nginx's
+// send_timeout): a write may wait that long for the client to read, and
+// the socket's write deadline moves only once less than the timeout minus
+// a slack is left, so a busy connection pays an atomic load per write.
 package lazydeadline
 
 import (
@@ -20,19 +25,31 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/nocrd/nocrd/internal/clock"
 )
 
-// Listen wraps l: the connections it accepts have lazy read deadlines.
-func Listen(l net.Listener) net.Listener { return listener{l} }
+// Listen wraps l: the connections it accepts have lazy read deadlines and,
+// when sendTimeout is positive, a send timeout: each write may wait
+// between sendTimeout less a slack (a second at most) and sendTimeout for
+// the client to take its bytes, then fails, so a client that stops reading
+// does not hold its connection for ever. A deadline set with
+// SetWriteDeadline or SetDeadline stands until the next write.
+func Listen(l net.Listener, sendTimeout time.Duration) net.Listener {
+	return listener{l, sendTimeout, min(time.Second, sendTimeout/4)}
+}
 
-type listener struct{ net.Listener }
+type listener struct {
+	net.Listener
+	send, slack time.Duration
+}
 
 func (l listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &Conn{Conn: c}, nil
+	return &Conn{Conn: c, send: l.send, slack: l.slack}, nil
 }
 
 // Conn is a connection whose read deadline is set lazily. Deadlines are
@@ -41,6 +58,10 @@ type Conn struct {
 	net.Conn
 	want  atomic.Int64 // the deadline asked for
 	armed atomic.Int64 // the deadline set on Conn
+	// send is the send timeout (0: none), slack how stale its deadline
+	// may get; sendBy is the write deadline set on Conn (0: none).
+	send, slack time.Duration
+	sendBy      atomic.Int64
 }
 
 func nanos(t time.Time) int64 {
@@ -64,7 +85,28 @@ func (c *Conn) SetDeadline(t time.Time) error {
 	if err := c.SetReadDeadline(t); err != nil {
 		return err
 	}
+	return c.SetWriteDeadline(t)
+}
+
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.sendBy.Store(nanos(t))
 	return c.Conn.SetWriteDeadline(t)
+}
+
+// Write writes b, first moving the write deadline to the send timeout
+// from now when less than the timeout less its slack is left of it.
+func (c *Conn) Write(b []byte) (int, error) {
+	if c.send > 0 {
+		now := clock.CoarseUnixNano()
+		if by := c.sendBy.Load(); by == 0 || by-now < int64(c.send-c.slack) {
+			by = now + int64(c.send)
+			c.sendBy.Store(by)
+			if err := c.Conn.SetWriteDeadline(time.Unix(0, by)); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return c.Conn.Write(b)
 }
 
 func (c *Conn) arm(w int64) error {

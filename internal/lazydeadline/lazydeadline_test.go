@@ -19,11 +19,13 @@ import (
 )
 
 // fasthttp's worker-pool cleaner ends on its own timer after a server
-// shuts down, and its date updater lives for the process.
+// shuts down, and its date updater lives for the process, as does the
+// coarse clock's ticker.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+		goleak.IgnoreAnyFunction("github.com/nocrd/nocrd/internal/clock.advance"),
 	)
 }
 
@@ -36,7 +38,7 @@ func serve(t *testing.T, idle time.Duration, h fasthttp.RequestHandler) string {
 	}
 	srv := &fasthttp.Server{Handler: h, IdleTimeout: idle, StreamRequestBody: true}
 	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(lazydeadline.Listen(ln)) }()
+	go func() { defer close(done); _ = srv.Serve(lazydeadline.Listen(ln, 0)) }()
 	t.Cleanup(func() { _ = srv.Shutdown(); <-done })
 	return ln.Addr().String()
 }
@@ -131,7 +133,7 @@ func TestLongRequestNotCut(t *testing.T) {
 // is honoured in full although the socket's fires first.
 func TestEarlierDeadlineFires(t *testing.T) {
 	ln, peer := dialed(t)
-	c, err := lazydeadline.Listen(ln).Accept()
+	c, err := lazydeadline.Listen(ln, 0).Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,4 +212,70 @@ func dialed(tb testing.TB) (net.Listener, net.Conn) {
 	}
 	tb.Cleanup(func() { _ = peer.Close() })
 	return ln, peer
+}
+
+// TestSendTimeout: a write to a client that has stopped reading fails once
+// the send timeout has passed; a client that reads slowly but keeps
+// reading is never cut, however long it takes.
+func TestSendTimeout(t *testing.T) {
+	const timeout = 400 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	l := lazydeadline.Listen(ln, timeout)
+	pair := func() (server, client net.Conn) {
+		client, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		server, err = l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { server.Close(); client.Close() })
+		return server, client
+	}
+	chunk := make([]byte, 64<<10)
+
+	t.Run("a client that stops reading", func(t *testing.T) {
+		server, _ := pair()
+		start := time.Now()
+		var err error
+		for err == nil && time.Since(start) < 10*time.Second {
+			_, err = server.Write(chunk)
+		}
+		if took := time.Since(start); !errors.Is(err, os.ErrDeadlineExceeded) || took > 3*time.Second {
+			t.Fatalf("writes ended after %s with %v, want a deadline error within about %s", took, err, timeout)
+		}
+	})
+
+	t.Run("a client that reads slowly", func(t *testing.T) {
+		server, client := pair()
+		// Small buffers, so that a write waits for the client's reads and
+		// not for the kernel to free a third of a large send buffer (the
+		// wait a send timeout must outlast).
+		_ = server.(*lazydeadline.Conn).Conn.(*net.TCPConn).SetWriteBuffer(64 << 10)
+		_ = client.(*net.TCPConn).SetReadBuffer(64 << 10)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			b := make([]byte, 64<<10)
+			for {
+				time.Sleep(50 * time.Millisecond)
+				if _, err := client.Read(b); err != nil {
+					return
+				}
+			}
+		}()
+		start := time.Now()
+		for time.Since(start) < 4*timeout {
+			if _, err := server.Write(chunk); err != nil {
+				t.Fatalf("a write to a reading client failed after %s: %v", time.Since(start), err)
+			}
+		}
+		server.Close()
+		<-done
+	})
 }
