@@ -33,7 +33,10 @@ import (
 // when sendTimeout is positive, a send timeout: each write may wait
 // between sendTimeout less a slack (a second at most) and sendTimeout for
 // the client to take its bytes, then fails, so a client that stops reading
-// does not hold its connection for ever. A deadline set with
+// does not hold its connection for ever. The timeout bounds one Write, not
+// the silence between the client's reads: a blocked write resumes once the
+// kernel has freed about a third of the socket's send buffer, so a client
+// that reads less than that per timeout is cut too. A deadline set with
 // SetWriteDeadline or SetDeadline stands until the next write.
 func Listen(l net.Listener, sendTimeout time.Duration) net.Listener {
 	return listener{l, sendTimeout, min(time.Second, sendTimeout/4)}
