@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/nocrd/nocrd/internal/testenv"
 	"github.com/nocrd/nocrd/k8s"
 )
 
@@ -32,11 +31,7 @@ func (a *countingAdmitter) Admit(_ context.Context, r *k8s.AdmissionReview) (*co
 // that hash. Each is shown, charged for and lists only its own
 // workspaces.
 func TestAdmissionCountsTheExactOwner(t *testing.T) {
-	ns := testenv.Namespace(t)
-	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kube, _ := k8s.NewNamespaced(t)
 	adm := &countingAdmitter{seen: map[string][]int{}}
 	kube.SetAdmitter(adm)
 	alice := "alice@example.com"
@@ -93,11 +88,7 @@ func (a quotaAdmitter) Admit(_ context.Context, r *k8s.AdmissionReview) (*corev1
 // together. Different ids do not share the per-id lock that spawns of one
 // id take.
 func TestAdmissionSeesConcurrentSpawns(t *testing.T) {
-	ns := testenv.Namespace(t)
-	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kube, _ := k8s.NewNamespaced(t)
 	kube.SetAdmitter(quotaAdmitter{max: 2})
 	const n = 6
 	errs := make(chan error, n)

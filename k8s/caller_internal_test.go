@@ -8,19 +8,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-
-	"github.com/nocrd/nocrd/internal/testenv"
 )
 
 // TestCallerGuards: acting for a caller, CreatePod refuses nocrd's own
 // keys (without one it takes them, as ever); and the patch checkPatch
 // returns applies to the pod it checked and to no other pod of that name.
 func TestCallerGuards(t *testing.T) {
-	ns := testenv.Namespace(t)
-	kube, err := NewForConfig(Config{Mode: ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kube, ns := NewNamespaced(t)
 	ctx := context.Background()
 	spec := &corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}
 	forged := metav1.ObjectMeta{Name: "forged", Labels: map[string]string{LabelType: TypeWorkspace}, Annotations: map[string]string{AnnotationOwner: "alice"}}

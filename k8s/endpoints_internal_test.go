@@ -107,11 +107,7 @@ func TestApplyOrdering(t *testing.T) {
 // the answer the watch delivers that pod's deletion. The stale list must
 // not be cached, and the lookup must not answer ready.
 func TestMissRacingDelete(t *testing.T) {
-	ns := testenv.Namespace(t)
-	kube, err := NewForConfig(Config{Mode: ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kube, ns := NewNamespaced(t)
 	ctx := context.Background()
 	w, err := kube.SpawnWorkspace(ctx, SpawnRequest{ID: "r", Spec: &corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "busybox"}}},
 		PodAnnotations: map[string]string{"pod-ready.stage.kwok.x-k8s.io/delay": "0ms", "pod-ready.stage.kwok.x-k8s.io/jitter-delay": "0ms"}})
@@ -165,11 +161,7 @@ func TestMissRacingDelete(t *testing.T) {
 // client stops being routed when StopWorkspace returns, while the watch
 // event of the deletion is still held back, and OnGone hears of its address.
 func TestStopIsSeenBeforeTheWatch(t *testing.T) {
-	ns := testenv.Namespace(t)
-	kube, err := NewForConfig(Config{Mode: ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kube, ns := NewNamespaced(t)
 	ctx := context.Background()
 	spawnReadyNow(t, kube, "s")
 	gone := make(chan string, 4)

@@ -81,11 +81,7 @@ func lookupState(t *testing.T, c *k8s.EndpointCache, id string) k8s.Endpoint {
 // port annotation and deletion (TestEndpointCacheIPReuse has another
 // workspace take over its IP, as KWOK and real CNIs may).
 func TestEndpointCacheFollowsWorkspaces(t *testing.T) {
-	ns := testenv.Namespace(t)
-	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kube, ns := k8s.NewNamespaced(t)
 	var mu sync.Mutex
 	var gone []string
 	cache := runCache(t, kube, ns, func(a string) { mu.Lock(); gone = append(gone, a); mu.Unlock() })
@@ -158,11 +154,7 @@ func TestEndpointCacheFollowsWorkspaces(t *testing.T) {
 // resolves to it. The workspaces run on a node of the test's own, so that
 // no other test's pod takes the freed IP (see testenv.Node).
 func TestEndpointCacheIPReuse(t *testing.T) {
-	ns := testenv.Namespace(t)
-	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kube, ns := k8s.NewNamespaced(t)
 	node := testenv.Node(t, ipReuseCIDR)
 	cache := runCache(t, kube, ns, nil)
 	fast := map[string]string{
@@ -213,11 +205,7 @@ func ipInCIDR(ip, cidr string) bool {
 // network share the node's IP, and an address there may belong to either
 // (or to the node): neither is routed, and neither evicts the other.
 func TestEndpointCacheRefusesHostNetwork(t *testing.T) {
-	ns := testenv.Namespace(t)
-	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kube, ns := k8s.NewNamespaced(t)
 	cache := runCache(t, kube, ns, nil)
 	ctx := context.Background()
 	var pods []string
@@ -264,11 +252,7 @@ func TestEndpointCacheRefusesHostNetwork(t *testing.T) {
 // the workspaces, as many as the cache's size, so they never push a
 // workspace's entry out and send its next request to the API server.
 func TestEndpointCacheKeepsWorkspacesOverUnknownIDs(t *testing.T) {
-	ns := testenv.Namespace(t)
-	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kube, ns := k8s.NewNamespaced(t)
 	cache := runCache(t, kube, ns, nil) // room for 8
 	if _, err := kube.SpawnWorkspace(context.Background(), k8s.SpawnRequest{ID: "real", Owner: "alice",
 		Spec: &corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "busybox"}}}}); err != nil {

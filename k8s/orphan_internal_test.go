@@ -8,8 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/nocrd/nocrd/internal/testenv"
 )
 
 // TestSpawnReclaimsOrphanedServiceAccount: a nocrd stopped between
@@ -19,11 +17,7 @@ import (
 // that is younger than orphanAge (a spawn may still be on its way to its
 // pod), is left alone.
 func TestSpawnReclaimsOrphanedServiceAccount(t *testing.T) {
-	ns := testenv.Namespace(t)
-	kube, err := NewForConfig(Config{Mode: ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kube, ns := NewNamespaced(t)
 	ctx := context.Background()
 	req := SpawnRequest{ID: "w1", Owner: "alice", Annotations: map[string]string{AnnotationIAMRoleARN: "arn:aws:iam::1:role/new"},
 		Spec: &corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "busybox"}}}}

@@ -21,11 +21,7 @@ import (
 // and one with a long one; the reaper, holding its Lease, deletes only the
 // expired one, and releases the Lease when stopped.
 func TestReaperDeletesExpiredWorkspaces(t *testing.T) {
-	ns := testenv.Namespace(t)
-	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, testenv.AdminConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kube, ns := k8s.NewNamespaced(t)
 	ctx := context.Background()
 	spec := &corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "busybox"}}}
 	for id, ttl := range map[string]string{"short": "1s", "long": "1h"} {

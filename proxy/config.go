@@ -60,10 +60,10 @@ func (c Config) Validate() error {
 // and the proxy's own headers are refused, in any spelling sameName takes
 // for them.
 func subjectHeaderOK(name []byte) bool {
-	if len(name) == 0 || !httpsyntax.IsToken(name) || IsReserved(name) || isHopByHop(name) {
+	if len(name) == 0 || !httpsyntax.IsToken(name) || IsReserved(name) || isHopByHop(name) || isForwarded(name) {
 		return false
 	}
-	for _, taken := range []string{"Authorization", "Host", "Content-Length", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Prefix"} {
+	for _, taken := range []string{"Authorization", "Host", "Content-Length"} {
 		if sameName(name, taken) {
 			return false
 		}

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+
+	"github.com/valyala/fasthttp"
 )
 
 // Error is a proxy failure and the HTTP status it is answered with, as
@@ -17,6 +19,13 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return strconv.Itoa(e.Status) + " " + e.Detail }
+
+// Answer sets ctx's response to e: its status and its JSON body.
+func (e *Error) Answer(ctx *fasthttp.RequestCtx) {
+	ctx.Response.SetStatusCode(e.Status)
+	ctx.Response.Header.SetContentType("application/json")
+	ctx.Response.SetBodyRaw(e.json())
+}
 
 // json returns the JSON error body, rendered once: errors are usually
 // shared values, so answering one costs no allocation.

@@ -156,6 +156,31 @@ func foldName(c byte) byte {
 	return c
 }
 
+// isForwarded reports whether name is, as sameName compares, one of the
+// X-Forwarded-* headers the proxy sets on every request. The length check
+// inlines at the call site, as sameName's does.
+func isForwarded(name []byte) bool {
+	return len(name) >= len("X-Forwarded-For") && len(name) <= len("X-Forwarded-Prefix") && isForwardedFold(name)
+}
+
+// isForwardedFold is isForwarded for a name of a possible length.
+func isForwardedFold(name []byte) bool {
+	var want string
+	switch len(name) {
+	case 15:
+		want = "X-Forwarded-For"
+	case 16:
+		want = "X-Forwarded-Host"
+	case 17:
+		want = "X-Forwarded-Proto"
+	case 18:
+		want = "X-Forwarded-Prefix"
+	default:
+		return false
+	}
+	return sameNameFold(name, want)
+}
+
 // IsReserved reports whether name starts with HeaderPrefix, in any case
 // and with '_' for '-' (see sameName): a header nocrd owns, never
 // forwarded.

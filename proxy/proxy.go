@@ -654,8 +654,7 @@ type dropper struct {
 // reach a WSGI workspace as the X-Forwarded-User the proxy vouches for.
 func (d *dropper) dropOwn(k []byte) bool {
 	return isHopByHop(k) || IsReserved(k) || d.auth && is(k, "Authorization") ||
-		d.p.opts.SubjectHeader != "" && sameName(k, d.p.opts.SubjectHeader) ||
-		sameName(k, "X-Forwarded-For") || sameName(k, "X-Forwarded-Proto") || sameName(k, "X-Forwarded-Host") || sameName(k, "X-Forwarded-Prefix")
+		d.p.opts.SubjectHeader != "" && sameName(k, d.p.opts.SubjectHeader) || isForwarded(k)
 }
 
 // drop reports whether k is not forwarded.
@@ -730,12 +729,6 @@ func (p *Proxy) Close() {
 
 // fail answers with e and counts the outcome.
 func (p *Proxy) fail(ctx *fasthttp.RequestCtx, o outcome, e *Error) {
-	writeError(ctx, e)
+	e.Answer(ctx)
 	p.m.request(o, e.Status)
-}
-
-func writeError(ctx *fasthttp.RequestCtx, e *Error) {
-	ctx.Response.SetStatusCode(e.Status)
-	ctx.Response.Header.SetContentType("application/json")
-	ctx.Response.SetBodyRaw(e.json())
 }

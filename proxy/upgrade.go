@@ -74,13 +74,7 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, addr string, r Route, who call
 	}
 	conn := newUpstreamConn(nc, p.pool(addr), p.opts.UpstreamTimeout)
 	out := &ctx.Response
-	out.Header.Reset()
-	out.Header.SetNoDefaultContentType(true)
-	sent := clock.Mono()
-	conn.readNow, conn.writeNow = sent, sent
-	err = conn.exchange(req, h.Header(), &out.Header)
-	conn.readNow, conn.writeNow = time.Time{}, time.Time{}
-	if err != nil {
+	if err := conn.exchange(req, h.Header(), &out.Header, clock.Mono()); err != nil {
 		_ = conn.Close()
 		p.upstreamFailed(ctx, addr, err)
 		return

@@ -166,12 +166,7 @@ func (p *Proxy) roundTrip(addr string, req *fasthttp.Request, head []byte, h *fa
 		if err != nil {
 			return nil, false, err
 		}
-		c.readNow, c.writeNow = now, now
-		h.Reset() // names canonicalised as read, for stripHopByHop
-		h.SetNoDefaultContentType(true)
-		err = c.exchange(req, head, h)
-		c.readNow, c.writeNow = time.Time{}, time.Time{} // in case one was not used
-		if err == nil {
+		if err = c.exchange(req, head, h, now); err == nil {
 			return c, req.Header.IsHead() || noBody(h.StatusCode()), nil
 		}
 		_ = c.Close()
@@ -181,9 +176,16 @@ func (p *Proxy) roundTrip(addr string, req *fasthttp.Request, head []byte, h *fa
 	}
 }
 
-// exchange writes the request and reads the response head, skipping
-// interim (1xx) answers other than 101 Switching Protocols.
-func (c *upstreamConn) exchange(req *fasthttp.Request, head []byte, h *fasthttp.ResponseHeader) error {
+// exchange writes the request and reads the response head into h (reset
+// first), skipping interim (1xx) answers other than 101 Switching
+// Protocols. now is the time the caller read just before: it stands for
+// the clock when the first write and read set their deadlines.
+func (c *upstreamConn) exchange(req *fasthttp.Request, head []byte, h *fasthttp.ResponseHeader, now time.Time) error {
+	c.readNow, c.writeNow = now, now
+	// Cleared in case one was not used.
+	defer func() { c.readNow, c.writeNow = time.Time{}, time.Time{} }()
+	h.Reset() // names canonicalised as read, for stripHopByHop
+	h.SetNoDefaultContentType(true)
 	writes := c.writes
 	if head != nil {
 		if _, err := c.bw.Write(head); err != nil {

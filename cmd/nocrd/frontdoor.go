@@ -191,25 +191,31 @@ func (f *frontDoor) handle(ctx *fasthttp.RequestCtx) {
 // noReadTimeout is a read deadline that never comes: a century.
 const noReadTimeout = 100 * 365 * 24 * time.Hour
 
+// fasthttp's own answers, to requests it could not read.
+var (
+	errMalformed     = &proxy.Error{Status: http.StatusBadRequest, Detail: "malformed request"}
+	errHeadTooLarge  = &proxy.Error{Status: http.StatusRequestHeaderFieldsTooLarge, Detail: "the request head is too large"}
+	errBodyTooLarge  = &proxy.Error{Status: http.StatusRequestEntityTooLarge, Detail: "the request body is too large"}
+	errClientTimeout = &proxy.Error{Status: http.StatusRequestTimeout, Detail: "the client stopped sending the request"}
+)
+
 // serverError answers a request fasthttp could not read, in the JSON
 // {error, detail} of every other error; fasthttp closes the connection
 // after it.
 func serverError(ctx *fasthttp.RequestCtx, err error) {
-	status, detail := http.StatusBadRequest, "malformed request"
+	e := errMalformed
 	var small *fasthttp.ErrSmallBuffer
 	var ne net.Error
 	switch {
 	case errors.As(err, &small):
-		status, detail = http.StatusRequestHeaderFieldsTooLarge, "the request head is too large"
+		e = errHeadTooLarge
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		status, detail = http.StatusRequestEntityTooLarge, "the request body is too large"
+		e = errBodyTooLarge
 	case errors.As(err, &ne) && ne.Timeout():
-		status, detail = http.StatusRequestTimeout, "the client stopped sending the request"
+		e = errClientTimeout
 	}
 	ctx.Response.Reset()
-	ctx.SetStatusCode(status)
-	ctx.SetContentType("application/json")
-	ctx.SetBodyString(`{"error":` + strconv.Quote(http.StatusText(status)) + `,"detail":` + strconv.Quote(detail) + `}`)
+	e.Answer(ctx)
 }
 
 // clientDeadline is the server's ConnState hook: a connection that is new,
