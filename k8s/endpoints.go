@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -98,9 +99,29 @@ type EndpointCache struct {
 	hits, missCount, evictions, invalidations atomic.Uint64
 	removing                                  bool // set while mu is held: the eviction is ours
 
-	afterFetch func(id string) // test hook: runs between a list and its use
-	onEvent    func()          // test hook: runs before each watch event is applied
+	// watchTimeout is how long the API server is asked to keep a watch
+	// open (randomised up to twice that, as client-go's reflectors do);
+	// the cache then resumes it from the last resourceVersion it saw.
+	watchTimeout time.Duration
+	// backoffBase is the first wait after a watch fails; each failure in
+	// a row doubles it, up to maxWatchBackoff.
+	backoffBase time.Duration
+
+	afterFetch  func(id string) // test hook: runs between a list and its use
+	onEvent     func()          // test hook: runs before each watch event is applied
+	beforeWatch func() error    // test hook: runs before each watch request; an error fails it
 }
+
+const (
+	// defaultWatchTimeout is client-go's reflectors' minimum watch timeout.
+	defaultWatchTimeout = 5 * time.Minute
+	// maxWatchBackoff bounds the wait between failed watches.
+	maxWatchBackoff = 30 * time.Second
+	// minWatchRun is how long a watch must have run for its end to be
+	// taken as the server's timeout and resumed at once; one that ends
+	// sooner is a failure, and the next try waits.
+	minWatchRun = 500 * time.Millisecond
+)
 
 type cacheEntry struct {
 	rv uint64
@@ -139,7 +160,9 @@ func (c *Client) NewEndpointCache(ns string, opts EndpointCacheOptions) (*Endpoi
 	e := &EndpointCache{
 		c: c, ns: ns, opts: opts, log: opts.Logger,
 		byIP: map[string]string{}, flights: map[string]*flight{},
-		misses: make(chan struct{}, 16),
+		misses:       make(chan struct{}, 16),
+		watchTimeout: defaultWatchTimeout,
+		backoffBase:  500 * time.Millisecond,
 	}
 	if err := e.initLRUs(opts.Size); err != nil {
 		return nil, err
@@ -433,9 +456,15 @@ func (e *EndpointCache) clear() {
 	e.forget(gone...)
 }
 
-// Run watches the namespace's workspace pods until ctx ends, restarting
-// the watch when it breaks (after a fresh list when its resourceVersion has
-// expired). Entries are cached only while the watch runs.
+// Run watches the namespace's workspace pods until ctx ends. The API
+// server ends every watch after a while (Run asks for 5 to 10 minutes, as
+// client-go's reflectors do; unasked it would be 30 to 60, from its
+// --min-request-timeout); Run then resumes it from the last
+// resourceVersion it saw, keeping the cache and staying synced. Only when
+// the watch fails (the API server is unreachable, or the resourceVersion
+// has expired) is the cache emptied and rebuilt from a fresh list, after
+// a wait that doubles with each failure in a row. Entries are cached only
+// while the watch runs.
 func (e *EndpointCache) Run(ctx context.Context) error {
 	e.c.cachesMu.Lock()
 	e.c.caches[e] = struct{}{}
@@ -445,13 +474,18 @@ func (e *EndpointCache) Run(ctx context.Context) error {
 		delete(e.c.caches, e)
 		e.c.cachesMu.Unlock()
 	}()
-	backoff := 500 * time.Millisecond
+	backoff := e.backoffBase
 	for {
-		err := e.watchOnce(ctx)
+		synced, err := e.watchOnce(ctx)
 		e.synced.Store(false)
 		e.clear()
 		if ctx.Err() != nil {
 			return nil
+		}
+		if synced {
+			// It ran before it failed: this is a first failure, not
+			// one more of a series.
+			backoff = e.backoffBase
 		}
 		e.log.Warn("workspace watch stopped; restarting", "namespace", e.ns, "err", err, "in", backoff)
 		select {
@@ -459,47 +493,89 @@ func (e *EndpointCache) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		}
-		backoff = min(2*backoff, 30*time.Second)
+		backoff = min(2*backoff, maxWatchBackoff)
 	}
 }
 
 // watchOnce lists to learn the current resourceVersion, then watches from
-// it until the watch ends; it returns why it ended.
-func (e *EndpointCache) watchOnce(ctx context.Context) error {
+// it, resuming each watch the API server ends from the last
+// resourceVersion seen, until a watch fails; it returns why, and whether
+// the cache was synced meanwhile.
+func (e *EndpointCache) watchOnce(ctx context.Context) (synced bool, err error) {
 	sel := LabelType + "=" + TypeWorkspace
 	list, err := e.c.kube.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{LabelSelector: sel, Limit: 1})
 	if err != nil {
-		return fmt.Errorf("list workspace pods in %s: %w", e.ns, err)
+		return false, fmt.Errorf("list workspace pods in %s: %w", e.ns, err)
 	}
 	rv := list.ResourceVersion
+	for {
+		w, err := e.watch(ctx, sel, rv)
+		if err != nil {
+			return synced, err
+		}
+		if !synced {
+			// Anything cached before this point may have missed events.
+			e.clear()
+			e.synced.Store(true)
+			synced = true
+			e.log.Debug("workspace watch running", "namespace", e.ns, "resourceVersion", rv)
+		}
+		start := time.Now()
+		rv, err = e.follow(ctx, w, rv)
+		w.Stop()
+		if err != nil {
+			return true, err
+		}
+		if time.Since(start) < minWatchRun {
+			return true, errors.New("watch closed at once")
+		}
+		e.log.Debug("workspace watch ended; resuming", "namespace", e.ns, "resourceVersion", rv)
+	}
+}
+
+// watch starts a watch of the workspace pods from resourceVersion rv.
+func (e *EndpointCache) watch(ctx context.Context, sel, rv string) (watch.Interface, error) {
+	if e.beforeWatch != nil {
+		if err := e.beforeWatch(); err != nil {
+			return nil, err
+		}
+	}
+	timeout := int64((e.watchTimeout + rand.N(e.watchTimeout+1)) / time.Second)
 	w, err := e.c.kube.CoreV1().Pods(e.ns).Watch(ctx, metav1.ListOptions{
-		LabelSelector: sel, ResourceVersion: rv, AllowWatchBookmarks: true,
+		LabelSelector: sel, ResourceVersion: rv, AllowWatchBookmarks: true, TimeoutSeconds: &timeout,
 	})
 	if err != nil {
-		return fmt.Errorf("watch workspace pods in %s: %w", e.ns, err)
+		return nil, fmt.Errorf("watch workspace pods in %s: %w", e.ns, err)
 	}
-	defer w.Stop()
-	// Anything cached before this point may have missed events.
-	e.clear()
-	e.synced.Store(true)
-	e.log.Debug("workspace watch running", "namespace", e.ns, "resourceVersion", rv)
+	return w, nil
+}
+
+// follow applies the events of w until it ends, and returns the last
+// resourceVersion seen (rv when none) and, unless the server simply ended
+// the watch, why it ended.
+func (e *EndpointCache) follow(ctx context.Context, w watch.Interface, rv string) (string, error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return rv, ctx.Err()
 		case ev, ok := <-w.ResultChan():
 			if !ok {
-				return errors.New("watch closed")
+				return rv, nil
 			}
 			switch ev.Type {
 			case watch.Error:
-				return fmt.Errorf("watch error: %w", apierrors.FromObject(ev.Object))
+				return rv, fmt.Errorf("watch error: %w", apierrors.FromObject(ev.Object))
+			case watch.Bookmark:
+				if p, ok := ev.Object.(*corev1.Pod); ok && p.ResourceVersion != "" {
+					rv = p.ResourceVersion
+				}
 			case watch.Added, watch.Modified, watch.Deleted:
 				if p, ok := ev.Object.(*corev1.Pod); ok {
 					if e.onEvent != nil {
 						e.onEvent()
 					}
 					e.apply(ev.Type, p)
+					rv = p.ResourceVersion
 				}
 			}
 		}

@@ -3,6 +3,9 @@ package k8s
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -287,4 +290,103 @@ func runHeldCache(t *testing.T, kube *Client, opts EndpointCacheOptions) *Endpoi
 	t.Cleanup(func() { close(release); cancel(); <-done })
 	testenv.Eventually(t, 10*time.Second, "watch sync", func() (bool, error) { return cache.Synced(), nil })
 	return cache
+}
+
+// TestWatchEndsAndResumes: the API server ends every watch after its
+// timeout (30 to 60 minutes by default, a second or two here). The cache
+// resumes it from the last resourceVersion it saw: it stays synced, so
+// /readyz stays ready; it keeps its entries, so lookups do not go back to
+// the API server; and it still follows the pods.
+func TestWatchEndsAndResumes(t *testing.T) {
+	kube, ns := NewNamespaced(t)
+	ctx := context.Background()
+	w := spawnReadyNow(t, kube, "a")
+	cache, err := kube.NewEndpointCache("", EndpointCacheOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache.watchTimeout = time.Second
+	var watches atomic.Int32
+	cache.beforeWatch = func() error { watches.Add(1); return nil }
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = cache.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	testenv.Eventually(t, 10*time.Second, "watch sync", func() (bool, error) { return cache.Synced(), nil })
+	if ep, err := cache.Lookup(ctx, "a"); err != nil || ep.State != EndpointReady {
+		t.Fatalf("lookup: %+v %v, want ready", ep, err)
+	}
+
+	deadline := time.Now().Add(15 * time.Second)
+	for watches.Load() < 4 { // the first watch and three resumed ones
+		if !cache.Synced() {
+			t.Fatalf("the cache stopped being synced after %d watches", watches.Load())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d watches in 15 s: the API server did not end them", watches.Load())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if ep, err := cache.Lookup(ctx, "a"); err != nil || ep.State != EndpointReady {
+		t.Fatalf("lookup after the watches ended: %+v %v, want ready", ep, err)
+	}
+	if st := cache.Stats(); st.Misses != 1 {
+		t.Fatalf("%d misses: the cache was emptied when a watch ended", st.Misses)
+	}
+
+	// Deleted behind the cache's back (a stop through this client would
+	// tell the cache itself): only a resumed watch can say so.
+	if err := kube.Kubernetes().CoreV1().Pods(ns).Delete(ctx, w.PodName, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the resumed watch to see the deletion", func() (bool, error) {
+		ep, err := cache.Lookup(ctx, "a")
+		return err == nil && ep.State != EndpointReady, err
+	})
+	if st := cache.Stats(); st.Misses != 1 || st.Invalidations == 0 {
+		t.Fatalf("stats %+v: the deletion should have come as an event for the cached entry", st)
+	}
+}
+
+// TestWatchBackoffStartsOver: failed watches wait longer each time, but a
+// failure after the watch ran again waits the first wait, not the last.
+func TestWatchBackoffStartsOver(t *testing.T) {
+	kube, _ := NewNamespaced(t)
+	cache, err := kube.NewEndpointCache("", EndpointCacheOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache.watchTimeout = time.Second
+	cache.backoffBase = 20 * time.Millisecond
+	var mu sync.Mutex
+	var calls []time.Time
+	cache.beforeWatch = func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, time.Now())
+		// Six failures in a row (the waits grow to 640 ms), then a watch
+		// that runs until the server ends it, and one failure as it is
+		// resumed.
+		if n := len(calls); n <= 6 || n == 8 {
+			return errors.New("staged failure")
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = cache.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	testenv.Eventually(t, 15*time.Second, "the ninth watch", func() (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(calls) >= 9, nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if grown := calls[6].Sub(calls[5]); grown < 500*time.Millisecond {
+		t.Fatalf("after six failures in a row the wait was %v, want 640 ms", grown)
+	}
+	if again := calls[8].Sub(calls[7]); again > 400*time.Millisecond {
+		t.Fatalf("after a watch that ran, a failure waited %v, want 20 ms", again)
+	}
 }
