@@ -60,24 +60,33 @@ type upstreamConn struct {
 	flushWait func(uintptr) bool
 	flushed   bool
 	flushErr  error
+	// peek, made once, is idle's RawConn callback, and peeked its answer.
+	peek   func(uintptr)
+	peeked bool
 }
 
 // get returns an idle connection, most recently used first, or dials one.
-// now is the time, read by the caller.
-func (p *Proxy) get(pl *pool, now time.Time) (*upstreamConn, error) {
-	pl.mu.Lock()
-	for n := len(pl.idle); n > 0; n = len(pl.idle) {
+// now is the time, read by the caller. When check is set, an idle
+// connection is used only if nothing has arrived on it since its last
+// response (see upstreamConn.idle): for a request that cannot be retried.
+func (p *Proxy) get(pl *pool, now time.Time, check bool) (*upstreamConn, error) {
+	for {
+		pl.mu.Lock()
+		n := len(pl.idle)
+		if n == 0 {
+			pl.mu.Unlock()
+			break
+		}
 		c := pl.idle[n-1]
 		pl.idle[n-1] = nil
 		pl.idle = pl.idle[:n-1]
-		if now.Sub(c.usedAt) < maxIdleTime {
-			pl.mu.Unlock()
+		pl.mu.Unlock()
+		if now.Sub(c.usedAt) < maxIdleTime && (!check || c.idle()) {
 			c.reused = true
 			return c, nil
 		}
 		_ = c.Close()
 	}
-	pl.mu.Unlock()
 	nc, err := net.DialTimeout("tcp", pl.addr, p.opts.DialTimeout)
 	if err != nil {
 		return nil, err
@@ -91,11 +100,30 @@ func newUpstreamConn(nc net.Conn, pl *pool, timeout time.Duration) *upstreamConn
 	c := &upstreamConn{idleConn: ic, pool: pl, br: bufio.NewReaderSize(ic, upstreamReadBuffer), bw: bufio.NewWriterSize(ic, upstreamWriteBuffer)}
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
-			c.raw, c.flushWait = raw, c.flushThenWait
+			c.raw, c.flushWait, c.peek = raw, c.flushThenWait, c.peekIdle
 		}
 	}
 	return c
 }
+
+// idle reports whether the connection, taken from the pool, can carry a
+// request: nothing has come from the workspace since its last response.
+// Workspace servers close keep-alive connections that stay idle for a
+// while (Node.js after 5 s, gunicorn after 2 s), and a request written
+// to such a connection fails without an answer. An idempotent request is
+// then retried on a new connection; one that cannot be (a POST, or one
+// whose body is streamed) would fail with a 502, so the connection is
+// checked first, at the cost of one system call.
+func (c *upstreamConn) idle() bool {
+	if c.raw == nil {
+		return true
+	}
+	c.peeked = false
+	return c.raw.Control(c.peek) == nil && c.peeked
+}
+
+// peekIdle is idle's RawConn callback.
+func (c *upstreamConn) peekIdle(fd uintptr) { c.peeked = rawio.Idle(fd) }
 
 // put returns a connection whose last response was read to its end at
 // now.
@@ -162,7 +190,7 @@ func (p *Proxy) roundTrip(addr string, req *fasthttp.Request, head []byte, h *fa
 	pl := p.pool(addr)
 	retryable := !req.IsBodyStream() && (req.Header.IsGet() || req.Header.IsHead() || req.Header.IsPut() || req.Header.IsOptions())
 	for {
-		c, err := p.get(pl, now)
+		c, err := p.get(pl, now, !retryable)
 		if err != nil {
 			return nil, false, err
 		}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/nocrd/nocrd/proxy"
 )
 
@@ -154,7 +156,8 @@ func TestTruncatedBody(t *testing.T) {
 
 // TestStaleKeepAliveIsRetried: a workspace closes a kept-alive connection
 // between requests without saying so. The next idempotent request is
-// retried on a new connection; a POST is not sent twice.
+// retried on a new connection; a POST finds the connection closed before
+// it is sent, and goes on a new one.
 func TestStaleKeepAliveIsRetried(t *testing.T) {
 	ws := startScripted(t, func(int) (string, bool) { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true })
 	base, _ := startProxy(t, staticResolver{"w": {Addr: ws.addr}}, proxy.Options{})
@@ -167,12 +170,58 @@ func TestStaleKeepAliveIsRetried(t *testing.T) {
 	if r, a := ws.requests.Load(), ws.accepted.Load(); r != 3 || a != 3 {
 		t.Errorf("the workspace saw %d requests on %d connections, want 3 on 3", r, a)
 	}
-	// The POST meets the stale connection and is not sent again.
-	if status, body := fetch(t, "POST", base+"/route/w/"); status != 502 {
-		t.Errorf("POST on a stale connection: %d %s, want 502", status, body)
+	if status, body := fetch(t, "POST", base+"/route/w/"); status != 200 || body != "ok" {
+		t.Errorf("POST after the workspace closed the idle connection: %d %s, want 200", status, body)
 	}
-	if r := ws.requests.Load(); r != 3 {
-		t.Errorf("a POST was retried: the workspace saw %d requests", r)
+	if r, a := ws.requests.Load(), ws.accepted.Load(); r != 4 || a != 4 {
+		t.Errorf("the workspace saw %d requests on %d connections, want 4 on 4", r, a)
+	}
+}
+
+// TestPostIsNeverSentTwice: a workspace reads a POST on a kept-alive
+// connection and closes it without an answer. The POST may have done its
+// work: it is answered 502, not sent again.
+func TestPostIsNeverSentTwice(t *testing.T) {
+	ws := startScripted(t, func(n int) (string, bool) {
+		if n == 0 {
+			return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+		}
+		return "", true
+	})
+	base, _ := startProxy(t, staticResolver{"w": {Addr: ws.addr}}, proxy.Options{})
+	if status, body := fetch(t, "GET", base+"/route/w/"); status != 200 || body != "ok" {
+		t.Fatalf("GET: %d %s", status, body)
+	}
+	if status, body := fetch(t, "POST", base+"/route/w/"); status != 502 {
+		t.Errorf("POST closed without an answer: %d %s, want 502", status, body)
+	}
+	if r, a := ws.requests.Load(), ws.accepted.Load(); r != 2 || a != 1 {
+		t.Errorf("the workspace saw %d requests on %d connections, want 2 on 1: the POST was sent again", r, a)
+	}
+}
+
+// TestWorkspaceIdleTimeout: a workspace server that closes keep-alive
+// connections idle for a while (Node.js after 5 s, gunicorn after 2 s;
+// 100 ms here) has closed the proxy's pooled connection by the time the
+// next request comes. A request that cannot be retried (a POST, a
+// streamed body) must not be sent on it and fail: it goes on a live one.
+func TestWorkspaceIdleTimeout(t *testing.T) {
+	var posts atomic.Int32
+	addr := serve(t, &fasthttp.Server{IdleTimeout: 100 * time.Millisecond, Handler: func(ctx *fasthttp.RequestCtx) {
+		if ctx.IsPost() {
+			posts.Add(1)
+		}
+		ctx.SetBodyString(string(ctx.Method()) + " " + string(ctx.PostBody()))
+	}})
+	base, _ := startProxy(t, staticResolver{"w": {Addr: addr}}, proxy.Options{})
+	for i := range 3 {
+		if status, body := fetch(t, "POST", base+"/route/w/"); status != 200 || body != "POST body" {
+			t.Fatalf("POST %d: %d %s", i, status, body)
+		}
+		time.Sleep(300 * time.Millisecond) // the workspace closes the idle connection
+	}
+	if n := posts.Load(); n != 3 {
+		t.Errorf("the workspace saw %d POSTs, want 3", n)
 	}
 }
 

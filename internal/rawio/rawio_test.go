@@ -320,3 +320,54 @@ func BenchmarkPingPong(b *testing.B) {
 		})
 	}
 }
+
+// TestIdle: Idle tells a kept-alive connection nobody has used since from
+// one that has bytes waiting, an end of stream or a reset, and leaves the
+// waiting bytes to be read.
+func TestIdle(t *testing.T) {
+	idle := func(c net.Conn) bool {
+		raw, err := c.(syscall.Conn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ok bool
+		if err := raw.Control(func(fd uintptr) { ok = rawio.Idle(fd) }); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	// eventually waits for what the peer did to reach this end.
+	eventually := func(c net.Conn, what string) {
+		t.Helper()
+		for range 200 {
+			if !idle(c) {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("still idle after %s", what)
+	}
+
+	w, p := pair(t, false)
+	if !idle(w) {
+		t.Fatal("a fresh connection is not idle")
+	}
+	if _, err := p.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(w, "the peer sent a byte")
+	b := make([]byte, 4)
+	if n, err := w.Read(b); err != nil || string(b[:n]) != "x" {
+		t.Fatalf("read after Idle: %q %v; want the byte it peeked at", b[:n], err)
+	}
+	if !idle(w) {
+		t.Fatal("not idle once the byte was read")
+	}
+	_ = p.Close()
+	eventually(w, "the peer closed")
+
+	w, p = pair(t, false)
+	_ = p.(*net.TCPConn).SetLinger(0) // Close sends a reset
+	_ = p.Close()
+	eventually(w, "the peer reset the connection")
+}
