@@ -90,6 +90,12 @@ func (a *Adapter) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		}()
 		a.h.ServeHTTP(w, r)
 	}()
+	// A client that goes ends the handler, as with net/http; watching
+	// stops when the response has been written.
+	stopWatch := watchPeer(ctx.Conn(), func() {
+		cancel()
+		_ = pr.CloseWithError(errClientGone)
+	})
 	<-w.committed
 
 	ctx.Response.SetStatusCode(w.status)
@@ -102,16 +108,18 @@ func (a *Adapter) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	if ctx.Request.Header.IsHead() || w.status == http.StatusNoContent || w.status == http.StatusNotModified {
+		stopWatch()
 		go func() { _, _ = io.Copy(io.Discard, pr); cancel() }()
 		ctx.Response.SkipBody = true
 		return
 	}
 	if n, err := strconv.Atoi(w.snapshot.Get("Content-Length")); err == nil && n >= 0 {
-		ctx.Response.SetBodyStream(&closer{pr, cancel}, n)
+		ctx.Response.SetBodyStream(&closer{pr, func() { stopWatch(); cancel() }}, n)
 		return
 	}
 	ctx.Response.SetBodyStreamWriter(func(bw *bufio.Writer) {
 		defer cancel()
+		defer stopWatch()
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := pr.Read(buf)
@@ -139,6 +147,9 @@ func (c *closer) Close() error {
 	c.cancel()
 	return c.PipeReader.CloseWithError(io.ErrClosedPipe)
 }
+
+// errClientGone ends the body of a response whose client has gone.
+var errClientGone = errors.New("the client closed the connection")
 
 type requestError struct {
 	status int

@@ -67,6 +67,9 @@ type Conn struct {
 	sendBy      atomic.Int64
 }
 
+// NetConn returns the wrapped connection, as tls.Conn's NetConn does.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
 func nanos(t time.Time) int64 {
 	if t.IsZero() {
 		return 0

@@ -371,3 +371,49 @@ func TestIdle(t *testing.T) {
 	_ = p.Close()
 	eventually(w, "the peer reset the connection")
 }
+
+// TestPeerClosed: PeerClosed sees the peer's close or reset, even with
+// bytes still unread (a TLS close_notify comes before the FIN), and
+// nothing else.
+func TestPeerClosed(t *testing.T) {
+	closed := func(c net.Conn) bool {
+		raw, err := c.(syscall.Conn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ok bool
+		if err := raw.Control(func(fd uintptr) { ok = rawio.PeerClosed(fd) }); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	eventually := func(c net.Conn, what string) {
+		t.Helper()
+		for range 200 {
+			if closed(c) {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("not closed after %s", what)
+	}
+
+	w, p := pair(t, true)
+	if closed(w) {
+		t.Fatal("a fresh connection is closed")
+	}
+	if _, err := p.Write([]byte("unread")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if closed(w) {
+		t.Fatal("bytes from the peer are not a close")
+	}
+	_ = p.Close()
+	eventually(w, "the peer closed with bytes unread")
+
+	w, p = pair(t, true)
+	_ = p.(*net.TCPConn).SetLinger(0) // Close sends a reset
+	_ = p.Close()
+	eventually(w, "the peer reset the connection")
+}

@@ -1,0 +1,40 @@
+//go:build linux && !386
+
+package rawio
+
+import (
+	"syscall"
+	"unsafe"
+)
+
+// Idle reports whether fd, the socket of a kept-alive connection between
+// two exchanges, is still fit to carry a request: nothing has arrived on
+// it since, neither bytes, an end of stream (the peer closed it) nor an
+// error. It peeks without waiting and without consuming anything: one
+// system call. Call it from a syscall.RawConn's Control callback.
+func Idle(fd uintptr) bool {
+	var b [1]byte
+	for {
+		_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if e != syscall.EINTR {
+			return e == syscall.EAGAIN
+		}
+	}
+}
+
+// PeerClosed reports whether the peer of fd, a TCP socket, has closed or
+// reset the connection, whatever is still unread on it (a TLS
+// close_notify, say): the socket is in CLOSE_WAIT or CLOSE. It neither
+// waits nor reads: one system call. Call it from a syscall.RawConn's
+// Control callback.
+func PeerClosed(fd uintptr) bool {
+	const (
+		tcpClose     = 7 // TCP_CLOSE: reset, or both ends closed
+		tcpCloseWait = 8 // TCP_CLOSE_WAIT: the peer sent its FIN
+	)
+	var state [1]byte // tcp_info's first field, tcpi_state
+	n := uint32(len(state))
+	_, _, e := syscall.RawSyscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
+		uintptr(unsafe.Pointer(&state[0])), uintptr(unsafe.Pointer(&n)), 0)
+	return e == 0 && n == 1 && (state[0] == tcpClose || state[0] == tcpCloseWait)
+}
