@@ -17,6 +17,11 @@
 // A Conn makes the same calls with syscall.RawSyscall from within the
 // connection's syscall.RawConn, so waiting still goes through the poller
 // and deadlines and Close behave as with net's own Read and Write.
+//
+// Idle and PeerClosed look at a socket's state the same way, without
+// reading from it: whether a kept-alive connection has been closed or
+// sent something while idle, and whether a client has gone while its
+// request is being served.
 package rawio
 
 import "net"
