@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/nocrd/nocrd/internal/auth"
+	"github.com/nocrd/nocrd/internal/certfile"
 	"github.com/nocrd/nocrd/internal/clock"
 	"github.com/nocrd/nocrd/internal/httpadapt"
 	"github.com/nocrd/nocrd/internal/lazydeadline"
@@ -300,6 +302,15 @@ func (f *frontDoor) serve(ctx context.Context, ln net.Listener, beforeShutdown f
 	scheme := "http"
 	if f.cfg.Serve.TLSCert != "" {
 		scheme = "https"
+		// The pair is read again when its files change (a renewed
+		// Secret), so a renewal needs no restart.
+		pair, err := certfile.Load(f.cfg.Serve.TLSCert, f.cfg.Serve.TLSKey, f.log)
+		if err != nil {
+			stopWatch()
+			<-watchDone
+			return err
+		}
+		srv.TLSConfig = &tls.Config{GetCertificate: pair.GetCertificate}
 	}
 	base := f.cfg.MCP.BasePath()
 	level := slog.LevelInfo
@@ -320,7 +331,7 @@ func (f *frontDoor) serve(ctx context.Context, ln net.Listener, beforeShutdown f
 		// system-call handoffs.
 		lazy := lazydeadline.Listen(rawio.Listen(ln), f.cfg.Serve.ClientSendTimeout)
 		if scheme == "https" {
-			served <- srv.ServeTLS(lazy, f.cfg.Serve.TLSCert, f.cfg.Serve.TLSKey)
+			served <- srv.ServeTLS(lazy, "", "") // the certificate is TLSConfig's
 		} else {
 			served <- srv.Serve(lazy)
 		}

@@ -108,6 +108,28 @@ func TestServeHTTPS(t *testing.T) {
 		t.Fatalf("current_namespace over https: %v %+v", err, res)
 	}
 	cs.Close()
+
+	// The certificate is renewed in place (as cert-manager renews a
+	// Secret): new connections get the new one, without a restart.
+	newCert, newKey, newPool := selfSigned(t)
+	for _, f := range [][2]string{{newKey, keyFile}, {newCert, certFile}} {
+		b, err := os.ReadFile(f[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f[1], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	renewed := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: newPool, MinVersion: tls.VersionTLS12}}}
+	testenv.Eventually(t, 10*time.Second, "new connections to get the renewed certificate", func() (bool, error) {
+		resp, err := renewed.Get("https://127.0.0.1:" + port + "/gw/healthz")
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
 	cancel()
 	select {
 	case code := <-done:
