@@ -3,19 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/nocrd/nocrd/internal/testcert"
 	"github.com/nocrd/nocrd/internal/testenv"
 )
 
@@ -73,7 +65,8 @@ func TestBinaryExitCodes(t *testing.T) {
 // to it over HTTPS; cancelling the context shuts it down cleanly.
 func TestServeHTTPS(t *testing.T) {
 	ns := testenv.Namespace(t)
-	certFile, keyFile, pool := selfSigned(t)
+	first := testcert.New(t, 1)
+	certFile, keyFile := first.WriteFiles(t, t.TempDir())
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +81,7 @@ func TestServeHTTPS(t *testing.T) {
 		done <- run(ctx, []string{"--host", "127.0.0.1", "--port", port, "--tls-cert", certFile, "--tls-key", keyFile, "-n", ns, "--base-url", "/gw"},
 			[]string{"KUBECONFIG=" + testenv.Kubeconfig(t)}, nil, &bytes.Buffer{}, &stderr)
 	}()
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: first.ClientConfig()}}
 	url := "https://127.0.0.1:" + port + "/gw/mcp"
 	testenv.Eventually(t, 20*time.Second, "nocrd to serve HTTPS", func() (bool, error) {
 		resp, err := client.Get("https://127.0.0.1:" + port + "/gw/healthz")
@@ -111,17 +104,13 @@ func TestServeHTTPS(t *testing.T) {
 
 	// The certificate is renewed in place (as cert-manager renews a
 	// Secret): new connections get the new one, without a restart.
-	newCert, newKey, newPool := selfSigned(t)
-	for _, f := range [][2]string{{newKey, keyFile}, {newCert, certFile}} {
-		b, err := os.ReadFile(f[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(f[1], b, 0o600); err != nil {
+	second := testcert.New(t, 2)
+	for f, b := range map[string][]byte{keyFile: second.KeyPEM, certFile: second.CertPEM} {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	renewed := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: newPool, MinVersion: tls.VersionTLS12}}}
+	renewed := &http.Client{Transport: &http.Transport{TLSClientConfig: second.ClientConfig()}}
 	testenv.Eventually(t, 10*time.Second, "new connections to get the renewed certificate", func() (bool, error) {
 		resp, err := renewed.Get("https://127.0.0.1:" + port + "/gw/healthz")
 		if err != nil {
@@ -173,43 +162,6 @@ func TestDemoSetup(t *testing.T) {
 	if _, err := admin.CoreV1().Pods(ns).Create(context.Background(), host, metav1.CreateOptions{}); err == nil || !strings.Contains(err.Error(), "PodSecurity") {
 		t.Errorf("a hostNetwork pod in the demo namespace: %v, want a PodSecurity refusal", err)
 	}
-}
-
-func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "nocrd-test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage: x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.

@@ -2,38 +2,21 @@ package certfile
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nocrd/nocrd/internal/testcert"
 )
 
 // pemPair makes a self-signed certificate and its key, PEM-encoded.
 func pemPair(t *testing.T, serial int64) (cert, key []byte) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "nocrd"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+	p := testcert.New(t, serial)
+	return p.CertPEM, p.KeyPEM
 }
 
 // written counts the files write made, to date each a second after the
@@ -49,6 +32,33 @@ func write(t *testing.T, path string, b []byte) {
 	written++
 	at := time.Now().Add(time.Duration(written) * time.Second)
 	if err := os.Chtimes(path, at, at); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// version writes a pair with the given serial into a directory of its
+// own under dir, as the kubelet writes each version of a Secret, and
+// returns that directory.
+func version(t *testing.T, dir string, serial int64) string {
+	t.Helper()
+	v := filepath.Join(dir, "v"+strconv.FormatInt(serial, 10))
+	if err := os.Mkdir(v, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c, k := pemPair(t, serial)
+	write(t, filepath.Join(v, "tls.crt"), c)
+	write(t, filepath.Join(v, "tls.key"), k)
+	return v
+}
+
+// point makes link point at target, replacing it in one rename.
+func point(t *testing.T, link, target string) {
+	t.Helper()
+	tmp := link + ".tmp"
+	if err := os.Symlink(target, tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -104,35 +114,13 @@ func TestReload(t *testing.T) {
 
 	// A Secret volume swaps a symlink: the paths stay, their targets change.
 	link := filepath.Join(dir, "data")
-	c3, k3 := pemPair(t, 3)
-	next := filepath.Join(dir, "v3")
-	if err := os.Mkdir(next, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	write(t, filepath.Join(next, "tls.crt"), c3)
-	write(t, filepath.Join(next, "tls.key"), k3)
-	if err := os.Symlink(next, link); err != nil {
-		t.Fatal(err)
-	}
+	point(t, link, version(t, dir, 3))
 	p, err = Load(filepath.Join(link, "tls.crt"), filepath.Join(link, "tls.key"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.now = func() time.Time { return clock }
-	c4, k4 := pemPair(t, 4)
-	v4 := filepath.Join(dir, "v4")
-	if err := os.Mkdir(v4, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	write(t, filepath.Join(v4, "tls.crt"), c4)
-	write(t, filepath.Join(v4, "tls.key"), k4)
-	tmp := filepath.Join(dir, "data.tmp")
-	if err := os.Symlink(v4, tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, link); err != nil {
-		t.Fatal(err)
-	}
+	point(t, link, version(t, dir, 4))
 	clock = clock.Add(CheckEvery)
 	if s := serial(t, p); s != 4 {
 		t.Fatalf("after the symlink swap, serving serial %d, want 4", s)

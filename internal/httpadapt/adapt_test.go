@@ -2,15 +2,8 @@ package httpadapt
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"strings"
@@ -22,6 +15,7 @@ import (
 
 	"github.com/nocrd/nocrd/internal/lazydeadline"
 	"github.com/nocrd/nocrd/internal/rawio"
+	"github.com/nocrd/nocrd/internal/testcert"
 )
 
 func TestMain(m *testing.M) {
@@ -95,7 +89,8 @@ func TestClientGoneEndsHandler(t *testing.T) {
 		var serverTLS, clientTLS *tls.Config
 		if useTLS {
 			name = "tls"
-			serverTLS, clientTLS = tlsConfigs(t)
+			pair := testcert.New(t, 1)
+			serverTLS, clientTLS = pair.ServerConfig(), pair.ClientConfig()
 		}
 		t.Run(name, func(t *testing.T) {
 			h := eventStream{ended: make(chan struct{})}
@@ -124,36 +119,4 @@ func TestClientGoneEndsHandler(t *testing.T) {
 			}
 		})
 	}
-}
-
-// tlsConfigs returns a server configuration with a fresh self-signed
-// certificate for 127.0.0.1 and a client one that trusts it.
-func tlsConfigs(t *testing.T) (server, client *tls.Config) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "nocrd test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.X509KeyPair(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	leaf, _ := x509.ParseCertificate(der)
-	pool.AddCert(leaf)
-	return &tls.Config{Certificates: []tls.Certificate{cert}}, &tls.Config{RootCAs: pool}
 }

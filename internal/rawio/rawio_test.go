@@ -325,27 +325,13 @@ func BenchmarkPingPong(b *testing.B) {
 // one that has bytes waiting, an end of stream or a reset, and leaves the
 // waiting bytes to be read.
 func TestIdle(t *testing.T) {
-	idle := func(c net.Conn) bool {
-		raw, err := c.(syscall.Conn).SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ok bool
-		if err := raw.Control(func(fd uintptr) { ok = rawio.Idle(fd) }); err != nil {
-			t.Fatal(err)
-		}
-		return ok
-	}
+	idle := func(c net.Conn) bool { return onSocket(t, c, rawio.Idle) }
 	// eventually waits for what the peer did to reach this end.
 	eventually := func(c net.Conn, what string) {
 		t.Helper()
-		for range 200 {
-			if !idle(c) {
-				return
-			}
-			time.Sleep(5 * time.Millisecond)
+		if !within(func() bool { return !idle(c) }) {
+			t.Fatalf("still idle after %s", what)
 		}
-		t.Fatalf("still idle after %s", what)
 	}
 
 	w, p := pair(t, false)
@@ -376,26 +362,12 @@ func TestIdle(t *testing.T) {
 // bytes still unread (a TLS close_notify comes before the FIN), and
 // nothing else.
 func TestPeerClosed(t *testing.T) {
-	closed := func(c net.Conn) bool {
-		raw, err := c.(syscall.Conn).SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ok bool
-		if err := raw.Control(func(fd uintptr) { ok = rawio.PeerClosed(fd) }); err != nil {
-			t.Fatal(err)
-		}
-		return ok
-	}
+	closed := func(c net.Conn) bool { return onSocket(t, c, rawio.PeerClosed) }
 	eventually := func(c net.Conn, what string) {
 		t.Helper()
-		for range 200 {
-			if closed(c) {
-				return
-			}
-			time.Sleep(5 * time.Millisecond)
+		if !within(func() bool { return closed(c) }) {
+			t.Fatalf("not closed after %s", what)
 		}
-		t.Fatalf("not closed after %s", what)
 	}
 
 	w, p := pair(t, true)
@@ -416,4 +388,29 @@ func TestPeerClosed(t *testing.T) {
 	_ = p.(*net.TCPConn).SetLinger(0) // Close sends a reset
 	_ = p.Close()
 	eventually(w, "the peer reset the connection")
+}
+
+// onSocket runs f on c's socket, as Idle and PeerClosed are run.
+func onSocket(t *testing.T, c net.Conn, f func(fd uintptr) bool) bool {
+	t.Helper()
+	raw, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ok bool
+	if err := raw.Control(func(fd uintptr) { ok = f(fd) }); err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+// within reports whether cond comes true within a second.
+func within(cond func() bool) bool {
+	for range 200 {
+		if cond() {
+			return true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return false
 }
