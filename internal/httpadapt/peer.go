@@ -3,7 +3,6 @@ package httpadapt
 import (
 	"net"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nocrd/nocrd/internal/rawio"
@@ -25,8 +24,7 @@ var peerCheckEvery = 5 * time.Second
 // which does not read: bytes the client sent meanwhile (a pipelined
 // request) stay for fasthttp. Outside Linux nothing is checked.
 func watchPeer(c net.Conn, gone func()) (stop func()) {
-	raw := rawConn(c)
-	if raw == nil {
+	if rawio.Socket(c) == nil {
 		return func() {}
 	}
 	var (
@@ -35,10 +33,7 @@ func watchPeer(c net.Conn, gone func()) (stop func()) {
 		t       *time.Timer
 	)
 	check := func() {
-		closed := false
-		if raw.Control(func(fd uintptr) { closed = rawio.PeerClosed(fd) }) != nil {
-			return // the connection is closed: nothing to watch
-		}
+		closed := rawio.Gone(c)
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
@@ -59,23 +54,4 @@ func watchPeer(c net.Conn, gone func()) (stop func()) {
 		t.Stop()
 		mu.Unlock()
 	}
-}
-
-// rawConn finds the socket under c, through TLS and the wrappers that,
-// as tls.Conn does, expose the connection they wrap with NetConn.
-func rawConn(c net.Conn) syscall.RawConn {
-	for c != nil {
-		if sc, ok := c.(syscall.Conn); ok {
-			if raw, err := sc.SyscallConn(); err == nil {
-				return raw
-			}
-			return nil
-		}
-		w, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			return nil
-		}
-		c = w.NetConn()
-	}
-	return nil
 }

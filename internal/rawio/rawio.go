@@ -24,7 +24,10 @@
 // request is being served.
 package rawio
 
-import "net"
+import (
+	"net"
+	"syscall"
+)
 
 // Listen wraps l: the TCP connections it accepts are wrapped by Wrap.
 func Listen(l net.Listener) net.Listener { return listener{l} }
@@ -37,4 +40,39 @@ func (l listener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	return Wrap(c), nil
+}
+
+// Socket finds the socket under c, through TLS and the wrappers that, as
+// tls.Conn does, expose the connection they wrap with NetConn; nil when
+// there is none.
+func Socket(c net.Conn) syscall.RawConn {
+	for c != nil {
+		if sc, ok := c.(syscall.Conn); ok {
+			if raw, err := sc.SyscallConn(); err == nil {
+				return raw
+			}
+			return nil
+		}
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		c = w.NetConn()
+	}
+	return nil
+}
+
+// Gone reports whether the connection c is over: its peer has closed or
+// reset it (see PeerClosed), or it has been closed on this side. It is
+// false when that cannot be told (c has no socket).
+func Gone(c net.Conn) bool {
+	raw := Socket(c)
+	if raw == nil {
+		return false
+	}
+	closed := false
+	if raw.Control(func(fd uintptr) { closed = PeerClosed(fd) }) != nil {
+		return true // closed here
+	}
+	return closed
 }

@@ -414,3 +414,35 @@ func within(cond func() bool) bool {
 	}
 	return false
 }
+
+// netConnOf wraps a connection the way tls.Conn does, exposing it only
+// through NetConn.
+type netConnOf struct{ net.Conn }
+
+func (w netConnOf) NetConn() net.Conn { return w.Conn }
+
+// TestGone: Gone finds the socket under wrappers that expose NetConn,
+// tells a live connection from one its peer closed or this side closed,
+// and says false for a connection without a socket.
+func TestGone(t *testing.T) {
+	w, p := pair(t, true)
+	wrapped := netConnOf{netConnOf{w}}
+	if rawio.Gone(wrapped) {
+		t.Fatal("a live connection is gone")
+	}
+	_ = p.Close()
+	if !within(func() bool { return rawio.Gone(wrapped) }) {
+		t.Fatal("not gone after the peer closed")
+	}
+	w, _ = pair(t, false)
+	_ = w.Close()
+	if !rawio.Gone(w) {
+		t.Fatal("not gone after this side closed")
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if rawio.Gone(a) || rawio.Socket(a) != nil {
+		t.Fatal("a pipe has no socket to look at")
+	}
+}
