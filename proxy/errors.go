@@ -53,4 +53,7 @@ var (
 	errBodyTimeout   = &Error{Status: http.StatusRequestTimeout, Detail: "the client stopped sending the request body"}
 	errBodyRead      = &Error{Status: http.StatusBadRequest, Detail: "the request body could not be read"}
 	errPolicyFailed  = &Error{Status: http.StatusForbidden, Detail: "a route policy failed to decide; the request is denied"}
+	// errClientClosed is counted, not seen: its client has gone. 499 is
+	// nginx's status for a client that closed the connection.
+	errClientClosed = &Error{Status: 499, Detail: "the client closed the connection"}
 )

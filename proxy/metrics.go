@@ -24,13 +24,14 @@ const (
 	outcomePolicyDenied
 	outcomePolicyFailed
 	outcomeClientTimeout
+	outcomeClientClosed
 	numOutcomes
 )
 
 var outcomeNames = [numOutcomes]string{
 	"proxied", "upgraded", "bad_request", "unauthorized", "forbidden",
 	"not_found", "not_ready", "bad_gateway", "timeout", "policy_denied",
-	"policy_failed", "client_timeout",
+	"policy_failed", "client_timeout", "client_closed",
 }
 
 // Reasons authentication failed, as counted in metrics.

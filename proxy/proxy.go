@@ -249,7 +249,7 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	}
 
 	sent := clock.Mono() // one vDSO read, where time.Now makes two
-	conn, skipBody, err := p.roundTrip(ep.Addr, req, head, &ctx.Response.Header, sent)
+	conn, skipBody, err := p.roundTrip(ep.Addr, req, head, &ctx.Response.Header, ctx.Conn(), sent)
 	end := clock.Mono()
 	if sc.body.Conn != nil {
 		// The body has been sent, or has failed: the request is written
@@ -272,12 +272,18 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	p.m.request(outcomeProxied, ctx.Response.StatusCode())
 }
 
-// upstreamFailed answers 504 when the workspace went silent and 502 for
-// any other failure to get its response.
+// upstreamFailed answers 504 when the workspace went silent, 499 (to
+// nobody) when the client left while it was, and 502 for any other
+// failure to get its response.
 func (p *Proxy) upstreamFailed(ctx *fasthttp.RequestCtx, addr string, err error) {
 	ctx.Response.Reset()
-	if isTimeout(err) {
+	switch {
+	case isTimeout(err):
 		p.fail(ctx, outcomeTimeout, errTimeout)
+		return
+	case errors.Is(err, errClientGone):
+		ctx.SetConnectionClose()
+		p.fail(ctx, outcomeClientClosed, errClientClosed)
 		return
 	}
 	p.opts.Logger.Debug("upstream request failed", "addr", addr, "err", err)

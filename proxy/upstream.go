@@ -130,6 +130,7 @@ func (c *upstreamConn) peekIdle(fd uintptr) { c.peeked = rawio.Idle(fd) }
 func (c *upstreamConn) put(now time.Time) {
 	pl := c.pool
 	c.usedAt = now
+	c.client = nil
 	pl.mu.Lock()
 	if pl.closed || len(pl.idle) >= maxIdlePerUpstream {
 		pl.mu.Unlock()
@@ -186,7 +187,7 @@ var errEmptyResponse = errors.New("upstream closed the connection without a resp
 // now is the time the caller read just before; it stands for the clock
 // when the first write and read set their deadlines, which spares two
 // reads of the clock per request.
-func (p *Proxy) roundTrip(addr string, req *fasthttp.Request, head []byte, h *fasthttp.ResponseHeader, now time.Time) (*upstreamConn, bool, error) {
+func (p *Proxy) roundTrip(addr string, req *fasthttp.Request, head []byte, h *fasthttp.ResponseHeader, client net.Conn, now time.Time) (*upstreamConn, bool, error) {
 	pl := p.pool(addr)
 	retryable := !req.IsBodyStream() && (req.Header.IsGet() || req.Header.IsHead() || req.Header.IsPut() || req.Header.IsOptions())
 	for {
@@ -194,15 +195,19 @@ func (p *Proxy) roundTrip(addr string, req *fasthttp.Request, head []byte, h *fa
 		if err != nil {
 			return nil, false, err
 		}
+		c.client = client
 		if err = c.exchange(req, head, h, now); err == nil {
 			return c, req.Header.IsHead() || noBody(h.StatusCode()), nil
 		}
 		_ = c.Close()
-		if !c.reused || !retryable || isTimeout(err) {
+		if !c.reused || !retryable || isTimeout(err) || errors.Is(err, errClientGone) {
 			return nil, false, err
 		}
 	}
 }
+
+// errClientGone ends an exchange whose client has closed its connection.
+var errClientGone = errors.New("the client closed its connection")
 
 // exchange writes the request and reads the response head into h (reset
 // first), skipping interim (1xx) answers other than 101 Switching
@@ -210,6 +215,7 @@ func (p *Proxy) roundTrip(addr string, req *fasthttp.Request, head []byte, h *fa
 // the clock when the first write and read set their deadlines.
 func (c *upstreamConn) exchange(req *fasthttp.Request, head []byte, h *fasthttp.ResponseHeader, now time.Time) error {
 	c.readNow, c.writeNow = now, now
+	c.silent, c.left = 0, false
 	// Cleared in case one was not used.
 	defer func() { c.readNow, c.writeNow = time.Time{}, time.Time{} }()
 	h.Reset() // names canonicalised as read, for stripHopByHop
@@ -238,7 +244,10 @@ func (c *upstreamConn) exchange(req *fasthttp.Request, head []byte, h *fasthttp.
 	}
 	for n := 0; ; n++ {
 		if err := h.Read(c.br); err != nil {
-			if err == io.EOF {
+			switch {
+			case c.left:
+				err = errClientGone
+			case err == io.EOF:
 				err = errEmptyResponse
 			}
 			return err
@@ -272,7 +281,7 @@ func (c *upstreamConn) exchange(req *fasthttp.Request, head []byte, h *fasthttp.
 // response.
 func (c *upstreamConn) sendAndWait() error {
 	hint := c.readNow // the Read that follows uses it too
-	if d, ok := c.next(&c.readUntil, &hint); ok {
+	if d, ok := c.next(&c.readUntil, &hint, c.readSpan()); ok {
 		if err := c.Conn.SetReadDeadline(d); err != nil {
 			return err
 		}
@@ -281,6 +290,11 @@ func (c *upstreamConn) sendAndWait() error {
 	err := c.raw.Read(c.flushWait)
 	if c.flushErr != nil {
 		return c.flushErr
+	}
+	if err != nil && isTimeout(err) {
+		// Silent for a read span: the Read that follows waits on, once
+		// expired has looked at the client.
+		return c.expired(err)
 	}
 	return err
 }
@@ -381,15 +395,29 @@ type idleConn struct {
 	// or write: the caller has just read it.
 	readNow, writeNow time.Time
 	writes            int // calls to Write so far
+	// client is the connection of the client the exchange in progress
+	// answers, nil between exchanges; silent is how long the workspace
+	// has been silent, in whole read spans (see expired).
+	client net.Conn
+	silent time.Duration
+	// left is set once expired found the client gone: fasthttp reports
+	// a read that fails before the first byte as io.EOF, whatever the
+	// error was.
+	left bool
 }
+
+// clientCheckEvery is how long a workspace may stay silent before the
+// proxy looks at whether the client it is answering is still there.
+var clientCheckEvery = 5 * time.Second
 
 // deadlineSlack is how stale an idleConn deadline may get before it is
 // moved; timeouts shorter than four times it are kept exact.
 const deadlineSlack = time.Second
 
-// next returns the deadline to set before an operation, or false when the
-// current one, until, is recent enough. It uses and clears *hint when set.
-func (c *idleConn) next(until *atomic.Int64, hint *time.Time) (time.Time, bool) {
+// next returns the deadline, span from now, to set before an operation,
+// or false when the current one, until, is recent enough. It uses and
+// clears *hint when set.
+func (c *idleConn) next(until *atomic.Int64, hint *time.Time, span time.Duration) (time.Time, bool) {
 	now := *hint
 	if now.IsZero() {
 		now = clock.Mono()
@@ -397,29 +425,60 @@ func (c *idleConn) next(until *atomic.Int64, hint *time.Time) (time.Time, bool) 
 		*hint = time.Time{}
 	}
 	slack := deadlineSlack
-	if c.timeout < 4*deadlineSlack {
+	if span < 4*deadlineSlack {
 		slack = 0
 	}
-	if until.Load()-clock.Nanos(now) > int64(c.timeout-slack) {
+	if until.Load()-clock.Nanos(now) > int64(span-slack) {
 		return time.Time{}, false
 	}
-	d := now.Add(c.timeout)
+	d := now.Add(span)
 	until.Store(clock.Nanos(d))
 	return d, true
 }
 
+// readSpan is how far ahead a read deadline is set: the timeout, or
+// clientCheckEvery when that is shorter, so that a long silence of the
+// workspace is cut into steps at which the client is looked at.
+func (c *idleConn) readSpan() time.Duration { return min(c.timeout, clientCheckEvery) }
+
+// expired decides what a read deadline that passed (err) means. Once the
+// workspace has been silent for the timeout, it is err; before that, if
+// the client has gone, errClientGone, so that the workspace's connection
+// is closed and the workspace can tell (nginx's proxy_ignore_client_abort
+// off); otherwise nil: read on.
+func (c *idleConn) expired(err error) error {
+	c.silent += c.readSpan()
+	switch {
+	case c.silent >= c.timeout:
+		return err
+	case c.client != nil && rawio.Gone(c.client):
+		c.left = true
+		return errClientGone
+	}
+	return nil
+}
+
 func (c *idleConn) Read(b []byte) (int, error) {
-	if d, ok := c.next(&c.readUntil, &c.readNow); ok {
-		if err := c.Conn.SetReadDeadline(d); err != nil {
+	for {
+		if d, ok := c.next(&c.readUntil, &c.readNow, c.readSpan()); ok {
+			if err := c.Conn.SetReadDeadline(d); err != nil {
+				return 0, err
+			}
+		}
+		n, err := c.Conn.Read(b)
+		if err == nil || n > 0 || !isTimeout(err) {
+			c.silent = 0
+			return n, err
+		}
+		if err = c.expired(err); err != nil {
 			return 0, err
 		}
 	}
-	return c.Conn.Read(b)
 }
 
 func (c *idleConn) Write(b []byte) (int, error) {
 	c.writes++
-	if d, ok := c.next(&c.writeUntil, &c.writeNow); ok {
+	if d, ok := c.next(&c.writeUntil, &c.writeNow, c.timeout); ok {
 		if err := c.Conn.SetWriteDeadline(d); err != nil {
 			return 0, err
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/nocrd/nocrd/internal/metrics"
 	"github.com/nocrd/nocrd/proxy"
 )
 
@@ -255,4 +256,123 @@ func fetch(t *testing.T, method, url string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// silentWorkspace accepts one connection, reads a request head, sends
+// answer (nothing, or a first part), and then stays silent; gone receives
+// how long after the request it saw the proxy close the connection.
+func silentWorkspace(t *testing.T, answer string) (addr string, gone <-chan time.Duration) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan time.Duration, 1)
+	done := make(chan struct{})
+	t.Cleanup(func() { _ = l.Close(); <-done })
+	go func() {
+		defer close(done)
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		start := time.Now()
+		if _, err := io.WriteString(c, answer); err != nil {
+			return
+		}
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if _, err := br.ReadByte(); err == io.EOF {
+			ch <- time.Since(start)
+		}
+	}()
+	return l.Addr().String(), ch
+}
+
+// TestClientAbortReachesWorkspace: a client that closes its connection
+// while the workspace is silent, before its answer or in the middle of a
+// streamed one, has the proxy close the workspace's connection too (as
+// nginx does), well before the upstream timeout, so the workspace can
+// stop working for nobody. A client that waits gets its answer.
+func TestClientAbortReachesWorkspace(t *testing.T) {
+	defer proxy.SetClientCheckEvery(50 * time.Millisecond)()
+	for _, c := range []struct{ name, answer, until string }{
+		{"before the answer", "", ""},
+		{"in a streamed answer", "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n", "data: 1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			addr, gone := silentWorkspace(t, c.answer)
+			reg := metrics.NewRegistry()
+			base, _ := startProxy(t, staticResolver{"w": {Addr: addr}}, proxy.Options{UpstreamTimeout: 30 * time.Second, Metrics: reg})
+			conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.WriteString(conn, "GET /route/w/events HTTP/1.1\r\nHost: nocrd\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			if c.until != "" {
+				br := bufio.NewReader(conn)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						t.Fatalf("reading the stream: %v", err)
+					}
+					if strings.Contains(line, c.until) {
+						break
+					}
+				}
+			} else {
+				time.Sleep(100 * time.Millisecond)
+			}
+			_ = conn.Close()
+			select {
+			case d := <-gone:
+				t.Logf("the workspace saw the close %v after the request", d)
+			case <-time.After(5 * time.Second):
+				t.Fatal("the workspace's connection is still open 5 s after the client left")
+			}
+			if c.until == "" {
+				// Counted as nginx counts it, not as the workspace's failure.
+				want := `nocrd_proxy_requests_total{outcome="client_closed",status="499"} 1`
+				var out strings.Builder
+				for range 100 { // counted just after the connection closes
+					out.Reset()
+					_, _ = reg.WriteTo(&out)
+					if strings.Contains(out.String(), want) {
+						break
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("metrics lack %s:\n%s", want, out.String())
+				}
+			}
+		})
+	}
+
+	t.Run("a client that waits", func(t *testing.T) {
+		slow := serve(t, &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+			time.Sleep(500 * time.Millisecond) // ten checks of the client
+			ctx.SetBodyString("late")
+		}})
+		base, _ := startProxy(t, staticResolver{"w": {Addr: slow}}, proxy.Options{UpstreamTimeout: 30 * time.Second})
+		if status, body := fetch(t, "GET", base+"/route/w/"); status != 200 || body != "late" {
+			t.Fatalf("%d %s, want 200 late", status, body)
+		}
+	})
+
+	t.Run("a workspace silent past the timeout", func(t *testing.T) {
+		addr, _ := silentWorkspace(t, "")
+		base, _ := startProxy(t, staticResolver{"w": {Addr: addr}}, proxy.Options{UpstreamTimeout: 300 * time.Millisecond})
+		start := time.Now()
+		status, body := fetch(t, "GET", base+"/route/w/")
+		if took := time.Since(start); status != 504 || took < 250*time.Millisecond || took > 2*time.Second {
+			t.Fatalf("%d %s after %v, want 504 after about 300 ms", status, body, took)
+		}
+	})
 }

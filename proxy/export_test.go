@@ -1,0 +1,11 @@
+package proxy
+
+import "time"
+
+// SetClientCheckEvery changes how often a silent exchange looks at its
+// client, for tests; it returns the function that puts it back.
+func SetClientCheckEvery(d time.Duration) (restore func()) {
+	old := clientCheckEvery
+	clientCheckEvery = d
+	return func() { clientCheckEvery = old }
+}
