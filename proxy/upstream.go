@@ -436,10 +436,11 @@ func (c *idleConn) next(until *atomic.Int64, hint *time.Time, span time.Duration
 	return d, true
 }
 
-// readSpan is how far ahead a read deadline is set: the timeout, or
-// clientCheckEvery when that is shorter, so that a long silence of the
-// workspace is cut into steps at which the client is looked at.
-func (c *idleConn) readSpan() time.Duration { return min(c.timeout, clientCheckEvery) }
+// readSpan is how far ahead a read deadline is set: what is left of the
+// timeout in the workspace's present silence, or clientCheckEvery when
+// that is shorter, so that a long silence is cut into steps at which the
+// client is looked at, the last one ending at the timeout.
+func (c *idleConn) readSpan() time.Duration { return min(c.timeout-c.silent, clientCheckEvery) }
 
 // expired decides what a read deadline that passed (err) means. Once the
 // workspace has been silent for the timeout, it is err; before that, if
