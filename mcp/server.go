@@ -12,8 +12,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 
@@ -186,10 +188,23 @@ func (s *Server) Close() error {
 }
 
 // RunStdio serves one session over standard input and output until the
-// client disconnects or ctx ends.
+// client disconnects or ctx ends. Requests already read when stdin ends
+// are answered first (see stdioDrain).
 func (s *Server) RunStdio(ctx context.Context) error {
-	return s.sdk.Run(ctx, &mcpsdk.StdioTransport{})
+	return s.runIO(ctx, os.Stdin, os.Stdout)
 }
+
+// runIO serves one session over in and out, as RunStdio does.
+func (s *Server) runIO(ctx context.Context, in io.ReadCloser, out io.WriteCloser) error {
+	d := newStdioDrain(ctx, in, nopCloser{out})
+	return s.sdk.Run(ctx, &mcpsdk.IOTransport{Reader: d.reader(), Writer: d.writer()})
+}
+
+// nopCloser keeps standard output open when the session ends, as go-sdk's
+// own stdio transport does (go-sdk#548): logs and a last answer may follow.
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
 
 // text returns a result whose content is one text block.
 func text(format string, args ...any) *mcpsdk.CallToolResult {
