@@ -97,10 +97,14 @@ func (d *stdioDrain) messages(buf []byte, f func([]byte)) []byte {
 }
 
 // envelope is what tells JSON-RPC messages apart: a request has a method
-// and an id, a response an id and no method, a notification no id.
+// and an id, a response an id and no method, a notification no id. A
+// cancellation names the request it cancels, which need not be answered.
 type envelope struct {
 	ID     json.RawMessage `json:"id"`
 	Method string          `json:"method"`
+	Params struct {
+		RequestID json.RawMessage `json:"requestId"`
+	} `json:"params"`
 }
 
 // each calls f for the message in line, or for each message of a batch.
@@ -124,11 +128,16 @@ func each(line []byte, f func(envelope)) {
 	}
 }
 
-// requested notes the requests a line read from stdin holds; mu is held.
+// requested notes the requests a line read from stdin holds, and the
+// ones it cancels (MCP lets a server leave those unanswered); mu is held.
 func (d *stdioDrain) requested(line []byte) {
 	each(line, func(m envelope) {
-		if m.Method != "" && len(m.ID) > 0 && string(m.ID) != "null" {
+		switch {
+		case m.Method != "" && len(m.ID) > 0 && string(m.ID) != "null":
 			d.pending[string(m.ID)]++
+		case m.Method == "notifications/cancelled" && len(m.Params.RequestID) > 0:
+			delete(d.pending, string(m.Params.RequestID))
+			d.changed.Broadcast()
 		}
 	})
 }

@@ -56,6 +56,24 @@ func TestStdioDrainWaitsForAnswers(t *testing.T) {
 	}
 }
 
+// TestStdioDrainCancelled: a request the client cancels need not be
+// answered (MCP's cancellation): stdin's end is not held for it.
+func TestStdioDrainCancelled(t *testing.T) {
+	in := `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"spawn_workspace"}}` + "\n" +
+		`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":5,"reason":"enough"}}` + "\n"
+	d := newStdioDrain(context.Background(), nopReadCloser{strings.NewReader(in)}, nopCloser{io.Discard})
+	eof := make(chan struct{})
+	go func() {
+		defer close(eof)
+		_, _ = io.ReadAll(d.reader())
+	}()
+	select {
+	case <-eof:
+	case <-time.After(5 * time.Second):
+		t.Fatal("stdin's end was held for a cancelled request")
+	}
+}
+
 // TestStdioDrainEndsWithContext: a request never answered holds the end
 // of stdin only until the context ends.
 func TestStdioDrainEndsWithContext(t *testing.T) {
