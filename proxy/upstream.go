@@ -66,9 +66,11 @@ type upstreamConn struct {
 }
 
 // get returns an idle connection, most recently used first, or dials one.
-// now is the time, read by the caller. When check is set, an idle
-// connection is used only if nothing has arrived on it since its last
-// response (see upstreamConn.idle): for a request that cannot be retried.
+// now is the time, read by the caller. An idle connection is used only if
+// nothing has arrived on it since its last response (see
+// upstreamConn.idle); that is checked when check is set, for a request
+// that cannot be retried, and for any request once the connection has
+// been idle for checkIdleAfter.
 func (p *Proxy) get(pl *pool, now time.Time, check bool) (*upstreamConn, error) {
 	for {
 		pl.mu.Lock()
@@ -81,7 +83,8 @@ func (p *Proxy) get(pl *pool, now time.Time, check bool) (*upstreamConn, error) 
 		pl.idle[n-1] = nil
 		pl.idle = pl.idle[:n-1]
 		pl.mu.Unlock()
-		if now.Sub(c.usedAt) < maxIdleTime && (!check || c.idle()) {
+		idle := now.Sub(c.usedAt)
+		if idle < maxIdleTime && (!check && idle < checkIdleAfter || c.idle()) {
 			c.reused = true
 			return c, nil
 		}
@@ -106,6 +109,11 @@ func newUpstreamConn(nc net.Conn, pl *pool, timeout time.Duration) *upstreamConn
 	return c
 }
 
+// checkIdleAfter is how long a connection may sit in the pool before it
+// is checked even for a request that could be retried. Under load
+// connections come back within milliseconds and are not checked.
+const checkIdleAfter = 100 * time.Millisecond
+
 // idle reports whether the connection, taken from the pool, can carry a
 // request: nothing has come from the workspace since its last response.
 // Workspace servers close keep-alive connections that stay idle for a
@@ -113,7 +121,10 @@ func newUpstreamConn(nc net.Conn, pl *pool, timeout time.Duration) *upstreamConn
 // to such a connection fails without an answer. An idempotent request is
 // then retried on a new connection; one that cannot be (a POST, or one
 // whose body is streamed) would fail with a 502, so the connection is
-// checked first, at the cost of one system call.
+// checked first, at the cost of one system call. Some servers also
+// answer an idle connection with a 408 of their own before closing it;
+// a request sent there would read that 408 as its answer, so every
+// request checks a connection idle for checkIdleAfter.
 func (c *upstreamConn) idle() bool {
 	if c.raw == nil {
 		return true

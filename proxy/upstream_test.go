@@ -376,3 +376,44 @@ func TestClientAbortReachesWorkspace(t *testing.T) {
 		}
 	})
 }
+
+// TestUnsolicitedAnswerOnIdleConnection: some servers answer an idle
+// keep-alive connection with a 408 of their own before closing it. That
+// answer belongs to no request: a GET that comes a while later must get
+// its own answer, on a new connection, not that 408.
+func TestUnsolicitedAnswerOnIdleConnection(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { _ = l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				time.Sleep(100 * time.Millisecond) // idle: time out the connection
+				_, _ = io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+			}()
+		}
+	}()
+	base, _ := startProxy(t, staticResolver{"w": {Addr: l.Addr().String()}}, proxy.Options{})
+	for i := range 2 {
+		if status, body := fetch(t, "GET", base+"/route/w/"); status != 200 || body != "ok" {
+			t.Fatalf("GET %d: %d %q, want 200 ok", i, status, body)
+		}
+		time.Sleep(300 * time.Millisecond) // the 408 comes meanwhile
+	}
+}
