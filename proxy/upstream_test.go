@@ -27,15 +27,15 @@ type scripted struct {
 	closed   chan struct{} // a connection the proxy closed (EOF while idle)
 }
 
-// startScripted serves answer(n) to the n-th request of each connection;
-// closeAfter says whether to close the connection after that answer.
-func startScripted(t *testing.T, answer func(n int) (resp string, closeAfter bool)) *scripted {
+// serveRaw accepts connections on loopback and runs handle on each, in a
+// goroutine of its own; the test's end closes them and waits. It returns
+// the address.
+func serveRaw(t *testing.T, handle func(c net.Conn)) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &scripted{addr: l.Addr().String(), closed: make(chan struct{}, 16)}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
@@ -56,7 +56,6 @@ func startScripted(t *testing.T, answer func(n int) (resp string, closeAfter boo
 			if err != nil {
 				return
 			}
-			s.accepted.Add(1)
 			mu.Lock()
 			conns = append(conns, c)
 			mu.Unlock()
@@ -64,25 +63,37 @@ func startScripted(t *testing.T, answer func(n int) (resp string, closeAfter boo
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				br := bufio.NewReader(c)
-				for n := 0; ; n++ {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						if err == io.EOF {
-							s.closed <- struct{}{}
-						}
-						return
-					}
-					_, _ = io.Copy(io.Discard, req.Body)
-					s.requests.Add(1)
-					resp, closeAfter := answer(n)
-					if _, err := io.WriteString(c, resp); err != nil || closeAfter {
-						return
-					}
-				}
+				handle(c)
 			}()
 		}
 	}()
+	return l.Addr().String()
+}
+
+// startScripted serves answer(n) to the n-th request of each connection;
+// closeAfter says whether to close the connection after that answer.
+func startScripted(t *testing.T, answer func(n int) (resp string, closeAfter bool)) *scripted {
+	t.Helper()
+	s := &scripted{closed: make(chan struct{}, 16)}
+	s.addr = serveRaw(t, func(c net.Conn) {
+		s.accepted.Add(1)
+		br := bufio.NewReader(c)
+		for n := 0; ; n++ {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				if err == io.EOF {
+					s.closed <- struct{}{}
+				}
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			s.requests.Add(1)
+			resp, closeAfter := answer(n)
+			if _, err := io.WriteString(c, resp); err != nil || closeAfter {
+				return
+			}
+		}
+	})
 	return s
 }
 
@@ -263,20 +274,8 @@ func fetch(t *testing.T, method, url string) (int, string) {
 // how long after the request it saw the proxy close the connection.
 func silentWorkspace(t *testing.T, answer string) (addr string, gone <-chan time.Duration) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ch := make(chan time.Duration, 1)
-	done := make(chan struct{})
-	t.Cleanup(func() { _ = l.Close(); <-done })
-	go func() {
-		defer close(done)
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	addr = serveRaw(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		if _, err := http.ReadRequest(br); err != nil {
 			return
@@ -287,10 +286,13 @@ func silentWorkspace(t *testing.T, answer string) (addr string, gone <-chan time
 		}
 		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
 		if _, err := br.ReadByte(); err == io.EOF {
-			ch <- time.Since(start)
+			select {
+			case ch <- time.Since(start):
+			default: // a later connection's close: the first one counts
+			}
 		}
-	}()
-	return l.Addr().String(), ch
+	})
+	return addr, ch
 }
 
 // TestClientAbortReachesWorkspace: a client that closes its connection
@@ -382,34 +384,15 @@ func TestClientAbortReachesWorkspace(t *testing.T) {
 // answer belongs to no request: a GET that comes a while later must get
 // its own answer, on a new connection, not that 408.
 func TestUnsolicitedAnswerOnIdleConnection(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { _ = l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-					return
-				}
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				time.Sleep(100 * time.Millisecond) // idle: time out the connection
-				_, _ = io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-			}()
+	addr := serveRaw(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
 		}
-	}()
-	base, _ := startProxy(t, staticResolver{"w": {Addr: l.Addr().String()}}, proxy.Options{})
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		time.Sleep(100 * time.Millisecond) // idle: time out the connection
+		_, _ = io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+	})
+	base, _ := startProxy(t, staticResolver{"w": {Addr: addr}}, proxy.Options{})
 	for i := range 2 {
 		if status, body := fetch(t, "GET", base+"/route/w/"); status != 200 || body != "ok" {
 			t.Fatalf("GET %d: %d %q, want 200 ok", i, status, body)
