@@ -142,6 +142,14 @@ func (c *upstreamConn) put(now time.Time) {
 	pl := c.pool
 	c.usedAt = now
 	c.client = nil
+	if c.br.Buffered() > 0 {
+		// The workspace sent more than its answer (a body longer than
+		// its Content-Length, a body after a HEAD or a 204): those bytes
+		// belong to no request, and the next one would read them as its
+		// answer. nginx closes such a connection too.
+		_ = c.Close()
+		return
+	}
 	pl.mu.Lock()
 	if pl.closed || len(pl.idle) >= maxIdlePerUpstream {
 		pl.mu.Unlock()

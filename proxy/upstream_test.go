@@ -400,3 +400,35 @@ func TestUnsolicitedAnswerOnIdleConnection(t *testing.T) {
 		time.Sleep(300 * time.Millisecond) // the 408 comes meanwhile
 	}
 }
+
+// TestBytesPastTheAnswer: a workspace that sends more than its answer, in
+// the same write (a second answer nobody asked for, or a body after a
+// HEAD), leaves those bytes in the connection's buffer. They belong to no
+// request: the next request goes on a new connection and gets its own
+// answer.
+func TestBytesPastTheAnswer(t *testing.T) {
+	for _, c := range []struct{ name, method, extra string }{
+		{"a second answer", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil"},
+		{"a body after a HEAD", "HEAD", "evil"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var answered atomic.Int32 // over every connection
+			ws := startScripted(t, func(int) (string, bool) {
+				if answered.Add(1) == 1 {
+					return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n" + map[bool]string{true: "", false: "ok"}[c.method == "HEAD"] + c.extra, false
+				}
+				return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+			})
+			base, _ := startProxy(t, staticResolver{"w": {Addr: ws.addr}}, proxy.Options{})
+			if status, _ := fetch(t, c.method, base+"/route/w/"); status != 200 {
+				t.Fatalf("%s: %d, want 200", c.method, status)
+			}
+			if status, body := fetch(t, "GET", base+"/route/w/"); status != 200 || body != "ok" {
+				t.Fatalf("the GET after: %d %q, want 200 ok", status, body)
+			}
+			if a := ws.accepted.Load(); a != 2 {
+				t.Errorf("%d connections, want 2: the first could not be used again", a)
+			}
+		})
+	}
+}
