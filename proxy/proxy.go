@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -376,12 +377,34 @@ func (p *Proxy) respond(ctx *fasthttp.RequestCtx, conn *upstreamConn, skipBody, 
 		bs.close = !reuse || n == -2 // a body that ends with the connection
 		if n >= 0 {
 			bs.left = int64(n)
+		} else if !ctx.Request.Header.IsHTTP11() {
+			p.untilClose(ctx, bs)
+			return nil
 		} else {
 			n = -1 // chunked, or until the upstream closes: re-framed as chunked
 		}
 		out.SetBodyStream(bs, n)
 	}
 	return nil
+}
+
+// untilClose sends a body of unknown length to an HTTP/1.0 client, which
+// cannot read chunked framing (RFC 9112, section 6.1, forbids sending it
+// Transfer-Encoding): the body goes as it comes, and the end of the
+// connection ends it. fasthttp frames every body of unknown length as
+// chunked, so the connection is hijacked to write the answer.
+func (p *Proxy) untilClose(ctx *fasthttp.RequestCtx, body *bodyStream) {
+	out := &ctx.Response
+	out.Header.SetContentLength(-2) // neither Content-Length nor Transfer-Encoding
+	out.SetConnectionClose()
+	head := out.Header.AppendBytes(nil)
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		defer body.Close()
+		if _, err := c.Write(head); err == nil {
+			_, _ = io.Copy(c, body)
+		}
+	})
 }
 
 // token returns the bearer token of the request, from the Authorization

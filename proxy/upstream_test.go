@@ -432,3 +432,44 @@ func TestBytesPastTheAnswer(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTP10ClientGetsNoChunks: an HTTP/1.0 client cannot read chunked
+// framing, and RFC 9112 forbids sending it Transfer-Encoding. A body of
+// unknown length (chunked, or ending with the workspace's connection)
+// reaches it as it comes, and the connection's end ends it; an HTTP/1.1
+// client still gets it chunked, on a connection kept alive.
+func TestHTTP10ClientGetsNoChunks(t *testing.T) {
+	chunked := startScripted(t, func(int) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n9\r\ndata: 2\n\n\r\n0\r\n\r\n", false
+	})
+	untilClose := startScripted(t, func(int) (string, bool) {
+		return "HTTP/1.0 200 OK\r\n\r\ndata: 1\n\ndata: 2\n\n", true
+	})
+	base, _ := startProxy(t, staticResolver{"c": {Addr: chunked.addr}, "u": {Addr: untilClose.addr}}, proxy.Options{})
+	for _, id := range []string{"c", "u"} {
+		for _, version := range []string{"1.0", "1.1"} {
+			c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.WriteString(c, "GET /route/"+id+"/ HTTP/"+version+"\r\nHost: nocrd\r\n\r\n")
+			_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("%s over HTTP/%s: %v", id, version, err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			_ = c.Close()
+			chunkedOut := len(resp.TransferEncoding) > 0
+			switch {
+			case err != nil || string(body) != "data: 1\n\ndata: 2\n\n":
+				t.Errorf("%s over HTTP/%s: body %q, %v", id, version, body, err)
+			case version == "1.0" && (chunkedOut || resp.ContentLength != -1 || !resp.Close):
+				t.Errorf("%s over HTTP/1.0: Transfer-Encoding %v, Content-Length %d, close %v; want the body until the connection closes",
+					id, resp.TransferEncoding, resp.ContentLength, resp.Close)
+			case version == "1.1" && (!chunkedOut || resp.Close):
+				t.Errorf("%s over HTTP/1.1: Transfer-Encoding %v, close %v; want chunked on a kept connection", id, resp.TransferEncoding, resp.Close)
+			}
+		}
+	}
+}
