@@ -155,7 +155,10 @@ func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // ServeFastHTTP proxies one request. It keeps nothing of ctx after it
 // returns: a streamed response body is a bodyStream holding the upstream
-// connection, which fasthttp closes when it has written it.
+// connection, which fasthttp closes when it has written it. The server
+// should set StreamRequestBody, so that large bodies are not buffered,
+// and DisablePreParseMultipartForm, or fasthttp hands on a multipart
+// body parsed and serialised again, its parts reordered.
 func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	route, perr := ParseRoute(ctx.Request.Header.RequestURI(), p.base)
 	if perr != nil {

@@ -83,7 +83,7 @@ func startProxy(t *testing.T, r proxy.Resolver, opts proxy.Options) (string, *pr
 	t.Helper()
 	p := proxy.New(r, opts)
 	t.Cleanup(p.Close)
-	return "http://" + serve(t, &fasthttp.Server{Handler: p.ServeFastHTTP, StreamRequestBody: true}), p
+	return "http://" + serve(t, &fasthttp.Server{Handler: p.ServeFastHTTP, StreamRequestBody: true, DisablePreParseMultipartForm: true}), p
 }
 
 // raw sends exact request bytes and returns the status code and body.

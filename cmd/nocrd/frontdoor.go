@@ -271,6 +271,11 @@ func (f *frontDoor) serve(ctx context.Context, ln net.Listener, beforeShutdown f
 		// case the client used.
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,
+		// fasthttp would parse a multipart body before the handler (its
+		// files spilled to temporary files) and hand the proxy the form
+		// serialised again, values first: the workspace got its parts
+		// reordered. Bodies go on as they came.
+		DisablePreParseMultipartForm: true,
 		// CLIENT_TIMEOUT bounds a connection's wait for a request head
 		// (from the connection's start, the end of the previous request,
 		// or the head's first byte) and nothing else, as nginx's

@@ -338,6 +338,16 @@ func testFrontDoor(t *testing.T, workers int) {
 		if err := json.Unmarshal(b, &e); err != nil || resp.StatusCode != 200 || e.URI != "/q?z=1" {
 			t.Errorf("encoded token parameter: %d %.300s", resp.StatusCode, b)
 		}
+		// A multipart upload reaches the workspace byte for byte: its parts
+		// in the order sent (a presigned POST wants the file last), each
+		// part's own headers kept.
+		form := "--b0und\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\nX-Part: 1\r\n\r\nhello\r\n" +
+			"--b0und\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\nvalue\r\n--b0und--\r\n"
+		resp, b = do(t, "POST", base+"/route/w1/upload", map[string]string{"Authorization": "Bearer " + alice, "Content-Type": "multipart/form-data; boundary=b0und"}, strings.NewReader(form))
+		e = echo{}
+		if err := json.Unmarshal(b, &e); err != nil || resp.StatusCode != 200 || e.Body != form {
+			t.Errorf("multipart upload: %d, the workspace got %q, want %q", resp.StatusCode, e.Body, form)
+		}
 		// A large (but acceptable) header passes; the token header is gone.
 		resp, b = do(t, "GET", base+"/route/w1/", map[string]string{"Authorization": "Bearer " + alice, "X-Big": strings.Repeat("a", 8000)}, nil)
 		if err := json.Unmarshal(b, &e); err != nil || resp.StatusCode != 200 || len(e.Header.Get("X-Big")) != 8000 || e.Header.Get("Authorization") != "" {
