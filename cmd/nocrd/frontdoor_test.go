@@ -339,8 +339,7 @@ func testFrontDoor(t *testing.T, workers int) {
 			t.Errorf("encoded token parameter: %d %.300s", resp.StatusCode, b)
 		}
 		// A multipart upload reaches the workspace byte for byte: its parts
-		// in the order sent (a presigned POST wants the file last), each
-		// part's own headers kept.
+		// in the order sent, each part's own headers kept.
 		form := "--b0und\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\nX-Part: 1\r\n\r\nhello\r\n" +
 			"--b0und\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\nvalue\r\n--b0und--\r\n"
 		resp, b = do(t, "POST", base+"/route/w1/upload", map[string]string{"Authorization": "Bearer " + alice, "Content-Type": "multipart/form-data; boundary=b0und"}, strings.NewReader(form))
