@@ -83,14 +83,18 @@ func TestServeHTTPS(t *testing.T) {
 	}()
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: first.ClientConfig()}}
 	url := "https://127.0.0.1:" + port + "/gw/mcp"
-	testenv.Eventually(t, 20*time.Second, "nocrd to serve HTTPS", func() (bool, error) {
-		resp, err := client.Get("https://127.0.0.1:" + port + "/gw/healthz")
-		if err != nil {
-			return false, err
+	// healthy reports whether c, trusting one certificate, gets /healthz.
+	healthy := func(c *http.Client) func() (bool, error) {
+		return func() (bool, error) {
+			resp, err := c.Get("https://127.0.0.1:" + port + "/gw/healthz")
+			if err != nil {
+				return false, err
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK, nil
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	})
+	}
+	testenv.Eventually(t, 20*time.Second, "nocrd to serve HTTPS", healthy(client))
 	cs, err := mcpsdk.NewClient(&mcpsdk.Implementation{Name: "t", Version: "1"}, nil).
 		Connect(ctx, &mcpsdk.StreamableClientTransport{Endpoint: url, HTTPClient: client}, nil)
 	if err != nil {
@@ -111,14 +115,7 @@ func TestServeHTTPS(t *testing.T) {
 		}
 	}
 	renewed := &http.Client{Transport: &http.Transport{TLSClientConfig: second.ClientConfig()}}
-	testenv.Eventually(t, 10*time.Second, "new connections to get the renewed certificate", func() (bool, error) {
-		resp, err := renewed.Get("https://127.0.0.1:" + port + "/gw/healthz")
-		if err != nil {
-			return false, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	})
+	testenv.Eventually(t, 10*time.Second, "new connections to get the renewed certificate", healthy(renewed))
 	cancel()
 	select {
 	case code := <-done:

@@ -326,12 +326,10 @@ func BenchmarkPingPong(b *testing.B) {
 // waiting bytes to be read.
 func TestIdle(t *testing.T) {
 	idle := func(c net.Conn) bool { return onSocket(t, c, rawio.Idle) }
-	// eventually waits for what the peer did to reach this end.
-	eventually := func(c net.Conn, what string) {
+	// busy waits for what the peer did to reach this end.
+	busy := func(c net.Conn, what string) {
 		t.Helper()
-		if !within(func() bool { return !idle(c) }) {
-			t.Fatalf("still idle after %s", what)
-		}
+		eventually(t, "not idle after "+what, func() bool { return !idle(c) })
 	}
 
 	w, p := pair(t, false)
@@ -341,7 +339,7 @@ func TestIdle(t *testing.T) {
 	if _, err := p.Write([]byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(w, "the peer sent a byte")
+	busy(w, "the peer sent a byte")
 	b := make([]byte, 4)
 	if n, err := w.Read(b); err != nil || string(b[:n]) != "x" {
 		t.Fatalf("read after Idle: %q %v; want the byte it peeked at", b[:n], err)
@@ -350,12 +348,12 @@ func TestIdle(t *testing.T) {
 		t.Fatal("not idle once the byte was read")
 	}
 	_ = p.Close()
-	eventually(w, "the peer closed")
+	busy(w, "the peer closed")
 
 	w, p = pair(t, false)
 	_ = p.(*net.TCPConn).SetLinger(0) // Close sends a reset
 	_ = p.Close()
-	eventually(w, "the peer reset the connection")
+	busy(w, "the peer reset the connection")
 }
 
 // TestPeerClosed: PeerClosed sees the peer's close or reset, even with
@@ -363,11 +361,9 @@ func TestIdle(t *testing.T) {
 // nothing else.
 func TestPeerClosed(t *testing.T) {
 	closed := func(c net.Conn) bool { return onSocket(t, c, rawio.PeerClosed) }
-	eventually := func(c net.Conn, what string) {
+	gone := func(c net.Conn, what string) {
 		t.Helper()
-		if !within(func() bool { return closed(c) }) {
-			t.Fatalf("not closed after %s", what)
-		}
+		eventually(t, "closed after "+what, func() bool { return closed(c) })
 	}
 
 	w, p := pair(t, true)
@@ -382,12 +378,12 @@ func TestPeerClosed(t *testing.T) {
 		t.Fatal("bytes from the peer are not a close")
 	}
 	_ = p.Close()
-	eventually(w, "the peer closed with bytes unread")
+	gone(w, "the peer closed with bytes unread")
 
 	w, p = pair(t, true)
 	_ = p.(*net.TCPConn).SetLinger(0) // Close sends a reset
 	_ = p.Close()
-	eventually(w, "the peer reset the connection")
+	gone(w, "the peer reset the connection")
 }
 
 // onSocket runs f on c's socket, as Idle and PeerClosed are run.
@@ -404,15 +400,17 @@ func onSocket(t *testing.T, c net.Conn, f func(fd uintptr) bool) bool {
 	return ok
 }
 
-// within reports whether cond comes true within a second.
-func within(cond func() bool) bool {
+// eventually fails the test unless cond comes true within a second;
+// want says what was waited for.
+func eventually(t *testing.T, want string, cond func() bool) {
+	t.Helper()
 	for range 200 {
 		if cond() {
-			return true
+			return
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return false
+	t.Fatalf("want %s within a second", want)
 }
 
 // netConnOf wraps a connection the way tls.Conn does, exposing it only
@@ -431,9 +429,7 @@ func TestGone(t *testing.T) {
 		t.Fatal("a live connection is gone")
 	}
 	_ = p.Close()
-	if !within(func() bool { return rawio.Gone(wrapped) }) {
-		t.Fatal("not gone after the peer closed")
-	}
+	eventually(t, "gone after the peer closed", func() bool { return rawio.Gone(wrapped) })
 	w, _ = pair(t, false)
 	_ = w.Close()
 	if !rawio.Gone(w) {
