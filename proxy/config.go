@@ -35,6 +35,9 @@ type Config struct {
 	SubjectHeader string `env:"PROXY_SUBJECT_HEADER"`
 	// KeepPrefix forwards /route/<id> as part of the path.
 	KeepPrefix bool `env:"PROXY_KEEP_PREFIX" envDefault:"false"`
+	// TokenCookie moves a browser's ?token= into a cookie for the
+	// workspace's route (Options.TokenCookie).
+	TokenCookie bool `env:"PROXY_TOKEN_COOKIE" envDefault:"true"`
 }
 
 // Validate reports the first invalid field, naming its flag and variable.

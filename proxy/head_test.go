@@ -74,6 +74,7 @@ func TestAppendHeadMatchesRewrite(t *testing.T) {
 	auth := Options{BaseURL: "/gw", Authorizer: anyToken{}}
 	withSubject := Options{Authorizer: anyToken{}, SubjectHeader: "X-User", KeepPrefix: true}
 	pass := Options{Authorizer: anyToken{}, PassAuthorization: true}
+	cookie := Options{BaseURL: "/gw", Authorizer: anyToken{}, TokenCookie: true}
 	for _, c := range []struct {
 		name string
 		opts Options
@@ -101,6 +102,9 @@ func TestAppendHeadMatchesRewrite(t *testing.T) {
 		{"pass authorization", pass, "GET /route/ws1/p HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer t\r\n\r\n"},
 		{"content-length 0", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"},
 		{"repeats", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nAccept: a\r\nAuthorization: Bearer t\r\nX-A: 1\r\nAccept: b\r\nX-A: 2\r\n\r\n"},
+		{"token cookie", cookie, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nCookie: a=\"1\"; nocrd_token=t; b=2\r\nX-A: 1\r\nCookie: nocrd_token=u\r\nCookie: c=3\r\n\r\n"},
+		{"token cookie kept", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nCookie: a=1; nocrd_token=t\r\n\r\n"},
+		{"referer", cookie, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nReferer: http://h/gw/route/ws1/?a=1&token=t#f\r\nX-A: 1\r\n\r\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if !headCase(t, c.opts, c.raw) {
@@ -117,8 +121,9 @@ func FuzzAppendHead(f *testing.F) {
 	f.Add("HEAD", "/route/ws1/", "Host: h\r\nConnection: X-A, close\r\nX-A: 1\r\nX-Forwarded-For: 9.9.9.9\r\nCookie: a=\"b c\"\r\n", true)
 	f.Add("GET", "/route/ws1/", "Host: h\r\nX-B: 1\r\nConnection:\r\nconnection: x-b\r\n", false)
 	f.Add("GET", "/route/ws1/x", "Host: h\r\nX-Nocrd-Claims: {}\r\nTE: x\r\nConnection: x-forwarded-for\r\nX-Forwarded-For: 1.2.3.4\r\n", true)
+	f.Add("GET", "/route/ws1/", "Host: h\r\nCookie: a=1; nocrd_token=t\r\nReferer: /route/ws1/?token=t\r\nCookie: nocrd_token=u\r\n", true)
 	f.Fuzz(func(t *testing.T, method, uri, fields string, subjectHeader bool) {
-		opts := Options{Authorizer: anyToken{}}
+		opts := Options{Authorizer: anyToken{}, TokenCookie: true}
 		if subjectHeader {
 			opts.SubjectHeader = "X-User"
 		}

@@ -235,6 +235,8 @@ var (
 	strXForwardedHost   = []byte("X-Forwarded-Host")
 	strXForwardedPrefix = []byte("X-Forwarded-Prefix")
 	strAuthorization    = []byte("Authorization")
+	strCookie           = []byte("Cookie")
+	strReferer          = []byte("Referer")
 	strConnection       = []byte("Connection")
 	strUpgrade          = []byte("Upgrade")
 	strHTTP             = []byte("http")
@@ -312,16 +314,25 @@ func (r *repeats) add(name []byte) {
 // own setters would reorder fields or rewrite cookies. On an error h is
 // left as it was.
 func reparse(h *fasthttp.RequestHeader, head []byte, drop func(name []byte) bool, name, value []byte) error {
+	return rewrite(h, head, func(dst, k, v []byte) []byte {
+		if drop != nil && drop(k) {
+			return dst
+		}
+		return appendField(dst, k, v)
+	}, name, value)
+}
+
+// rewrite is reparse with each field of head written by appendKept, which
+// appends it as it is to be sent, changed, or not at all.
+func rewrite(h *fasthttp.RequestHeader, head []byte, appendKept func(dst, k, v []byte) []byte, name, value []byte) error {
 	line := bytes.IndexByte(head, '\n') + 1
 	out := make([]byte, 0, len(head)+len(name)+len(value)+4)
 	out = append(out, head[:line]...)
 	for k, v := range Fields(head) {
-		if drop == nil || !drop(k) {
-			out = append(append(append(append(out, k...), ": "...), v...), "\r\n"...)
-		}
+		out = appendKept(out, k, v)
 	}
 	if name != nil {
-		out = append(append(append(append(out, name...), ": "...), value...), "\r\n"...)
+		out = appendField(out, name, value)
 	}
 	out = append(out, "\r\n"...)
 	var parsed fasthttp.RequestHeader

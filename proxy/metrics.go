@@ -25,13 +25,14 @@ const (
 	outcomePolicyFailed
 	outcomeClientTimeout
 	outcomeClientClosed
+	outcomeSignIn
 	numOutcomes
 )
 
 var outcomeNames = [numOutcomes]string{
 	"proxied", "upgraded", "bad_request", "unauthorized", "forbidden",
 	"not_found", "not_ready", "bad_gateway", "timeout", "policy_denied",
-	"policy_failed", "client_timeout", "client_closed",
+	"policy_failed", "client_timeout", "client_closed", "sign_in",
 }
 
 // Reasons authentication failed, as counted in metrics.

@@ -51,9 +51,16 @@ type Authorizer interface {
 type Options struct {
 	// BaseURL is the path prefix the proxy is served under.
 	BaseURL string
-	// Authorizer, when set, requires a bearer token (Authorization header or
-	// token query parameter) whose subject owns the workspace.
+	// Authorizer, when set, requires a bearer token (Authorization header,
+	// token query parameter or, with TokenCookie, the TokenCookie cookie)
+	// whose subject owns the workspace.
 	Authorizer Authorizer
+	// TokenCookie lets browsers use a workspace with its token: a top-level
+	// navigation (GET, Sec-Fetch-Dest: document) that carries the token in
+	// the query is redirected to the same address without it, and the
+	// token goes into an HttpOnly cookie for that workspace's route, which
+	// the proxy then reads and never forwards.
+	TokenCookie bool
 	// PassAuthorization forwards the Authorization header the proxy
 	// verified; by default it is removed, so a workspace can never replay
 	// its caller's token.
@@ -165,9 +172,10 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		p.fail(ctx, outcomeBadRequest, perr)
 		return
 	}
-	var subject, claims []byte
+	var subject, claims, token []byte
+	var from tokenSource
 	if p.opts.Authorizer != nil {
-		token := p.token(ctx, route.Query)
+		token, from = p.token(ctx, route.Query)
 		if len(token) == 0 {
 			p.m.authFailure(reasonMissing)
 			p.challenge(ctx, false)
@@ -178,6 +186,9 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		if err != nil {
 			p.m.authFailure(reasonOf(err))
 			p.challenge(ctx, true)
+			if from == fromCookie {
+				p.setTokenCookie(ctx, route, nil) // the browser stops sending it
+			}
 			p.fail(ctx, outcomeUnauthorized, errInvalidToken)
 			return
 		}
@@ -204,6 +215,10 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	if p.opts.Authorizer != nil && b2s(subject) != ep.Owner {
 		p.m.authFailure(reasonWrongOwner)
 		p.fail(ctx, outcomeForbidden, errForbidden)
+		return
+	}
+	if from == fromQuery && p.opts.TokenCookie && isNavigation(&ctx.Request.Header) && cookieSafe(token) {
+		p.signIn(ctx, route, token)
 		return
 	}
 	if isUpgrade(&ctx.Request.Header) {
@@ -410,18 +425,82 @@ func (p *Proxy) untilClose(ctx *fasthttp.RequestCtx, body *bodyStream) {
 	})
 }
 
+// tokenSource is where a request's token came from.
+type tokenSource uint8
+
+const (
+	fromHeader tokenSource = iota
+	fromQuery
+	fromCookie
+)
+
 // token returns the bearer token of the request, from the Authorization
-// header or the token query parameter, or nil.
-func (p *Proxy) token(ctx *fasthttp.RequestCtx, query []byte) []byte {
+// header, else the token query parameter, else (with TokenCookie) the
+// TokenCookie cookie, and where it came from; nil when there is none.
+func (p *Proxy) token(ctx *fasthttp.RequestCtx, query []byte) ([]byte, tokenSource) {
 	if a := ctx.Request.Header.PeekCanonical(strAuthorization); len(a) > 7 && strings.EqualFold(b2s(a[:7]), "bearer ") {
-		return bytes.TrimSpace(a[7:])
+		return bytes.TrimSpace(a[7:]), fromHeader
 	}
 	if len(query) > 0 {
 		if t := ctx.QueryArgs().Peek("token"); len(t) > 0 {
-			return t
+			return t, fromQuery
 		}
 	}
-	return nil
+	if p.opts.TokenCookie {
+		// PeekAll leaves the cookies unparsed (see Fields).
+		if t := cookieValue(ctx.Request.Header.PeekAll("Cookie"), TokenCookie); len(t) > 0 {
+			return t, fromCookie
+		}
+	}
+	return nil, fromHeader
+}
+
+// isNavigation reports whether a request is a browser's top-level
+// navigation (Fetch metadata: Sec-Fetch-Dest: document), made with GET.
+// A frame's navigation is not one: a cookie set there is a third party's,
+// which browsers may not keep.
+func isNavigation(h *fasthttp.RequestHeader) bool {
+	return h.IsGet() && string(h.Peek("Sec-Fetch-Dest")) == "document"
+}
+
+// signIn answers a browser's navigation that carried its token in the
+// query: a 303 to the same address without the token, which goes into the
+// TokenCookie cookie instead. The address bar no longer shows the token
+// (where the workspace's own scripts could read it, as location.search),
+// and every later request of the page (its scripts, styles, fetches and
+// WebSockets) carries it.
+func (p *Proxy) signIn(ctx *fasthttp.RequestCtx, r Route, token []byte) {
+	uri := ctx.Request.Header.RequestURI()
+	if i := bytes.IndexAny(uri, "?#"); i >= 0 {
+		uri = uri[:i]
+	}
+	loc := appendQueryWithoutToken(append([]byte(nil), uri...), r.Query)
+	ctx.Response.Header.Set("Location", b2s(loc))
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	p.setTokenCookie(ctx, r, token)
+	ctx.SetStatusCode(http.StatusSeeOther)
+	p.m.request(outcomeSignIn, http.StatusSeeOther)
+}
+
+// setTokenCookie sets the TokenCookie cookie of r's workspace to token, or
+// clears it when token is nil. It lives as long as the browser session;
+// once the token expires, the 401 that follows clears it. SameSite=Lax
+// lets a link from another site open the workspace (a Strict cookie set
+// behind such a link is not sent on the redirect that follows it) and
+// keeps it off other sites' POSTs, frames and fetches.
+func (p *Proxy) setTokenCookie(ctx *fasthttp.RequestCtx, r Route, token []byte) {
+	c := fasthttp.AcquireCookie()
+	defer fasthttp.ReleaseCookie(c)
+	c.SetKey(TokenCookie)
+	c.SetValueBytes(token)
+	c.SetPathBytes(p.appendForwardedPrefix(nil, r))
+	c.SetHTTPOnly(true)
+	c.SetSameSite(fasthttp.CookieSameSiteLaxMode)
+	c.SetSecure(ctx.IsTLS())
+	if token == nil {
+		c.SetMaxAge(-1) // Max-Age=0: gone at once
+	}
+	ctx.Response.Header.SetCookie(c)
 }
 
 // upstreamURI writes the path and query sent to the workspace: the route's
@@ -437,12 +516,18 @@ func (p *Proxy) upstreamURI(dst []byte, r Route) []byte {
 	} else {
 		dst = append(dst, r.Path...)
 	}
-	if len(r.Query) == 0 {
+	return appendQueryWithoutToken(dst, r.Query)
+}
+
+// appendQueryWithoutToken appends "?" and the query without its token
+// parameters, or nothing when it had no other.
+func appendQueryWithoutToken(dst, query []byte) []byte {
+	if len(query) == 0 {
 		return dst
 	}
 	start := len(dst)
 	dst = append(dst, '?')
-	for q := r.Query; len(q) > 0; {
+	for q := query; len(q) > 0; {
 		pair := q
 		if i := bytes.IndexByte(q, '&'); i >= 0 {
 			pair, q = q[:i], q[i+1:]
@@ -523,11 +608,15 @@ func unhex(c byte) byte {
 func (p *Proxy) rewriteHeaders(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHeader, r Route, subject []byte, buf *[]byte) {
 	head := h.AppendBytes((*buf)[:0])
 	var listsArr [2][]byte
-	d := dropper{p: p, lists: listsArr[:0], auth: p.opts.Authorizer != nil && !p.opts.PassAuthorization}
+	d := p.newDropper(listsArr[:0])
 	kept := repeats{head: head}
-	var dropped, priorFor, forListed bool
+	var dropped, priorFor, forListed, edit bool
 	for k, v := range Fields(head) {
 		switch {
+		case d.changes(k, v):
+			edit = true // changed by rewrite below
+			kept.add(k)
+			continue
 		case is(k, "Connection"):
 			d.lists = append(d.lists, v)
 			for name := range commaList(v) {
@@ -543,8 +632,13 @@ func (p *Proxy) rewriteHeaders(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHead
 		h.DelBytes(k)
 		dropped = true
 	}
-	if dropped && kept.found {
-		_ = reparse(h, head, d.drop, nil, nil) // on an error, as fasthttp ordered them
+	if edit || dropped && kept.found {
+		if err := rewrite(h, head, d.appendKept, nil, nil); err != nil && edit {
+			// The token must not go on: then no cookie or Referer does.
+			// (Otherwise, the fields are as fasthttp ordered them.)
+			h.DelBytes(strCookie)
+			h.DelBytes(strReferer)
+		}
 	}
 	if p.opts.SubjectHeader != "" && len(subject) > 0 {
 		h.SetBytesV(p.opts.SubjectHeader, subject)
@@ -614,7 +708,7 @@ func (p *Proxy) appendHead(dst []byte, ctx *fasthttp.RequestCtx, r Route, subjec
 	dst = p.upstreamURI(dst, r)
 	dst = append(dst, " HTTP/1.1\r\n"...)
 	var listsArr [2][]byte
-	d := dropper{p: p, lists: listsArr[:0], auth: p.opts.Authorizer != nil && !p.opts.PassAuthorization}
+	d := p.newDropper(listsArr[:0])
 	var priorFor, forListed, host, connection bool
 	start := len(dst)
 	for again := false; ; again = true {
@@ -635,7 +729,7 @@ func (p *Proxy) appendHead(dst []byte, ctx *fasthttp.RequestCtx, r Route, subjec
 				continue
 			}
 			host = host || is(k, "Host")
-			dst = appendField(dst, k, v)
+			dst = d.appendForwarded(dst, k, v)
 		}
 		if again || !connection {
 			break
@@ -678,6 +772,89 @@ type dropper struct {
 	lists [][]byte
 	// auth drops the Authorization header, which the proxy consumed.
 	auth bool
+	// cookie takes the TokenCookie cookie out of the Cookie fields: the
+	// proxy reads it, and it never goes on, whatever the token came in.
+	cookie bool
+}
+
+// newDropper returns the dropper of p's requests, with lists (empty) for
+// the values of their Connection fields.
+func (p *Proxy) newDropper(lists [][]byte) dropper {
+	return dropper{
+		p: p, lists: lists,
+		auth:   p.opts.Authorizer != nil && !p.opts.PassAuthorization,
+		cookie: p.opts.Authorizer != nil && p.opts.TokenCookie,
+	}
+}
+
+// appendKept appends the field k: v as it is forwarded: nothing when drop
+// reports k, else as appendForwarded writes it.
+func (d *dropper) appendKept(dst, k, v []byte) []byte {
+	if d.drop(k) {
+		return dst
+	}
+	return d.appendForwarded(dst, k, v)
+}
+
+// appendForwarded appends the field k: v, one drop keeps, as it is
+// forwarded: a Cookie field without the TokenCookie cookie (nothing when
+// it held no other), a Referer without the token parameter in its query,
+// and any other as it is.
+func (d *dropper) appendForwarded(dst, k, v []byte) []byte {
+	switch {
+	case d.cookie && is(k, "Cookie"):
+		return appendCookieField(dst, k, v, TokenCookie)
+	case is(k, "Referer"):
+		return appendRefererField(dst, k, v)
+	}
+	return appendField(dst, k, v)
+}
+
+// changes reports whether appendForwarded changes the field k: v.
+func (d *dropper) changes(k, v []byte) bool {
+	return d.cookie && is(k, "Cookie") && hasCookie(v, TokenCookie) || is(k, "Referer") && refersToken(v)
+}
+
+// refersToken reports whether a Referer value's query has a token
+// parameter: the address of a page opened with ?token=, which a browser
+// names in the requests the page makes.
+func refersToken(v []byte) bool {
+	i := bytes.IndexByte(v, '?')
+	if i < 0 {
+		return false
+	}
+	q := v[i+1:]
+	if j := bytes.IndexByte(q, '#'); j >= 0 {
+		q = q[:j]
+	}
+	for len(q) > 0 {
+		pair := q
+		if j := bytes.IndexByte(q, '&'); j >= 0 {
+			pair, q = q[:j], q[j+1:]
+		} else {
+			q = nil
+		}
+		if isTokenParam(pair) {
+			return true
+		}
+	}
+	return false
+}
+
+// appendRefererField appends the Referer field k: v without the token
+// parameters of its query (see upstreamURI).
+func appendRefererField(dst, k, v []byte) []byte {
+	if !refersToken(v) {
+		return appendField(dst, k, v)
+	}
+	dst = append(append(dst, k...), ": "...)
+	i := bytes.IndexByte(v, '?')
+	q, frag := v[i+1:], []byte(nil)
+	if j := bytes.IndexByte(q, '#'); j >= 0 {
+		q, frag = q[:j], q[j:]
+	}
+	dst = appendQueryWithoutToken(append(dst, v[:i]...), q)
+	return append(append(dst, frag...), "\r\n"...)
 }
 
 // dropOwn reports whether k is a header the proxy drops for itself: all

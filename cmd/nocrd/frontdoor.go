@@ -99,7 +99,7 @@ func newFrontDoor(cfg *config, kube *k8s.Client, verifier *auth.Verifier, app, f
 		return nil, err
 	}
 	opts := proxy.Options{
-		BaseURL: base, KeepPrefix: cfg.Proxy.KeepPrefix, PassAuthorization: cfg.Proxy.PassAuthorization,
+		BaseURL: base, KeepPrefix: cfg.Proxy.KeepPrefix, PassAuthorization: cfg.Proxy.PassAuthorization, TokenCookie: cfg.Proxy.TokenCookie,
 		SubjectHeader: cfg.Proxy.SubjectHeader, UpstreamTimeout: cfg.Proxy.UpstreamTimeout,
 		ClientBodyTimeout: cfg.Serve.ClientBodyTimeout, Metrics: reg, Logger: log,
 	}

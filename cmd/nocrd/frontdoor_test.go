@@ -16,6 +16,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -407,6 +409,42 @@ func testFrontDoor(t *testing.T, workers int) {
 		}
 	})
 
+	t.Run("a browser's visit", func(t *testing.T) {
+		// Opened with ?token=, the workspace's page and everything it
+		// loads after carry the token in a cookie, which the workspace
+		// never sees, nor the token anywhere else.
+		jar, _ := cookiejar.New(nil)
+		u, _ := url.Parse(base + "/route/w1/")
+		jar.SetCookies(u, []*http.Cookie{{Name: "theme", Value: "dark", Path: "/route/w1"}})
+		browser := &http.Client{Jar: jar}
+		var redirects []string
+		browser.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+			redirects = append(redirects, req.URL.String())
+			return nil
+		}
+		req, _ := http.NewRequest("GET", base+"/route/w1/lab?token="+alice+"&x=1", nil)
+		req.Header.Set("Sec-Fetch-Dest", "document")
+		req.Header.Set("Sec-Fetch-Mode", "navigate")
+		for i, r := range []*http.Request{req, mustRequest(t, "GET", base+"/route/w1/api/contents")} {
+			resp, err := browser.Do(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var e echo
+			if err := json.Unmarshal(b, &e); err != nil || resp.StatusCode != 200 || e.Server != "alice-w1" {
+				t.Fatalf("request %d: %d %.300s", i, resp.StatusCode, b)
+			}
+			if strings.Contains(string(b), alice) || e.Header.Get("Cookie") != "theme=dark" {
+				t.Errorf("request %d: the workspace saw %s %v", i, e.URI, e.Header)
+			}
+		}
+		if len(redirects) != 1 || redirects[0] != base+"/route/w1/lab?x=1" {
+			t.Errorf("redirects %q", redirects)
+		}
+	})
+
 	t.Run("attacks", func(t *testing.T) {
 		hs256 := func(secret []byte) string {
 			tok := jwt.New()
@@ -502,6 +540,7 @@ func testFrontDoor(t *testing.T, workers int) {
 			`nocrd_proxy_requests_total{outcome="unauthorized",status="401"}`,
 			`nocrd_proxy_requests_total{outcome="forbidden",status="403"}`,
 			`nocrd_proxy_requests_total{outcome="upgraded",status="101"}`,
+			`nocrd_proxy_requests_total{outcome="sign_in",status="303"} 1`,
 			`nocrd_proxy_auth_failures_total{reason="expired"} 1`,
 			`nocrd_proxy_auth_failures_total{reason="wrong_owner"} 2`,
 			`nocrd_proxy_upstream_seconds_bucket{le="+Inf"}`,
@@ -840,4 +879,14 @@ func TestReadsOn(t *testing.T) {
 			t.Errorf("%q: readsOn = %v, want %v", c.head, got, c.want)
 		}
 	}
+}
+
+// mustRequest is http.NewRequest for a request known to be valid.
+func mustRequest(t *testing.T, method, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }
