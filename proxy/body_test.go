@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,4 +76,68 @@ func TestClientBodyTimeout(t *testing.T) {
 			t.Fatalf("%d %.200s", resp.StatusCode, body)
 		}
 	})
+}
+
+// TestEarlyAnswer: a workspace that answers a large upload before reading
+// it (a 413, or a handler that ignores the body) and closes the
+// connection has its answer reach the client, as it would without the
+// proxy, not a 502 for the writes that then fail. The client's
+// "Expect: 100-continue", which the front door has answered, does not go
+// on. The next request goes on a new connection.
+func TestEarlyAnswer(t *testing.T) {
+	var expects []string
+	var mu sync.Mutex
+	mux := http.NewServeMux()
+	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		expects = append(expects, r.Header.Get("Expect"))
+		mu.Unlock()
+		http.Error(w, "too large for me", http.StatusRequestEntityTooLarge)
+	})
+	mux.HandleFunc("/chunked", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		_, _ = io.WriteString(w, "too large ")
+		w.(http.Flusher).Flush() // chunked, as its length is not known
+		_, _ = io.WriteString(w, "for me\n")
+	})
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok "+r.Method) })
+	addr := wsServer(t, mux)
+	base, _ := startProxy(t, staticResolver{"a": {Addr: addr}}, proxy.Options{})
+	body := strings.Repeat("u", 16<<20)
+	for _, c := range []struct{ path, expect string }{
+		{"/upload", ""}, {"/upload", "100-continue"}, {"/chunked", ""}, {"/chunked", "100-continue"},
+	} {
+		expect := c.expect
+		for range 2 {
+			req, _ := http.NewRequest(http.MethodPost, base+"/route/a"+c.path, strings.NewReader(body))
+			if expect != "" {
+				req.Header.Set("Expect", expect)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusRequestEntityTooLarge || string(b) != "too large for me\n" {
+				t.Fatalf("%s, expect %q: %d %.200s, want the workspace's 413", c.path, expect, resp.StatusCode, b)
+			}
+			resp, err = http.Get(base + "/route/a/ok")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(b) != "ok GET" {
+				t.Fatalf("the next request: %d %s", resp.StatusCode, b)
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, e := range expects {
+		if e != "" {
+			t.Errorf("the workspace saw Expect: %s", e)
+		}
+	}
 }

@@ -281,7 +281,9 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	p.m.upstream.Observe(end.Sub(sent).Seconds())
-	if err == nil {
+	if err == nil && conn.early {
+		err = p.answerEarly(ctx, conn, skipBody, bp)
+	} else if err == nil {
 		err = p.respond(ctx, conn, skipBody, !req.Header.ConnectionClose(), bp, end)
 	}
 	if err != nil {
@@ -289,6 +291,90 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	p.m.request(outcomeProxied, ctx.Response.StatusCode())
+}
+
+// maxEarlyBody bounds the body of an answer a workspace gave before it
+// took the whole request: answerEarly holds it whole.
+const maxEarlyBody = 1 << 20
+
+// answerEarly passes on the answer a workspace gave before it took the
+// whole request (see upstreamConn.answeredEarly), whose head is in ctx's
+// response. The workspace has closed the connection, so its whole answer
+// is there to read; it goes to the client with Connection: close, as the
+// rest of the client's body will never be read, from the hijacked
+// connection, which is then half-closed and lingers (see linger). fasthttp
+// would close it at once. answerEarly owns conn.
+func (p *Proxy) answerEarly(ctx *fasthttp.RequestCtx, conn *upstreamConn, skipBody bool, bp *[]byte) error {
+	defer conn.Close()
+	out := &ctx.Response
+	stripHopByHop(&out.Header, bp)
+	if !skipBody {
+		if err := out.ReadBody(conn.br, maxEarlyBody); err != nil {
+			return err
+		}
+		out.Header.SetContentLength(len(out.Body())) // a chunked one too
+	}
+	out.SetConnectionClose()
+	answer := out.Header.AppendBytes(nil)
+	if !skipBody {
+		answer = append(answer, out.Body()...)
+	}
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		if _, err := c.Write(answer); err == nil {
+			closeWrite(c)
+			p.linger(c)
+		}
+	})
+	return nil
+}
+
+// closeWrite half-closes a hijacked connection when it can: the client
+// reads the end of the answer, however it is framed, and can still send.
+func closeWrite(c net.Conn) {
+	if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok { // fasthttp's hijacked connection
+		c = u.UnsafeConn()
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+}
+
+// How long linger reads what a client still sends, in all and at most
+// between two reads: nginx's lingering_time and lingering_timeout.
+var (
+	lingerTime    = 30 * time.Second
+	lingerTimeout = 5 * time.Second
+)
+
+// linger serves a client connection, once the answer to a request whose
+// body was not read to its end has gone out on it, by reading and dropping
+// what the client still sends until it stops (lingerTimeout) or for
+// lingerTime at most, as nginx's lingering_close does; fasthttp closes it
+// after. Closed at once, it would answer the client's next bytes with a
+// reset, and a client still sending its body may then never read the
+// answer (Go's client reports its failed write instead).
+func (p *Proxy) linger(c net.Conn) {
+	p.upgraded.Store(c, struct{}{}) // Close ends it
+	defer p.upgraded.Delete(c)
+	buf := make([]byte, 16<<10)
+	end := clock.Mono().Add(lingerTime)
+	for {
+		now := clock.Mono()
+		if !now.Before(end) {
+			return
+		}
+		d := now.Add(lingerTimeout)
+		if d.After(end) {
+			d = end
+		}
+		if c.SetReadDeadline(d) != nil {
+			return
+		}
+		if _, err := c.Read(buf); err != nil {
+			return
+		}
+	}
 }
 
 // upstreamFailed answers 504 when the workspace went silent, 499 (to
@@ -861,8 +947,11 @@ func appendRefererField(dst, k, v []byte) []byte {
 // but those a Connection header names. The headers the proxy sets go in
 // every spelling sameName matches: X_Forwarded_User from a client must not
 // reach a WSGI workspace as the X-Forwarded-User the proxy vouches for.
+// Expect goes too, as nginx drops it: the front door has answered
+// "100-continue" already, and a workspace told the client waits for its
+// 100 may answer without reading the body and close the connection.
 func (d *dropper) dropOwn(k []byte) bool {
-	return isHopByHop(k) || IsReserved(k) || d.auth && is(k, "Authorization") ||
+	return isHopByHop(k) || IsReserved(k) || d.auth && is(k, "Authorization") || is(k, "Expect") ||
 		d.p.opts.SubjectHeader != "" && sameName(k, d.p.opts.SubjectHeader) || isForwarded(k)
 }
 

@@ -53,6 +53,9 @@ type upstreamConn struct {
 	bw     *bufio.Writer
 	usedAt time.Time // when it last went idle
 	reused bool
+	// checked is set when nothing had come from the workspace when the
+	// request went out: the connection is new, or idle found it quiet.
+	checked bool
 
 	// raw sends a request from within the wait for its response (see
 	// sendAndWait), with flushWait, made once, as the callback.
@@ -63,6 +66,9 @@ type upstreamConn struct {
 	// peek, made once, is idle's RawConn callback, and peeked its answer.
 	peek   func(uintptr)
 	peeked bool
+	// early is set when the workspace answered before it took the whole
+	// request (see answeredEarly): the connection is not reused.
+	early bool
 }
 
 // get returns an idle connection, most recently used first, or dials one.
@@ -84,8 +90,16 @@ func (p *Proxy) get(pl *pool, now time.Time, check bool) (*upstreamConn, error) 
 		pl.idle = pl.idle[:n-1]
 		pl.mu.Unlock()
 		idle := now.Sub(c.usedAt)
-		if idle < maxIdleTime && (!check && idle < checkIdleAfter || c.idle()) {
-			c.reused = true
+		if idle >= maxIdleTime {
+			_ = c.Close()
+			continue
+		}
+		if !check && idle < checkIdleAfter {
+			c.reused, c.checked = true, false
+			return c, nil
+		}
+		if c.idle() {
+			c.reused, c.checked = true, true
 			return c, nil
 		}
 		_ = c.Close()
@@ -94,7 +108,9 @@ func (p *Proxy) get(pl *pool, now time.Time, check bool) (*upstreamConn, error) 
 	if err != nil {
 		return nil, err
 	}
-	return newUpstreamConn(rawio.Wrap(nc), pl, p.opts.UpstreamTimeout), nil
+	c := newUpstreamConn(rawio.Wrap(nc), pl, p.opts.UpstreamTimeout)
+	c.checked = true
+	return c, nil
 }
 
 // newUpstreamConn wraps a new connection of pl with its buffers.
@@ -234,7 +250,7 @@ var errClientGone = errors.New("the client closed its connection")
 // the clock when the first write and read set their deadlines.
 func (c *upstreamConn) exchange(req *fasthttp.Request, head []byte, h *fasthttp.ResponseHeader, now time.Time) error {
 	c.readNow, c.writeNow = now, now
-	c.silent, c.left = 0, false
+	c.silent, c.left, c.early = 0, false, false
 	// Cleared in case one was not used.
 	defer func() { c.readNow, c.writeNow = time.Time{}, time.Time{} }()
 	h.Reset() // names canonicalised as read, for stripHopByHop
@@ -250,7 +266,7 @@ func (c *upstreamConn) exchange(req *fasthttp.Request, head []byte, h *fasthttp.
 		// CopyTo and reparse carry the flag of the header they copy.)
 		req.Header.SetNoDefaultContentType(true)
 		if err := req.Write(c.bw); err != nil {
-			return err
+			return c.answeredEarly(h, err)
 		}
 	}
 	if c.flushWait != nil && c.writes == writes {
@@ -282,6 +298,34 @@ func (c *upstreamConn) exchange(req *fasthttp.Request, head []byte, h *fasthttp.
 			return errors.New("upstream sent too many interim responses")
 		}
 	}
+}
+
+// answeredEarly reads into h the answer of a workspace that stopped taking
+// the request (werr: the write of its body failed) because it had
+// answered already: a server may answer before it has read the whole body
+// (a 413, a 401 of its own, a handler that ignores the body), then close
+// the connection, and the writes that follow fail with EPIPE or
+// ECONNRESET. Its answer is then in the connection, and goes to the
+// client, as it would have without the proxy, instead of a 502. Any other
+// failure is werr, and so is any on a connection get did not find quiet
+// (checked): what is there might have been sent before the request.
+func (c *upstreamConn) answeredEarly(h *fasthttp.ResponseHeader, werr error) error {
+	if !c.checked || !errors.Is(werr, syscall.EPIPE) && !errors.Is(werr, syscall.ECONNRESET) {
+		return werr
+	}
+	// The workspace has closed its end: a read finds what it sent, then
+	// the end of the connection, and never waits.
+	for range 8 {
+		if err := h.Read(c.br); err != nil {
+			return werr
+		}
+		if s := h.StatusCode(); s >= 200 {
+			h.SetProtocol(nil)
+			c.early = true
+			return nil
+		}
+	}
+	return werr
 }
 
 // sendAndWait sends the buffered request and waits until the connection

@@ -114,6 +114,12 @@ func startWorkspaceServer(t *testing.T, name, addr string) *workspaceServer {
 		time.Sleep(d)
 		_, _ = io.WriteString(rw, "slept "+d.String())
 	})
+	mux.HandleFunc("/too-large", func(rw http.ResponseWriter, r *http.Request) {
+		// Answers without reading the body, as a server that limits
+		// uploads does.
+		w.hits.Add(1)
+		http.Error(rw, w.name+" takes at most 1 MiB", http.StatusRequestEntityTooLarge)
+	})
 	mux.Handle("/ws", websocket.Handler(func(c *websocket.Conn) {
 		w.hits.Add(1)
 		for {
@@ -348,6 +354,14 @@ func testFrontDoor(t *testing.T, workers int) {
 		e = echo{}
 		if err := json.Unmarshal(b, &e); err != nil || resp.StatusCode != 200 || e.Body != form {
 			t.Errorf("multipart upload: %d, the workspace got %q, want %q", resp.StatusCode, e.Body, form)
+		}
+		// A workspace's answer to an upload it did not read reaches the
+		// client, not a 502 (curl sends Expect: 100-continue for it).
+		for _, expect := range []string{"", "100-continue"} {
+			resp, b = do(t, "POST", base+"/route/w1/too-large", map[string]string{"Authorization": "Bearer " + alice, "Expect": expect}, strings.NewReader(strings.Repeat("u", 16<<20)))
+			if resp.StatusCode != http.StatusRequestEntityTooLarge || string(b) != "alice-w1 takes at most 1 MiB\n" {
+				t.Errorf("an upload answered early (Expect %q): %d %.200s", expect, resp.StatusCode, b)
+			}
 		}
 		// A large (but acceptable) header passes; the token header is gone.
 		resp, b = do(t, "GET", base+"/route/w1/", map[string]string{"Authorization": "Bearer " + alice, "X-Big": strings.Repeat("a", 8000)}, nil)
