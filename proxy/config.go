@@ -15,6 +15,8 @@ package proxy
 
 import (
 	"fmt"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/nocrd/nocrd/internal/httpsyntax"
@@ -35,6 +37,10 @@ type Config struct {
 	SubjectHeader string `env:"PROXY_SUBJECT_HEADER"`
 	// KeepPrefix forwards /route/<id> as part of the path.
 	KeepPrefix bool `env:"PROXY_KEEP_PREFIX" envDefault:"false"`
+	// TrustedProxies lists the addresses (CIDRs or IPs, comma-separated)
+	// of the proxies in front of nocrd whose X-Forwarded-Proto and -Host
+	// go on to workspaces (Options.TrustedProxies).
+	TrustedProxies string `env:"PROXY_TRUSTED_PROXIES"`
 	// TokenCookie moves a browser's ?token= into a cookie for the
 	// workspace's route (Options.TokenCookie).
 	TokenCookie bool `env:"PROXY_TOKEN_COOKIE" envDefault:"true"`
@@ -51,10 +57,40 @@ func (c Config) Validate() error {
 	if c.UpstreamTimeout <= 0 {
 		return fmt.Errorf("--proxy-upstream-timeout/PROXY_UPSTREAM_TIMEOUT: must be positive, got %s", c.UpstreamTimeout)
 	}
+	if _, err := c.TrustedPrefixes(); err != nil {
+		return fmt.Errorf("--proxy-trusted-proxies/PROXY_TRUSTED_PROXIES: %w", err)
+	}
 	if h := c.SubjectHeader; h != "" && !subjectHeaderOK([]byte(h)) {
 		return fmt.Errorf("--proxy-subject-header/PROXY_SUBJECT_HEADER: must be a header name other than Authorization, Host, Content-Length, the hop-by-hop headers and those the proxy sets (X-Forwarded-*, %s*), got %q", HeaderPrefix, h)
 	}
 	return nil
+}
+
+// TrustedPrefixes parses TrustedProxies: a comma-separated list of CIDRs
+// (10.0.0.0/8, fd00::/8) and addresses (one host each).
+func (c Config) TrustedPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(c.TrustedProxies, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if strings.Contains(f, "/") {
+			pr, err := netip.ParsePrefix(f)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a CIDR: %w", f, err)
+			}
+			out = append(out, pr.Masked())
+			continue
+		}
+		ip, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an IP address or a CIDR", f)
+		}
+		ip = ip.Unmap()
+		out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+	}
+	return out, nil
 }
 
 // subjectHeaderOK reports whether name may carry the verified subject: a

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -27,6 +28,31 @@ func TestSubjectHeaderNames(t *testing.T) {
 		}
 		if err != nil && !strings.Contains(err.Error(), "--proxy-subject-header/PROXY_SUBJECT_HEADER") {
 			t.Errorf("%q: the error does not name the setting: %v", name, err)
+		}
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	base := proxy.Config{DefaultWorkspacePort: 3000, RouteCacheSize: 1, UpstreamTimeout: 1}
+	for in, want := range map[string]string{
+		"":                                   "[]",
+		"10.0.0.0/8":                         "[10.0.0.0/8]",
+		" 10.1.2.3/8 , 192.168.1.7,fd00::/8": "[10.0.0.0/8 192.168.1.7/32 fd00::/8]",
+		"::ffff:10.0.0.1":                    "[10.0.0.1/32]",
+		"2001:db8::1":                        "[2001:db8::1/128]",
+	} {
+		c := base
+		c.TrustedProxies = in
+		got, err := c.TrustedPrefixes()
+		if err != nil || c.Validate() != nil || fmt.Sprint(got) != want {
+			t.Errorf("%q: %v %v, want %s", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"10.0.0.0/33", "ingress", "10.0.0.1/x", "1.2.3"} {
+		c := base
+		c.TrustedProxies = in
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--proxy-trusted-proxies/PROXY_TRUSTED_PROXIES") || !strings.Contains(err.Error(), in) {
+			t.Errorf("%q: %v", in, err)
 		}
 	}
 }

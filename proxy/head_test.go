@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"maps"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -75,6 +76,7 @@ func TestAppendHeadMatchesRewrite(t *testing.T) {
 	withSubject := Options{Authorizer: anyToken{}, SubjectHeader: "X-User", KeepPrefix: true}
 	pass := Options{Authorizer: anyToken{}, PassAuthorization: true}
 	cookie := Options{BaseURL: "/gw", Authorizer: anyToken{}, TokenCookie: true}
+	trusted := Options{Authorizer: anyToken{}, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
 	for _, c := range []struct {
 		name string
 		opts Options
@@ -104,6 +106,8 @@ func TestAppendHeadMatchesRewrite(t *testing.T) {
 		{"repeats", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nAccept: a\r\nAuthorization: Bearer t\r\nX-A: 1\r\nAccept: b\r\nX-A: 2\r\n\r\n"},
 		{"token cookie", cookie, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nCookie: a=\"1\"; nocrd_token=t; b=2\r\nX-A: 1\r\nCookie: nocrd_token=u\r\nCookie: c=3\r\n\r\n"},
 		{"token cookie kept", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nCookie: a=1; nocrd_token=t\r\n\r\n"},
+		{"trusted proxy", trusted, "GET /route/ws1/ HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https, http\r\nX-Forwarded-Host: a.example\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n"},
+		{"trusted proxy, bad claims", trusted, "GET /route/ws1/ HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: gopher\r\nX-Forwarded-Host: a b\r\n\r\n"},
 		{"referer", cookie, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nReferer: http://h/gw/route/ws1/?a=1&token=t#f\r\nX-A: 1\r\n\r\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

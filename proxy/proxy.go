@@ -55,6 +55,12 @@ type Options struct {
 	// token query parameter or, with TokenCookie, the TokenCookie cookie)
 	// whose subject owns the workspace.
 	Authorizer Authorizer
+	// TrustedProxies are the addresses of the proxies in front of nocrd
+	// (an ingress, a load balancer) whose X-Forwarded-Proto and
+	// X-Forwarded-Host say how the client addressed nocrd: on a request
+	// from one of them, those go on to the workspace. From any other
+	// client they are replaced by what nocrd saw.
+	TrustedProxies []netip.Prefix
 	// TokenCookie lets browsers use a workspace with its token: a top-level
 	// navigation (GET, Sec-Fetch-Dest: document) that carries the token in
 	// the query is redirected to the same address without it, and the
@@ -414,12 +420,8 @@ func (p *Proxy) clientFailed(ctx *fasthttp.RequestCtx, err error) {
 // RFC 9728 resource_metadata parameter).
 func (p *Proxy) challenge(ctx *fasthttp.RequestCtx, hadToken bool) {
 	v := `Bearer realm="nocrd"`
-	if host := ctx.Host(); p.opts.ResourceMetadataPath != "" && safeHost(host) {
-		scheme := "http://"
-		if ctx.IsTLS() {
-			scheme = "https://"
-		}
-		v += `, resource_metadata="` + scheme + string(host) + p.opts.ResourceMetadataPath + `"`
+	if host := clientHost(ctx); p.opts.ResourceMetadataPath != "" && safeHost(host) {
+		v += `, resource_metadata="` + string(clientProto(ctx)) + "://" + string(host) + p.opts.ResourceMetadataPath + `"`
 	}
 	if hadToken {
 		v += `, error="invalid_token"`
@@ -582,7 +584,7 @@ func (p *Proxy) setTokenCookie(ctx *fasthttp.RequestCtx, r Route, token []byte) 
 	c.SetPathBytes(p.appendForwardedPrefix(nil, r))
 	c.SetHTTPOnly(true)
 	c.SetSameSite(fasthttp.CookieSameSiteLaxMode)
-	c.SetSecure(ctx.IsTLS())
+	c.SetSecure(string(clientProto(ctx)) == "https")
 	if token == nil {
 		c.SetMaxAge(-1) // Max-Age=0: gone at once
 	}
@@ -733,11 +735,11 @@ func (p *Proxy) rewriteHeaders(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHead
 	// Values are built after the copy, in the same buffer.
 	out := p.appendForwardedFor(head, ctx, head, priorFor && !forListed)
 	h.SetCanonical(strXForwardedFor, out[len(head):])
-	h.SetCanonical(strXForwardedProto, forwardedProto(ctx))
+	h.SetCanonical(strXForwardedProto, p.forwardedProto(ctx))
 	// An HTTP/1.0 request may come without a Host: then no
 	// X-Forwarded-Host, rather than an empty one. (appendHead takes only
 	// HTTP/1.1 requests, which fasthttp refuses without a Host.)
-	if host := ctx.Host(); len(host) > 0 {
+	if host := p.forwardedHost(ctx); len(host) > 0 {
 		h.SetCanonical(strXForwardedHost, host)
 	}
 	out = p.appendForwardedPrefix(out[:len(head)], r)
@@ -766,8 +768,80 @@ func (p *Proxy) appendForwardedFor(dst []byte, ctx *fasthttp.RequestCtx, head []
 	return dst
 }
 
-// forwardedProto is the X-Forwarded-Proto value: the client's scheme.
-func forwardedProto(ctx *fasthttp.RequestCtx) []byte {
+// forwardedProto is the X-Forwarded-Proto value: the client's scheme, as a
+// trusted proxy in front says it (see clientProto), else as nocrd saw it.
+func (p *Proxy) forwardedProto(ctx *fasthttp.RequestCtx) []byte {
+	if p.trusted(ctx) {
+		return clientProto(ctx)
+	}
+	return connProto(ctx)
+}
+
+// forwardedHost is the X-Forwarded-Host value: the host the client
+// addressed, as a trusted proxy in front says it (see clientHost), else
+// the request's Host.
+func (p *Proxy) forwardedHost(ctx *fasthttp.RequestCtx) []byte {
+	if p.trusted(ctx) {
+		return clientHost(ctx)
+	}
+	return ctx.Host()
+}
+
+// trusted reports whether the client's connection comes from one of
+// TrustedProxies.
+func (p *Proxy) trusted(ctx *fasthttp.RequestCtx) bool {
+	if len(p.opts.TrustedProxies) == 0 {
+		return false
+	}
+	ip, ok := netip.AddrFromSlice(ctx.RemoteIP())
+	if !ok {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, pr := range p.opts.TrustedProxies {
+		if pr.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientProto is the scheme the client used to reach nocrd: the first
+// value of X-Forwarded-Proto when it is http or https, else the
+// connection's. It is what nocrd tells the client about its own address
+// (the challenge's metadata URL, the cookie's Secure flag), as the MCP
+// side's auth.Origin reads it: a client that lies misleads only itself.
+// What goes to a workspace takes it only from TrustedProxies.
+func clientProto(ctx *fasthttp.RequestCtx) []byte {
+	v := ctx.Request.Header.Peek("X-Forwarded-Proto")
+	if i := bytes.IndexByte(v, ','); i >= 0 {
+		v = v[:i]
+	}
+	switch v = bytes.TrimSpace(v); {
+	case bytes.EqualFold(v, strHTTPS):
+		return strHTTPS
+	case bytes.EqualFold(v, strHTTP):
+		return strHTTP
+	}
+	return connProto(ctx)
+}
+
+// clientHost is the host the client addressed: the first value of
+// X-Forwarded-Host when it is a plain host[:port] (safeHost), else the
+// request's Host. See clientProto for who takes it from where.
+func clientHost(ctx *fasthttp.RequestCtx) []byte {
+	v := ctx.Request.Header.Peek("X-Forwarded-Host")
+	if i := bytes.IndexByte(v, ','); i >= 0 {
+		v = v[:i]
+	}
+	if v = bytes.TrimSpace(v); safeHost(v) {
+		return v
+	}
+	return ctx.Host()
+}
+
+// connProto is the scheme of the client's connection to nocrd.
+func connProto(ctx *fasthttp.RequestCtx) []byte {
 	if ctx.IsTLS() {
 		return strHTTPS
 	}
@@ -829,8 +903,8 @@ func (p *Proxy) appendHead(dst []byte, ctx *fasthttp.RequestCtx, r Route, subjec
 	}
 	dst = append(dst, "X-Forwarded-For: "...)
 	dst = p.appendForwardedFor(dst, ctx, head, priorFor && !forListed)
-	dst = append(append(append(dst, "\r\nX-Forwarded-Proto: "...), forwardedProto(ctx)...), "\r\nX-Forwarded-Host: "...)
-	dst = append(append(dst, ctx.Host()...), "\r\nX-Forwarded-Prefix: "...)
+	dst = append(append(append(dst, "\r\nX-Forwarded-Proto: "...), p.forwardedProto(ctx)...), "\r\nX-Forwarded-Host: "...)
+	dst = append(append(dst, p.forwardedHost(ctx)...), "\r\nX-Forwarded-Prefix: "...)
 	dst = p.appendForwardedPrefix(dst, r)
 	return append(dst, "\r\n\r\n"...)
 }

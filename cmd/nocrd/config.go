@@ -217,6 +217,7 @@ func parseConfig(args []string, environ []string, helpOut io.Writer) (*config, e
 	boolean(&cfg.Proxy.PassAuthorization, "PROXY_PASS_AUTHORIZATION", "forward the verified Authorization header to workspaces", "proxy-pass-authorization")
 	str(&cfg.Proxy.SubjectHeader, "PROXY_SUBJECT_HEADER", "header that carries the verified subject to workspaces (e.g. X-Forwarded-User)", "proxy-subject-header")
 	boolean(&cfg.Proxy.KeepPrefix, "PROXY_KEEP_PREFIX", "forward the /route/<id> prefix as part of the path", "proxy-keep-prefix")
+	str(&cfg.Proxy.TrustedProxies, "PROXY_TRUSTED_PROXIES", "CIDRs or IPs of the proxies in front of nocrd whose X-Forwarded-Proto and -Host go on to workspaces", "proxy-trusted-proxies")
 	boolean(&cfg.Proxy.TokenCookie, "PROXY_TOKEN_COOKIE", "with auth, redirect a browser's ?token= navigation and keep the token in a cookie for that workspace", "proxy-token-cookie")
 	list := func(p *[]string, env, usage, name string) {
 		fs.Func(name, usage, func(v string) error {

@@ -103,6 +103,8 @@ func newFrontDoor(cfg *config, kube *k8s.Client, verifier *auth.Verifier, app, f
 		SubjectHeader: cfg.Proxy.SubjectHeader, UpstreamTimeout: cfg.Proxy.UpstreamTimeout,
 		ClientBodyTimeout: cfg.Serve.ClientBodyTimeout, Metrics: reg, Logger: log,
 	}
+	// Validate has parsed it already.
+	opts.TrustedProxies, _ = cfg.Proxy.TrustedPrefixes()
 	if verifier != nil {
 		opts.Authorizer = verifier // the MCP endpoint's verifier: one notion of identity
 		opts.ResourceMetadataPath = auth.WellKnownPath + base + "/route"
