@@ -20,13 +20,7 @@ const maxCookieToken = 3800
 // trimmed of the spaces and tabs around them, skipping empty ones.
 func cookiePairs(v []byte) iter.Seq[[]byte] {
 	return func(yield func([]byte) bool) {
-		for len(v) > 0 {
-			pair := v
-			if i := bytes.IndexByte(v, ';'); i >= 0 {
-				pair, v = v[:i], v[i+1:]
-			} else {
-				v = nil
-			}
+		for pair := range split(v, ';') {
 			if pair = bytes.Trim(pair, " \t"); len(pair) > 0 && !yield(pair) {
 				return
 			}

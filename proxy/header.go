@@ -188,17 +188,29 @@ func IsReserved(name []byte) bool {
 	return len(name) >= len(HeaderPrefix) && sameName(name[:len(HeaderPrefix)], HeaderPrefix)
 }
 
+// split iterates over the parts of v between the bytes sep, as they are,
+// empty ones included.
+func split(v []byte, sep byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for len(v) > 0 {
+			part := v
+			if i := bytes.IndexByte(v, sep); i >= 0 {
+				part, v = v[:i], v[i+1:]
+			} else {
+				v = nil
+			}
+			if !yield(part) {
+				return
+			}
+		}
+	}
+}
+
 // commaList iterates over the elements of a comma-separated list, as a
 // Connection header holds, trimmed, skipping empty ones.
 func commaList(list []byte) iter.Seq[[]byte] {
 	return func(yield func([]byte) bool) {
-		for len(list) > 0 {
-			name := list
-			if i := bytes.IndexByte(list, ','); i >= 0 {
-				name, list = list[:i], list[i+1:]
-			} else {
-				list = nil
-			}
+		for name := range split(list, ',') {
 			if name = bytes.TrimSpace(name); len(name) > 0 && !yield(name) {
 				return
 			}

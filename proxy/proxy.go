@@ -615,13 +615,7 @@ func appendQueryWithoutToken(dst, query []byte) []byte {
 	}
 	start := len(dst)
 	dst = append(dst, '?')
-	for q := query; len(q) > 0; {
-		pair := q
-		if i := bytes.IndexByte(q, '&'); i >= 0 {
-			pair, q = q[:i], q[i+1:]
-		} else {
-			q = nil
-		}
+	for pair := range split(query, '&') {
 		if isTokenParam(pair) {
 			continue
 		}
@@ -987,13 +981,7 @@ func refersToken(v []byte) bool {
 	if j := bytes.IndexByte(q, '#'); j >= 0 {
 		q = q[:j]
 	}
-	for len(q) > 0 {
-		pair := q
-		if j := bytes.IndexByte(q, '&'); j >= 0 {
-			pair, q = q[:j], q[j+1:]
-		} else {
-			q = nil
-		}
+	for pair := range split(q, '&') {
 		if isTokenParam(pair) {
 			return true
 		}
