@@ -65,10 +65,14 @@ func TestTokenCookie(t *testing.T) {
 
 	// The navigation: answered by the proxy, not the workspace.
 	before := hits.Load()
-	resp := rawAnswer(t, base, "GET /gw/route/a/lab/tree?x=1&token="+alice+"&y=%20 HTTP/1.1\r\nHost: h\r\n"+navigate+"\r\n")
-	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/gw/route/a/lab/tree?x=1&y=%20" ||
+	resp := rawAnswer(t, base, "GET /gw/route/a/lab/a?x=1&token="+alice+"&y=%20 HTTP/1.1\r\nHost: h\r\n"+navigate+"\r\n")
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/gw/route/a/lab/a?x=1&y=%20" ||
 		resp.Header.Get("Cache-Control") != "no-store" || hits.Load() != before {
 		t.Fatalf("navigation answered %d %v (the workspace saw %d)", resp.StatusCode, resp.Header, hits.Load()-before)
+	}
+	resp2 := rawAnswer(t, base, "GET /gw/route/a?token="+alice+" HTTP/1.1\r\nHost: h\r\n"+navigate+"\r\n")
+	if resp2.StatusCode != http.StatusSeeOther || resp2.Header.Get("Location") != "/gw/route/a/" {
+		t.Errorf("navigation to the bare route: %d %v, want a 303 to /gw/route/a/", resp2.StatusCode, resp2.Header)
 	}
 	cookies := resp.Cookies()
 	if len(cookies) != 1 {

@@ -562,7 +562,13 @@ func (p *Proxy) signIn(ctx *fasthttp.RequestCtx, r Route, token []byte) {
 	if i := bytes.IndexAny(uri, "?#"); i >= 0 {
 		uri = uri[:i]
 	}
-	loc := appendQueryWithoutToken(append([]byte(nil), uri...), r.Query)
+	loc := append([]byte(nil), uri...)
+	if len(loc) == len(p.base)+len(RoutePrefix)+len(r.ID) {
+		// /route/<id> alone: the workspace's root is /route/<id>/, against
+		// which its page's relative links resolve.
+		loc = append(loc, '/')
+	}
+	loc = appendQueryWithoutToken(loc, r.Query)
 	ctx.Response.Header.Set("Location", b2s(loc))
 	ctx.Response.Header.Set("Cache-Control", "no-store")
 	p.setTokenCookie(ctx, r, token)
