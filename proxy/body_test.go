@@ -141,3 +141,20 @@ func TestEarlyAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestGarbledBody: a chunked body the client garbles is the client's
+// failure, 400, with or without a ClientBodyTimeout, never the
+// workspace's 502.
+func TestGarbledBody(t *testing.T) {
+	addr, _ := backend(t)
+	for _, timeout := range []time.Duration{0, time.Minute} {
+		base, _ := startProxy(t, staticResolver{"a": {Addr: addr}}, proxy.Options{ClientBodyTimeout: timeout})
+		// fasthttp reads some of the body before the handler runs; the
+		// garbled chunk comes after that.
+		status, body := raw(t, base, "POST /route/a/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"+
+			"4000\r\n"+strings.Repeat("a", 0x4000)+"\r\nzz\r\nabc\r\n0\r\n\r\n")
+		if status != http.StatusBadRequest || !strings.Contains(body, "request body") {
+			t.Errorf("timeout %s: %d %s", timeout, status, body)
+		}
+	}
+}

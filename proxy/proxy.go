@@ -262,11 +262,11 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		}
 		if cl := ctx.Request.Header.ContentLength(); cl > 0 || cl == -1 {
 			if s := ctx.RequestBodyStream(); s != nil {
-				if p.opts.ClientBodyTimeout > 0 {
-					sc.body = lazydeadline.IdleReader{R: s, Conn: ctx.Conn(), Timeout: p.opts.ClientBodyTimeout}
-					s = &sc.body
-				}
-				req.SetBodyStream(s, cl)
+				// Also without a timeout: a body the client breaks off or
+				// garbles is then told from a workspace's failure (400,
+				// not 502).
+				sc.body = lazydeadline.IdleReader{R: s, Conn: ctx.Conn(), Timeout: p.opts.ClientBodyTimeout}
+				req.SetBodyStream(&sc.body, cl)
 			} else {
 				req.SetBodyRaw(ctx.Request.Body())
 			}

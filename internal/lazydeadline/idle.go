@@ -15,7 +15,8 @@ import (
 // long it takes. The deadline is set before each read, so the time the
 // reader's consumer spends elsewhere (sending the bytes on) is not counted
 // against the client. On a Conn of this package, moving the deadline later
-// costs an atomic store.
+// costs an atomic store. A Timeout of 0 sets no deadline: the reader then
+// only tells the client's failures (Err) from its consumer's.
 type IdleReader struct {
 	R       io.Reader
 	Conn    net.Conn
@@ -26,9 +27,11 @@ type IdleReader struct {
 }
 
 func (r *IdleReader) Read(p []byte) (int, error) {
-	if err := r.Conn.SetReadDeadline(clock.Coarse().Add(r.Timeout)); err != nil {
-		r.Err = err
-		return 0, err
+	if r.Timeout > 0 {
+		if err := r.Conn.SetReadDeadline(clock.Coarse().Add(r.Timeout)); err != nil {
+			r.Err = err
+			return 0, err
+		}
 	}
 	n, err := r.R.Read(p)
 	if err != nil && err != io.EOF {
