@@ -558,7 +558,7 @@ func isNavigation(h *fasthttp.RequestHeader) bool {
 // and every later request of the page (its scripts, styles, fetches and
 // WebSockets) carries it.
 func (p *Proxy) signIn(ctx *fasthttp.RequestCtx, r Route, token []byte) {
-	uri := ctx.Request.Header.RequestURI()
+	uri := OriginForm(ctx.Request.Header.RequestURI())
 	if i := bytes.IndexAny(uri, "?#"); i >= 0 {
 		uri = uri[:i]
 	}

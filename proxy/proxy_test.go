@@ -175,6 +175,15 @@ func TestForwarding(t *testing.T) {
 		}
 	}
 
+	// A target in absolute-form, as RFC 9112 section 3.2.2 has servers
+	// accept, with and without a body.
+	for _, m := range []string{"GET", "POST"} {
+		s := rawSeen(t, base, m+" http://nocrd.example/gw/route/ws1/abs?x=1&token=t HTTP/1.1\r\nHost: nocrd.example\r\nContent-Length: 0\r\n\r\n")
+		if s.URI != "/abs?x=1" || s.Method != m {
+			t.Errorf("absolute-form %s forwarded as %s %q", m, s.Method, s.URI)
+		}
+	}
+
 	// A body, and a query made only of the token.
 	req, _ := http.NewRequest(http.MethodPost, base+"/gw/route/ws1/upload?token=t", strings.NewReader("payload"))
 	r2, err := http.DefaultClient.Do(req)

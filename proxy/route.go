@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"net/http"
+	"strings"
 )
 
 // RoutePrefix starts every proxied path, under BASE_URL.
@@ -31,7 +32,7 @@ type Route struct {
 // allocate.
 func ParseRoute(requestURI, base []byte) (Route, *Error) {
 	var r Route
-	uri := requestURI
+	uri := OriginForm(requestURI)
 	if i := bytes.IndexByte(uri, '#'); i >= 0 {
 		uri = uri[:i]
 	}
@@ -59,6 +60,29 @@ func ParseRoute(requestURI, base []byte) (Route, *Error) {
 		return r, e
 	}
 	return r, nil
+}
+
+// OriginForm returns the path and query of a request target: the target
+// itself, or the part after the authority of one in absolute-form
+// (http://host/path?query), which RFC 9112 section 3.2.2 requires a
+// server to accept as well. An absolute target without a path is "/".
+func OriginForm(target []byte) []byte {
+	if len(target) == 0 || target[0] == '/' {
+		return target
+	}
+	var rest []byte
+	switch {
+	case len(target) >= 7 && strings.EqualFold(b2s(target[:7]), "http://"):
+		rest = target[7:]
+	case len(target) >= 8 && strings.EqualFold(b2s(target[:8]), "https://"):
+		rest = target[8:]
+	default:
+		return target // "*" or garbage: no route
+	}
+	if i := bytes.IndexByte(rest, '/'); i >= 0 && !bytes.ContainsAny(rest[:i], "?#") {
+		return rest[i:]
+	}
+	return slash
 }
 
 var (

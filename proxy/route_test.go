@@ -44,6 +44,14 @@ func TestParseRoute(t *testing.T) {
 		{uri: "/route/a/x%2", status: 400},
 		{uri: "/route/a//etc", status: 400},
 		{uri: "/route/..%2fb/x", status: 400},
+		// Absolute-form targets (RFC 9112 section 3.2.2).
+		{uri: "http://nocrd.example/route/ws1/a?b=1", id: "ws1", path: "/a", query: "b=1"},
+		{uri: "HTTPS://nocrd.example:8443/gw/route/ws1/a", base: "/gw", id: "ws1", path: "/a"},
+		{uri: "http://nocrd.example", status: 404},
+		{uri: "http://nocrd.example?/route/ws1/", status: 404},
+		{uri: "http://evil/route/a/../b/x", status: 400},
+		{uri: "ftp://h/route/ws1/a", status: 404},
+		{uri: "*", status: 404},
 	}
 	for _, c := range cases {
 		r, err := ParseRoute([]byte(c.uri), []byte(c.base))
@@ -70,7 +78,7 @@ func TestParseRouteDoesNotAllocate(t *testing.T) {
 // decoded as a server would, has no dot segment and cannot climb out of the
 // workspace.
 func FuzzParseRoute(f *testing.F) {
-	for _, s := range []string{"/route/a/b", "/route/a/../b", "/route/a/%2e%2e/x", "/route/a/x?y", "/route/a/%252e%252e/", "/route/a/%C0%AE%C0%AE/"} {
+	for _, s := range []string{"/route/a/b", "http://h/route/a/b", "/route/a/../b", "/route/a/%2e%2e/x", "/route/a/x?y", "/route/a/%252e%252e/", "/route/a/%C0%AE%C0%AE/"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, uri string) {

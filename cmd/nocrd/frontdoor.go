@@ -184,7 +184,7 @@ func appMux(cfg *config, ready, metricsHandler, app http.Handler) *http.ServeMux
 }
 
 func (f *frontDoor) handle(ctx *fasthttp.RequestCtx) {
-	uri := ctx.Request.Header.RequestURI()
+	uri := proxy.OriginForm(ctx.Request.Header.RequestURI())
 	if bytes.HasPrefix(uri, f.route) || bytes.Equal(uri, f.route[:len(f.route)-1]) {
 		f.proxy.ServeFastHTTP(ctx)
 		return

@@ -355,6 +355,24 @@ func testFrontDoor(t *testing.T, workers int) {
 		if err := json.Unmarshal(b, &e); err != nil || resp.StatusCode != 200 || e.Body != form {
 			t.Errorf("multipart upload: %d, the workspace got %q, want %q", resp.StatusCode, e.Body, form)
 		}
+		// A target in absolute-form is routed by its path (RFC 9112
+		// section 3.2.2).
+		conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(conn, "GET %s/route/w1/abs?k=v HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n", base, strings.TrimPrefix(base, "http://"), alice)
+		absResp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ = io.ReadAll(absResp.Body)
+		conn.Close()
+		e = echo{}
+		if err := json.Unmarshal(b, &e); err != nil || absResp.StatusCode != 200 || e.URI != "/abs?k=v" {
+			t.Errorf("absolute-form target: %d %.300s", absResp.StatusCode, b)
+		}
 		// A workspace's answer to an upload it did not read reaches the
 		// client, not a 502 (curl sends Expect: 100-continue for it).
 		for _, expect := range []string{"", "100-continue"} {
