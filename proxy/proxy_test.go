@@ -498,3 +498,47 @@ func TestSubjectWithControlCharacters(t *testing.T) {
 		t.Errorf("answered %d; the workspace saw %v", resp.StatusCode, s.Header)
 	}
 }
+
+// TestTrustedProxyHeaders: behind a proxy in TrustedProxies (a TLS
+// ingress, say), the workspace is told the scheme and host the client
+// used, on every way a request is forwarded; any other client's claims
+// are replaced by what nocrd saw. What nocrd says back to the client (the
+// 401's metadata URL, the cookie's Secure flag) follows the client's
+// X-Forwarded-Proto and -Host either way, as the MCP side's metadata does.
+func TestTrustedProxyHeaders(t *testing.T) {
+	addr, _ := backend(t)
+	alice := token(t, "s3cret", "alice", time.Hour)
+	claims := "X-Forwarded-Proto: https\r\nX-Forwarded-Host: nocrd.example.com\r\n"
+	for _, c := range []struct {
+		trusted     string
+		proto, host string
+	}{
+		{"127.0.0.0/8", "https", "nocrd.example.com"},
+		{"127.0.0.1", "https", "nocrd.example.com"},
+		{"10.0.0.0/8", "http", "h"},
+		{"", "http", "h"},
+	} {
+		cfg := proxy.Config{TrustedProxies: c.trusted}
+		prefixes, err := cfg.TrustedPrefixes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		base, _ := startProxy(t, staticResolver{"a": {Addr: addr, Owner: "alice"}}, proxy.Options{
+			Authorizer: hs256Verifier(t), TokenCookie: true, TrustedProxies: prefixes, ResourceMetadataPath: "/.well-known/oauth-protected-resource/route"})
+		for _, method := range []string{"GET", "POST"} {
+			s := rawSeen(t, base, method+" /route/a/x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nAuthorization: Bearer "+alice+"\r\n"+claims+"\r\n")
+			if s.Header["X-Forwarded-Proto"] != c.proto || s.Header["X-Forwarded-Host"] != c.host ||
+				strings.Count(s.Raw, "X-Forwarded-Proto") != 1 || strings.Count(s.Raw, "X-Forwarded-Host") != 1 {
+				t.Errorf("trusting %q, %s: the workspace saw %q", c.trusted, method, s.Raw)
+			}
+		}
+		resp := rawAnswer(t, base, "GET /route/a/x HTTP/1.1\r\nHost: h\r\n"+claims+"\r\n")
+		if want := `resource_metadata="https://nocrd.example.com/.well-known/oauth-protected-resource/route"`; !strings.Contains(resp.Header.Get("WWW-Authenticate"), want) {
+			t.Errorf("trusting %q: challenge %q, want %s", c.trusted, resp.Header.Get("WWW-Authenticate"), want)
+		}
+		resp = rawAnswer(t, base, "GET /route/a/?token="+alice+" HTTP/1.1\r\nHost: h\r\n"+navigate+claims+"\r\n")
+		if cs := resp.Cookies(); resp.StatusCode != http.StatusSeeOther || len(cs) != 1 || !cs[0].Secure {
+			t.Errorf("trusting %q: %d %q, want a Secure cookie", c.trusted, resp.StatusCode, resp.Header["Set-Cookie"])
+		}
+	}
+}
