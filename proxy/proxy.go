@@ -115,8 +115,9 @@ type Proxy struct {
 	stop      chan struct{}
 	closeOnce sync.Once
 	swept     sync.WaitGroup
-	// upgraded holds the live WebSocket (and other upgraded) connections,
-	// so Close can end them.
+	// upgraded holds the live WebSocket tunnels' connections and the
+	// other client connections hijacked from fasthttp (rawConn of them:
+	// fasthttp's own Close does nothing), so Close can end them.
 	upgraded sync.Map // net.Conn -> struct{}
 	m        proxyMetrics
 }
@@ -338,10 +339,7 @@ func (p *Proxy) answerEarly(ctx *fasthttp.RequestCtx, conn *upstreamConn, skipBo
 // closeWrite half-closes a hijacked connection when it can: the client
 // reads the end of the answer, however it is framed, and can still send.
 func closeWrite(c net.Conn) {
-	if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok { // fasthttp's hijacked connection
-		c = u.UnsafeConn()
-	}
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+	if cw, ok := rawConn(c).(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
 }
@@ -361,8 +359,8 @@ var (
 // reset, and a client still sending its body may then never read the
 // answer (Go's client reports its failed write instead).
 func (p *Proxy) linger(c net.Conn) {
-	p.upgraded.Store(c, struct{}{}) // Close ends it
-	defer p.upgraded.Delete(c)
+	p.upgraded.Store(rawConn(c), struct{}{}) // Close ends it
+	defer p.upgraded.Delete(rawConn(c))
 	buf := make([]byte, 16<<10)
 	end := clock.Mono().Add(lingerTime)
 	for {
@@ -507,6 +505,8 @@ func (p *Proxy) untilClose(ctx *fasthttp.RequestCtx, body *bodyStream) {
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
 		defer body.Close()
+		p.upgraded.Store(rawConn(c), struct{}{}) // Close ends it
+		defer p.upgraded.Delete(rawConn(c))
 		if _, err := c.Write(head); err == nil {
 			_, _ = io.Copy(c, body)
 		}

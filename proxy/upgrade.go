@@ -113,11 +113,11 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, addr string, r Route, who call
 	p.upgraded.Store(nc, struct{}{}) // Close ends it, should the hijack not come
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(client net.Conn) {
-		p.upgraded.Store(client, struct{}{})
+		p.upgraded.Store(rawConn(client), struct{}{})
 		p.m.ws.Add(1)
 		defer func() {
 			p.m.ws.Add(-1)
-			p.upgraded.Delete(client)
+			p.upgraded.Delete(rawConn(client))
 			p.upgraded.Delete(nc)
 			_ = nc.Close()
 		}()
@@ -128,23 +128,36 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, addr string, r Route, who call
 	})
 }
 
-// pipe copies both ways until either side ends, then closes both.
+// pipe copies both ways until either side ends, then closes both. The end
+// of one direction is passed on as a half-close, so the other can finish.
 func pipe(a, b net.Conn) {
 	var wg sync.WaitGroup
 	cp := func(dst, src net.Conn) {
 		defer wg.Done()
 		_, _ = io.Copy(dst, src)
-		// Half-close when possible so the other direction can finish.
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+		if cw, ok := rawConn(dst).(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
 		} else {
-			_ = dst.Close()
+			_ = rawConn(dst).Close()
 		}
 	}
 	wg.Add(2)
 	go cp(a, b)
 	go cp(b, a)
 	wg.Wait()
-	_ = a.Close()
-	_ = b.Close()
+	_ = rawConn(a).Close()
+	_ = rawConn(b).Close()
+}
+
+// rawConn is the connection under c when c is fasthttp's hijacked
+// connection, else c. That one's Close does nothing (the server closes the
+// connection once the hijack handler returns) and it has no CloseWrite:
+// ending it through it would leave the client waiting on a tunnel whose
+// workspace has gone, and Proxy.Close unable to end it. Reads still go
+// through c, which holds the bytes the server had buffered.
+func rawConn(c net.Conn) net.Conn {
+	if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok {
+		return u.UnsafeConn()
+	}
+	return c
 }

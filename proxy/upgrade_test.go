@@ -165,3 +165,107 @@ func TestOtherUpgradesAreIgnored(t *testing.T) {
 		t.Errorf("the workspace saw %q", s.URI)
 	}
 }
+
+// TestTunnelEnds: a tunnel ends on the client's side when the workspace's
+// side ends (a workspace that crashes sends no WebSocket close frame: the
+// client must see its connection end), and Proxy.Close ends a tunnel
+// whose client and workspace are both silent.
+func TestTunnelEnds(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	hangUp := make(chan struct{})
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+				if _, err := io.ReadFull(c, make([]byte, 1)); err != nil { // "h": hang up now
+					return
+				}
+				<-hangUp
+			}()
+		}
+	}()
+	base, p := startProxy(t, staticResolver{"a": {Addr: l.Addr().String()}}, proxy.Options{})
+	tunnel := func() (net.Conn, *bufio.Reader) {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		_, _ = io.WriteString(conn, wsHandshake+"\r\n")
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("handshake: %v %v", resp, err)
+		}
+		return conn, br
+	}
+	ended := func(what string, conn net.Conn, br *bufio.Reader) {
+		t.Helper()
+		_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if _, err := br.ReadByte(); err == nil || isTimeout(err) {
+			t.Errorf("%s: the client's connection did not end (%v)", what, err)
+		}
+	}
+
+	conn, br := tunnel()
+	_, _ = io.WriteString(conn, "h")
+	close(hangUp) // the workspace closes its end
+	ended("the workspace hung up", conn, br)
+
+	conn, br = tunnel()
+	time.Sleep(100 * time.Millisecond) // the tunnel is up and silent
+	p.Close()
+	ended("Proxy.Close", conn, br)
+}
+
+// TestCloseEndsHTTP10Stream: Proxy.Close ends an answer of unknown length
+// streamed to an HTTP/1.0 client from a hijacked connection, as it ends
+// tunnels.
+func TestCloseEndsHTTP10Stream(t *testing.T) {
+	addr := serveRaw(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: 1\n\n")
+		_, _ = io.ReadAll(c) // then silent until the proxy closes
+	})
+	base, p := startProxy(t, staticResolver{"a": {Addr: addr}}, proxy.Options{})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(conn, "GET /route/a/events HTTP/1.0\r\nHost: h\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(resp.Body).ReadString('\n'); line != "data: 1\n" {
+		t.Fatalf("first event %q (%v)", line, err)
+	}
+	p.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.ReadAll(resp.Body); isTimeout(err) {
+		t.Errorf("Proxy.Close left the stream open")
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}

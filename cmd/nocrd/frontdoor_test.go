@@ -114,6 +114,18 @@ func startWorkspaceServer(t *testing.T, name, addr string) *workspaceServer {
 		time.Sleep(d)
 		_, _ = io.WriteString(rw, "slept "+d.String())
 	})
+	mux.HandleFunc("/crash", func(rw http.ResponseWriter, r *http.Request) {
+		// Switches protocols, then goes away without a close frame, as a
+		// workspace server that crashes does.
+		w.hits.Add(1)
+		c, buf, err := rw.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		_, _ = buf.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		_ = buf.Flush()
+		_ = c.Close()
+	})
 	mux.HandleFunc("/too-large", func(rw http.ResponseWriter, r *http.Request) {
 		// Answers without reading the body, as a server that limits
 		// uploads does.
@@ -438,6 +450,24 @@ func testFrontDoor(t *testing.T, workers int) {
 			if websocket.Message.Send(c, msg) != nil || websocket.Message.Receive(c, &got) != nil || got != "alice-w1:"+msg {
 				t.Fatalf("echo of %d bytes: got %d bytes", len(msg), len(got))
 			}
+		}
+		// A workspace that goes away ends its client's connection, which
+		// would otherwise wait on it until the client next sent something.
+		raw, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		_ = raw.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(raw, "GET /route/w1/crash HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
+			"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", alice)
+		br := bufio.NewReader(raw)
+		if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("handshake with a workspace that crashes: %v %v", resp, err)
+		}
+		_ = raw.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if _, err := br.ReadByte(); err == nil || os.IsTimeout(err) {
+			t.Errorf("the tunnel to a workspace that went away stayed open (%v)", err)
 		}
 	})
 
