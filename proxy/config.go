@@ -3,7 +3,8 @@
 //
 // It parses the route from the raw request target and refuses path tricks
 // (route.go), checks the caller's bearer token and workspace ownership
-// through its Authorizer, finds the pod through its Resolver, and forwards
+// through its Authorizer (a browser keeps its token in a cookie,
+// cookie.go), finds the pod through its Resolver, and forwards
 // with hop-by-hop headers and the credentials it consumed removed and
 // bodies streamed both ways (proxy.go) over its own keep-alive connection
 // pool per upstream (upstream.go); WebSocket upgrades are piped both ways

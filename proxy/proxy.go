@@ -543,60 +543,6 @@ func (p *Proxy) token(ctx *fasthttp.RequestCtx, query []byte) ([]byte, tokenSour
 	return nil, fromHeader
 }
 
-// isNavigation reports whether a request is a browser's top-level
-// navigation (Fetch metadata: Sec-Fetch-Dest: document), made with GET.
-// A frame's navigation is not one: a cookie set there is a third party's,
-// which browsers may not keep.
-func isNavigation(h *fasthttp.RequestHeader) bool {
-	return h.IsGet() && string(h.Peek("Sec-Fetch-Dest")) == "document"
-}
-
-// signIn answers a browser's navigation that carried its token in the
-// query: a 303 to the same address without the token, which goes into the
-// TokenCookie cookie instead. The address bar no longer shows the token
-// (where the workspace's own scripts could read it, as location.search),
-// and every later request of the page (its scripts, styles, fetches and
-// WebSockets) carries it.
-func (p *Proxy) signIn(ctx *fasthttp.RequestCtx, r Route, token []byte) {
-	uri := OriginForm(ctx.Request.Header.RequestURI())
-	if i := bytes.IndexAny(uri, "?#"); i >= 0 {
-		uri = uri[:i]
-	}
-	loc := append([]byte(nil), uri...)
-	if len(loc) == len(p.base)+len(RoutePrefix)+len(r.ID) {
-		// /route/<id> alone: the workspace's root is /route/<id>/, against
-		// which its page's relative links resolve.
-		loc = append(loc, '/')
-	}
-	loc = appendQueryWithoutToken(loc, r.Query)
-	ctx.Response.Header.Set("Location", b2s(loc))
-	ctx.Response.Header.Set("Cache-Control", "no-store")
-	p.setTokenCookie(ctx, r, token)
-	ctx.SetStatusCode(http.StatusSeeOther)
-	p.m.request(outcomeSignIn, http.StatusSeeOther)
-}
-
-// setTokenCookie sets the TokenCookie cookie of r's workspace to token, or
-// clears it when token is nil. It lives as long as the browser session;
-// once the token expires, the 401 that follows clears it. SameSite=Lax
-// lets a link from another site open the workspace (a Strict cookie set
-// behind such a link is not sent on the redirect that follows it) and
-// keeps it off other sites' POSTs, frames and fetches.
-func (p *Proxy) setTokenCookie(ctx *fasthttp.RequestCtx, r Route, token []byte) {
-	c := fasthttp.AcquireCookie()
-	defer fasthttp.ReleaseCookie(c)
-	c.SetKey(TokenCookie)
-	c.SetValueBytes(token)
-	c.SetPathBytes(p.appendForwardedPrefix(nil, r))
-	c.SetHTTPOnly(true)
-	c.SetSameSite(fasthttp.CookieSameSiteLaxMode)
-	c.SetSecure(string(clientProto(ctx)) == "https")
-	if token == nil {
-		c.SetMaxAge(-1) // Max-Age=0: gone at once
-	}
-	ctx.Response.Header.SetCookie(c)
-}
-
 // upstreamURI writes the path and query sent to the workspace: the route's
 // path as the client sent it (or the whole path with KeepPrefix), and its
 // query without the token parameter, which is the proxy's and never the
