@@ -121,13 +121,16 @@ func TestAppendHeadMatchesRewrite(t *testing.T) {
 // FuzzAppendHead: for any bodiless request, the head appendHead builds
 // carries what the fasthttp path would send.
 func FuzzAppendHead(f *testing.F) {
-	f.Add("GET", "/route/ws1/a?token=t&b=1", "Host: h\r\nAuthorization: Bearer t\r\nAccept: a\r\nAccept: b\r\n", false)
-	f.Add("HEAD", "/route/ws1/", "Host: h\r\nConnection: X-A, close\r\nX-A: 1\r\nX-Forwarded-For: 9.9.9.9\r\nCookie: a=\"b c\"\r\n", true)
-	f.Add("GET", "/route/ws1/", "Host: h\r\nX-B: 1\r\nConnection:\r\nconnection: x-b\r\n", false)
-	f.Add("GET", "/route/ws1/x", "Host: h\r\nX-Nocrd-Claims: {}\r\nTE: x\r\nConnection: x-forwarded-for\r\nX-Forwarded-For: 1.2.3.4\r\n", true)
-	f.Add("GET", "/route/ws1/", "Host: h\r\nCookie: a=1; nocrd_token=t\r\nReferer: /route/ws1/?token=t\r\nCookie: nocrd_token=u\r\n", true)
-	f.Fuzz(func(t *testing.T, method, uri, fields string, subjectHeader bool) {
+	f.Add("GET", "/route/ws1/a?token=t&b=1", "Host: h\r\nAuthorization: Bearer t\r\nAccept: a\r\nAccept: b\r\n", false, false)
+	f.Add("HEAD", "/route/ws1/", "Host: h\r\nConnection: X-A, close\r\nX-A: 1\r\nX-Forwarded-For: 9.9.9.9\r\nCookie: a=\"b c\"\r\n", true, false)
+	f.Add("GET", "/route/ws1/", "Host: h\r\nX-B: 1\r\nConnection:\r\nconnection: x-b\r\n", false, true)
+	f.Add("GET", "/route/ws1/x", "Host: h\r\nX-Nocrd-Claims: {}\r\nTE: x\r\nConnection: x-forwarded-for\r\nX-Forwarded-For: 1.2.3.4\r\n", true, false)
+	f.Add("GET", "/route/ws1/", "Host: h\r\nCookie: a=1; nocrd_token=t\r\nReferer: /route/ws1/?token=t\r\nCookie: nocrd_token=u\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: a\r\n", true, true)
+	f.Fuzz(func(t *testing.T, method, uri, fields string, subjectHeader, trusted bool) {
 		opts := Options{Authorizer: anyToken{}, TokenCookie: true}
+		if trusted {
+			opts.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+		}
 		if subjectHeader {
 			opts.SubjectHeader = "X-User"
 		}

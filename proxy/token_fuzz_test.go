@@ -26,24 +26,30 @@ func (n nobodyResolver) Resolve(context.Context, string) (Endpoint, error) {
 	return Endpoint{}, nil
 }
 
-// FuzzTokenExtraction feeds arbitrary Authorization headers and request
-// targets to the proxy: it never panics, hands the Authorizer only a token
-// that came from the header or the token parameter, and never builds an
-// upstream target that still carries the token parameter.
+// FuzzTokenExtraction feeds arbitrary Authorization headers, request
+// targets and Cookie headers to the proxy: it never panics, hands the
+// Authorizer only a token that came from the header, the token parameter
+// or the Cookie header, and never builds an upstream target that still
+// carries the token parameter.
 func FuzzTokenExtraction(f *testing.F) {
-	f.Add("Bearer abc", "/route/w/x?token=t&a=1")
-	f.Add("bearer  spaced ", "/route/w/?token&token=&x=token")
-	f.Add("Basic dXNlcjpwYXNz", "/route/w/p?tok=1&token=%41")
-	f.Add("", "/route/w/p?a=1&token=q&b=2&token=r")
-	f.Add("", "/route/w/p?%74oken=q&a=1&tok%65n=r&to%6ben")
-	f.Add("", "/route/w/p?token%3D=1&+token=2&token+=3&%7=4")
-	f.Fuzz(func(t *testing.T, authz, target string) {
+	f.Add("Bearer abc", "/route/w/x?token=t&a=1", "")
+	f.Add("bearer  spaced ", "/route/w/?token&token=&x=token", "nocrd_token=c")
+	f.Add("Basic dXNlcjpwYXNz", "/route/w/p?tok=1&token=%41", "")
+	f.Add("", "/route/w/p?a=1&token=q&b=2&token=r", "")
+	f.Add("", "/route/w/p?%74oken=q&a=1&tok%65n=r&to%6ben", "")
+	f.Add("", "/route/w/p?token%3D=1&+token=2&token+=3&%7=4", "")
+	f.Add("", "/route/w/p", "a=1; nocrd_token=\"q\"; nocrd_token=r")
+	f.Add("", "http://h/route/w/p?token=q", " nocrd_token = ; x")
+	f.Fuzz(func(t *testing.T, authz, target, cookie string) {
 		rec := &recordingAuthorizer{}
-		p := New(nobodyResolver{t}, Options{Authorizer: rec})
+		p := New(nobodyResolver{t}, Options{Authorizer: rec, TokenCookie: true})
 		var req fasthttp.Request
 		req.Header.SetRequestURI(target)
 		if authz != "" {
 			req.Header.Set("Authorization", authz)
+		}
+		if cookie != "" {
+			req.Header.Set("Cookie", cookie)
 		}
 		var ctx fasthttp.RequestCtx
 		ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, nil)
@@ -59,8 +65,9 @@ func FuzzTokenExtraction(f *testing.F) {
 			// or LF of a value as a space (no client can send one).
 			fromHeader := strings.Contains(string(req.Header.Peek("Authorization")), tok)
 			fromQuery := bytes.Equal(ctx.QueryArgs().Peek("token"), []byte(tok))
-			if !fromHeader && !fromQuery {
-				t.Fatalf("token %q came from neither %q (received as %q) nor %q", tok, authz, req.Header.Peek("Authorization"), target)
+			fromCookie := strings.Contains(string(req.Header.Peek("Cookie")), tok)
+			if !fromHeader && !fromQuery && !fromCookie {
+				t.Fatalf("token %q came from none of %q (received as %q), %q and %q", tok, authz, req.Header.Peek("Authorization"), target, cookie)
 			}
 		}
 		r, err := ParseRoute([]byte(target), nil)
