@@ -48,11 +48,14 @@ var (
 	errResolve       = &Error{Status: http.StatusBadGateway, Detail: "cannot resolve the workspace"}
 	errTimeout       = &Error{Status: http.StatusGatewayTimeout, Detail: "the workspace did not answer in time"}
 	errUnreachable   = &Error{Status: http.StatusBadGateway, Detail: "the workspace cannot be reached"}
-	errUpgradeBody   = &Error{Status: http.StatusBadRequest, Detail: "a WebSocket handshake has no body"}
-	errUpgradeAnswer = &Error{Status: http.StatusBadGateway, Detail: "the workspace switched to a protocol other than WebSocket"}
-	errBodyTimeout   = &Error{Status: http.StatusRequestTimeout, Detail: "the client stopped sending the request body"}
-	errBodyRead      = &Error{Status: http.StatusBadRequest, Detail: "the request body could not be read"}
-	errPolicyFailed  = &Error{Status: http.StatusForbidden, Detail: "a route policy failed to decide; the request is denied"}
+	errAnswerNotHTTP = &Error{Status: http.StatusBadGateway, Detail: "the workspace did not answer in HTTP/1.x (an HTTP/2-only server, or a broken response head)"}
+	// errAnswerTooLarge names upstreamReadBuffer's size.
+	errAnswerTooLarge = &Error{Status: http.StatusBadGateway, Detail: "the workspace's response head is larger than 16 KiB"}
+	errUpgradeBody    = &Error{Status: http.StatusBadRequest, Detail: "a WebSocket handshake has no body"}
+	errUpgradeAnswer  = &Error{Status: http.StatusBadGateway, Detail: "the workspace switched to a protocol other than WebSocket"}
+	errBodyTimeout    = &Error{Status: http.StatusRequestTimeout, Detail: "the client stopped sending the request body"}
+	errBodyRead       = &Error{Status: http.StatusBadRequest, Detail: "the request body could not be read"}
+	errPolicyFailed   = &Error{Status: http.StatusForbidden, Detail: "a route policy failed to decide; the request is denied"}
 	// errClientClosed is counted, not seen: its client has gone. 499 is
 	// nginx's status for a client that closed the connection.
 	errClientClosed = &Error{Status: 499, Detail: "the client closed the connection"}

@@ -383,7 +383,8 @@ func (p *Proxy) linger(c net.Conn) {
 
 // upstreamFailed answers 504 when the workspace went silent, 499 (to
 // nobody) when the client left while it was, and 502 for any other
-// failure to get its response.
+// failure to get its response, saying whether the workspace could not be
+// reached or answered with something other than an HTTP/1.x head.
 func (p *Proxy) upstreamFailed(ctx *fasthttp.RequestCtx, addr string, err error) {
 	ctx.Response.Reset()
 	switch {
@@ -396,7 +397,16 @@ func (p *Proxy) upstreamFailed(ctx *fasthttp.RequestCtx, addr string, err error)
 		return
 	}
 	p.opts.Logger.Debug("upstream request failed", "addr", addr, "err", err)
-	p.fail(ctx, outcomeBadGateway, errUnreachable)
+	var bad *answerError
+	var large *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.As(err, &large):
+		p.fail(ctx, outcomeBadGateway, errAnswerTooLarge)
+	case errors.As(err, &bad):
+		p.fail(ctx, outcomeBadGateway, errAnswerNotHTTP)
+	default:
+		p.fail(ctx, outcomeBadGateway, errUnreachable)
+	}
 }
 
 // clientFailed answers a request whose body the client stopped sending:

@@ -241,6 +241,13 @@ func (p *Proxy) roundTrip(addr string, req *fasthttp.Request, head []byte, h *fa
 	}
 }
 
+// answerError is a workspace's answer that is not an HTTP/1.x response
+// head, or one larger than upstreamReadBuffer.
+type answerError struct{ err error }
+
+func (e *answerError) Error() string { return "the workspace's answer: " + e.err.Error() }
+func (e *answerError) Unwrap() error { return e.err }
+
 // errClientGone ends an exchange whose client has closed its connection.
 var errClientGone = errors.New("the client closed its connection")
 
@@ -279,11 +286,17 @@ func (c *upstreamConn) exchange(req *fasthttp.Request, head []byte, h *fasthttp.
 	}
 	for n := 0; ; n++ {
 		if err := h.Read(c.br); err != nil {
+			var ne net.Error
 			switch {
 			case c.left:
 				err = errClientGone
 			case err == io.EOF:
 				err = errEmptyResponse
+			case !errors.As(err, &ne):
+				// The workspace sent something, but not an HTTP/1.x
+				// response head (an HTTP/2-only server, a truncated or
+				// oversized head).
+				err = &answerError{err}
 			}
 			return err
 		}

@@ -473,3 +473,45 @@ func TestHTTP10ClientGetsNoChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestBadAnswers: a workspace that answers with something other than an
+// HTTP/1.x response head gets a 502 that says so, not "cannot be
+// reached", which sends its developer looking at the network.
+func TestBadAnswers(t *testing.T) {
+	down, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	downAddr := down.Addr().String()
+	down.Close() // nothing listens there
+	resolver := staticResolver{"down": {Addr: downAddr}}
+	for name, answer := range map[string]string{
+		"huge":      "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("b", 20000) + "\r\nContent-Length: 2\r\n\r\nok",
+		"garbage":   "hello there\r\n\r\n",
+		"status":    "HTTP/1.1 abc OK\r\n\r\n",
+		"http2":     "\x00\x00\x12\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64\x00\x04\x00\x10\x00\x00\x00\x06\x00\x00\x40\x00",
+		"truncated": "HTTP/1.1 200 OK\r\nX-A: 1\r\n",
+		"nothing":   "",
+	} {
+		resolver[name] = proxy.Endpoint{Addr: serveRaw(t, func(c net.Conn) {
+			_, _ = http.ReadRequest(bufio.NewReader(c))
+			_, _ = io.WriteString(c, answer)
+			c.Close()
+		})}
+	}
+	base, _ := startProxy(t, resolver, proxy.Options{})
+	for id, want := range map[string]string{
+		"huge":      "larger than 16 KiB",
+		"garbage":   "did not answer in HTTP/1.x",
+		"status":    "did not answer in HTTP/1.x",
+		"http2":     "did not answer in HTTP/1.x",
+		"truncated": "did not answer in HTTP/1.x",
+		"nothing":   "cannot be reached",
+		"down":      "cannot be reached",
+	} {
+		status, body := raw(t, base, "GET /route/"+id+"/x HTTP/1.1\r\nHost: h\r\n\r\n")
+		if status != http.StatusBadGateway || !strings.Contains(body, want) {
+			t.Errorf("%s: %d %s, want 502 saying %q", id, status, body, want)
+		}
+	}
+}
