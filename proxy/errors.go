@@ -42,15 +42,14 @@ func (e *Error) json() []byte {
 
 // The proxy's own answers.
 var (
-	errMissingToken  = &Error{Status: http.StatusUnauthorized, Detail: "a bearer token is required (Authorization header or token query parameter)"}
-	errInvalidToken  = &Error{Status: http.StatusUnauthorized, Detail: "invalid token"}
-	errForbidden     = &Error{Status: http.StatusForbidden, Detail: "the workspace belongs to another user"}
-	errResolve       = &Error{Status: http.StatusBadGateway, Detail: "cannot resolve the workspace"}
-	errTimeout       = &Error{Status: http.StatusGatewayTimeout, Detail: "the workspace did not answer in time"}
-	errUnreachable   = &Error{Status: http.StatusBadGateway, Detail: "the workspace cannot be reached"}
-	errAnswerNotHTTP = &Error{Status: http.StatusBadGateway, Detail: "the workspace did not answer in HTTP/1.x (an HTTP/2-only server, or a broken response head)"}
-	// errAnswerTooLarge names upstreamReadBuffer's size.
-	errAnswerTooLarge = &Error{Status: http.StatusBadGateway, Detail: "the workspace's response head is larger than 16 KiB"}
+	errMissingToken   = &Error{Status: http.StatusUnauthorized, Detail: "a bearer token is required (Authorization header or token query parameter)"}
+	errInvalidToken   = &Error{Status: http.StatusUnauthorized, Detail: "invalid token"}
+	errForbidden      = &Error{Status: http.StatusForbidden, Detail: "the workspace belongs to another user"}
+	errResolve        = &Error{Status: http.StatusBadGateway, Detail: "cannot resolve the workspace"}
+	errTimeout        = &Error{Status: http.StatusGatewayTimeout, Detail: "the workspace did not answer in time"}
+	errUnreachable    = &Error{Status: http.StatusBadGateway, Detail: "the workspace cannot be reached"}
+	errAnswerNotHTTP  = &Error{Status: http.StatusBadGateway, Detail: "the workspace did not answer in HTTP/1.x (an HTTP/2-only server, or a broken response head)"}
+	errAnswerTooLarge = &Error{Status: http.StatusBadGateway, Detail: "the workspace's response head is larger than " + strconv.Itoa(upstreamReadBuffer>>10) + " KiB"}
 	errUpgradeBody    = &Error{Status: http.StatusBadRequest, Detail: "a WebSocket handshake has no body"}
 	errUpgradeAnswer  = &Error{Status: http.StatusBadGateway, Detail: "the workspace switched to a protocol other than WebSocket"}
 	errBodyTimeout    = &Error{Status: http.StatusRequestTimeout, Detail: "the client stopped sending the request body"}
