@@ -124,3 +124,29 @@ func FuzzCookieStrip(f *testing.F) {
 		}
 	})
 }
+
+func TestConfinedCookie(t *testing.T) {
+	prefix := []byte("/gw/route/ws1")
+	for _, c := range []struct{ in, want string }{
+		{"sid=1", "sid=1"},
+		{"sid=1; Path=/", "sid=1; Path=/gw/route/ws1"},
+		{"sid=1; path=/api; HttpOnly", "sid=1; Path=/gw/route/ws1/api; HttpOnly"},
+		{"_xsrf=2|a|b; Path=/; SameSite=Lax", "_xsrf=2|a|b; Path=/gw/route/ws1; SameSite=Lax"},
+		{"sid=1; Path=/gw/route/ws1", "sid=1; Path=/gw/route/ws1"},
+		{"sid=1; Path=/gw/route/ws1/lab", "sid=1; Path=/gw/route/ws1/lab"},
+		{"sid=1; Path=/gw/route/ws10", "sid=1; Path=/gw/route/ws1/gw/route/ws10"},
+		{"sid=1; Path=relative", "sid=1; Path=relative"},
+		{"sid=1; Path=", "sid=1; Path="},
+		{"path=/x; Max-Age=5", "path=/x; Max-Age=5"}, // a cookie named path
+		{"sid=1; Path=/a; Path=/b", "sid=1; Path=/gw/route/ws1/a; Path=/gw/route/ws1/b"},
+	} {
+		outside := cookiePathOutside([]byte(c.in), prefix)
+		got := c.in
+		if outside {
+			got = string(appendConfinedCookie(nil, []byte(c.in), prefix))
+		}
+		if got != c.want || outside != (c.in != c.want) {
+			t.Errorf("%q: %q (outside %v), want %q", c.in, got, outside, c.want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -245,6 +246,40 @@ func TestRefererLosesToken(t *testing.T) {
 				if s.Header["Referer"] != c.want || strings.Contains(s.Raw, "secret") {
 					t.Errorf("auth %v, %s with Referer %q: the workspace saw %q", auth, method, c.referer, s.Raw)
 				}
+			}
+		}
+	}
+}
+
+// TestWorkspaceCookiesConfined: the cookies a workspace sets for its own
+// paths are kept to its route, so two workspaces of one image open in one
+// browser do not overwrite each other's cookies, and none reaches nocrd's
+// other paths; with KeepPrefix the workspace sees, and sets, whole paths.
+// A workspace cannot set the proxy's own cookie.
+func TestWorkspaceCookiesConfined(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		for _, c := range []string{"sid=a; Path=/", "_xsrf=x; Path=/; SameSite=Lax", "plain=1", "same=1; Path=/a", "same=2; Path=/b",
+			"own=1; Path=/gw/route/ws1/lab", proxy.TokenCookie + "=forged; Path=/"} {
+			w.Header().Add("Set-Cookie", c)
+		}
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		_, _ = io.WriteString(w, strings.Repeat("b", n))
+	})
+	addr := wsServer(t, mux)
+	alice := token(t, "s3cret", "alice", time.Hour)
+	for _, keep := range []bool{false, true} {
+		base, _ := startProxy(t, staticResolver{"ws1": {Addr: addr, Owner: "alice"}},
+			proxy.Options{BaseURL: "/gw", KeepPrefix: keep, Authorizer: hs256Verifier(t), TokenCookie: true})
+		for _, n := range []string{"2", "100000"} { // a small answer, and one streamed
+			resp := rawAnswer(t, base, "GET /gw/route/ws1/x?n="+n+" HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer "+alice+"\r\n\r\n")
+			got := strings.Join(resp.Header["Set-Cookie"], " | ")
+			want := "sid=a; Path=/gw/route/ws1 | _xsrf=x; Path=/gw/route/ws1; SameSite=Lax | plain=1 | same=1; Path=/gw/route/ws1/a | same=2; Path=/gw/route/ws1/b | own=1; Path=/gw/route/ws1/lab"
+			if keep {
+				want = "sid=a; Path=/ | _xsrf=x; Path=/; SameSite=Lax | plain=1 | same=1; Path=/a | same=2; Path=/b | own=1; Path=/gw/route/ws1/lab"
+			}
+			if resp.StatusCode != 200 || got != want {
+				t.Errorf("keep prefix %v, body of %s: %d\n got %s\nwant %s", keep, n, resp.StatusCode, got, want)
 			}
 		}
 	}

@@ -248,6 +248,7 @@ var (
 	strXForwardedPrefix = []byte("X-Forwarded-Prefix")
 	strAuthorization    = []byte("Authorization")
 	strCookie           = []byte("Cookie")
+	strSetCookie        = []byte("Set-Cookie")
 	strReferer          = []byte("Referer")
 	strConnection       = []byte("Connection")
 	strUpgrade          = []byte("Upgrade")
