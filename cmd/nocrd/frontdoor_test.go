@@ -114,6 +114,10 @@ func startWorkspaceServer(t *testing.T, name, addr string) *workspaceServer {
 		time.Sleep(d)
 		_, _ = io.WriteString(rw, "slept "+d.String())
 	})
+	mux.HandleFunc("/set-cookie", func(rw http.ResponseWriter, r *http.Request) {
+		w.hits.Add(1)
+		http.SetCookie(rw, &http.Cookie{Name: "session", Value: w.name, Path: "/"})
+	})
 	mux.HandleFunc("/crash", func(rw http.ResponseWriter, r *http.Request) {
 		// Switches protocols, then goes away without a close frame, as a
 		// workspace server that crashes does.
@@ -504,6 +508,11 @@ func testFrontDoor(t *testing.T, workers int) {
 		}
 		if len(redirects) != 1 || redirects[0] != base+"/route/w1/lab?x=1" {
 			t.Errorf("redirects %q", redirects)
+		}
+		// The workspace's own cookie for its root is kept to its route.
+		resp, _ := do(t, "GET", base+"/route/w1/set-cookie", auth, nil)
+		if got := resp.Header.Get("Set-Cookie"); got != "session=alice-w1; Path=/route/w1" {
+			t.Errorf("the workspace's cookie reached the browser as %q", got)
 		}
 	})
 
