@@ -289,7 +289,7 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	}
 	p.m.upstream.Observe(end.Sub(sent).Seconds())
 	if err == nil {
-		p.confineCookies(&ctx.Response.Header, route, bp)
+		p.scopeAnswer(ctx, &ctx.Response.Header, route, bp)
 	}
 	if err == nil && conn.early {
 		err = p.answerEarly(ctx, conn, skipBody, bp)

@@ -79,7 +79,7 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, addr string, r Route, who call
 		p.upstreamFailed(ctx, addr, err)
 		return
 	}
-	p.confineCookies(&out.Header, r, &sc.buf)
+	p.scopeAnswer(ctx, &out.Header, r, &sc.buf)
 	status := out.Header.StatusCode()
 	if status != fasthttp.StatusSwitchingProtocols {
 		if err := p.respond(ctx, conn, h.IsHead() || noBody(status), false, &sc.buf, clock.Mono()); err != nil {
