@@ -114,6 +114,10 @@ func startWorkspaceServer(t *testing.T, name, addr string) *workspaceServer {
 		time.Sleep(d)
 		_, _ = io.WriteString(rw, "slept "+d.String())
 	})
+	mux.HandleFunc("/go-login", func(rw http.ResponseWriter, r *http.Request) {
+		w.hits.Add(1)
+		http.Redirect(rw, r, "/login?from=go-login", http.StatusFound)
+	})
 	mux.HandleFunc("/set-cookie", func(rw http.ResponseWriter, r *http.Request) {
 		w.hits.Add(1)
 		http.SetCookie(rw, &http.Cookie{Name: "session", Value: w.name, Path: "/"})
@@ -509,8 +513,14 @@ func testFrontDoor(t *testing.T, workers int) {
 		if len(redirects) != 1 || redirects[0] != base+"/route/w1/lab?x=1" {
 			t.Errorf("redirects %q", redirects)
 		}
+		// The workspace's redirect to a path of its own stays in it.
+		resp, b := do(t, "GET", base+"/route/w1/go-login", auth, nil)
+		var e echo
+		if err := json.Unmarshal(b, &e); err != nil || resp.StatusCode != 200 || e.Server != "alice-w1" || e.URI != "/login?from=go-login" {
+			t.Errorf("following the workspace's redirect: %d %.200s", resp.StatusCode, b)
+		}
 		// The workspace's own cookie for its root is kept to its route.
-		resp, _ := do(t, "GET", base+"/route/w1/set-cookie", auth, nil)
+		resp, _ = do(t, "GET", base+"/route/w1/set-cookie", auth, nil)
 		if got := resp.Header.Get("Set-Cookie"); got != "session=alice-w1; Path=/route/w1" {
 			t.Errorf("the workspace's cookie reached the browser as %q", got)
 		}
