@@ -47,6 +47,10 @@ type serveConfig struct {
 	// it to read, as nginx's send_timeout (whose default it takes); 0
 	// leaves writes unbounded. A client that keeps reading is never cut.
 	ClientSendTimeout time.Duration `env:"CLIENT_SEND_TIMEOUT" envDefault:"60s"`
+	// ShutdownTimeout bounds how long, once told to stop, nocrd waits for
+	// the requests in flight to finish (event streams and upgraded
+	// connections end at once), as nginx's worker_shutdown_timeout does.
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"5s"`
 }
 
 // maxWorkers bounds PROXY_WORKERS.
@@ -79,6 +83,9 @@ func (c serveConfig) Validate() error {
 	}
 	if c.ClientSendTimeout < 0 {
 		return fmt.Errorf("--client-send-timeout/CLIENT_SEND_TIMEOUT: must not be negative (0 leaves writes unbounded), got %s", c.ClientSendTimeout)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return fmt.Errorf("--shutdown-timeout/SHUTDOWN_TIMEOUT: must be positive, got %s", c.ShutdownTimeout)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert/TLS_CERT and --tls-key/TLS_KEY: give both or neither")
@@ -233,6 +240,7 @@ func parseConfig(args []string, environ []string, helpOut io.Writer) (*config, e
 	duration(&cfg.Serve.ClientTimeout, "CLIENT_TIMEOUT", "how long a client connection may take to send a request head, and may sit idle between requests", "client-timeout")
 	duration(&cfg.Serve.ClientBodyTimeout, "CLIENT_BODY_TIMEOUT", "how long a client may stay silent while it sends a request body, before 408 (0: no bound)", "client-body-timeout")
 	duration(&cfg.Serve.ClientSendTimeout, "CLIENT_SEND_TIMEOUT", "how long a write to a client may wait for it to read, before the connection is closed (0: no bound)", "client-send-timeout")
+	duration(&cfg.Serve.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "how long, once told to stop, nocrd waits for the requests in flight to finish", "shutdown-timeout")
 	list(&cfg.Policy.Route, "POLICY_ROUTE", "Wasm route policies (http-wasm modules), comma-separated, run in order on every /route/ request", "policy-route")
 	list(&cfg.Policy.Spawn, "POLICY_SPAWN", "Wasm admission policies, comma-separated, run in order before a workspace or pod is created", "policy-spawn")
 	duration(&cfg.Policy.RouteTimeout, "POLICY_ROUTE_TIMEOUT", "deadline of one route policy decision (past it: denied)", "policy-route-timeout")

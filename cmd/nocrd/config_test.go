@@ -100,6 +100,7 @@ func TestParseConfig(t *testing.T) {
 		}},
 		{name: "negative reaper interval", env: []string{"REAPER_INTERVAL=-1s"}, wantErr: "--reaper-interval/REAPER_INTERVAL: must not be negative"},
 		{name: "reserved subject header", env: []string{"PROXY_SUBJECT_HEADER=x-nocrd-user"}, wantErr: "--proxy-subject-header/PROXY_SUBJECT_HEADER: must be a header name other than Authorization, Host, Content-Length"},
+		{name: "no shutdown timeout", env: []string{"SHUTDOWN_TIMEOUT=0s"}, wantErr: "--shutdown-timeout/SHUTDOWN_TIMEOUT: must be positive, got 0s"},
 		{name: "bad trusted proxy", env: []string{"PROXY_TRUSTED_PROXIES=10.0.0.0/8,ingress"}, wantErr: `--proxy-trusted-proxies/PROXY_TRUSTED_PROXIES: "ingress" is not an IP address or a CIDR`},
 		{name: "proxy settings", args: []string{"--proxy-trusted-proxies", "10.0.0.0/8", "--proxy-token-cookie=false"}, check: func(c *config) string {
 			if c.Proxy.TrustedProxies != "10.0.0.0/8" || c.Proxy.TokenCookie {

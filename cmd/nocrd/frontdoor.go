@@ -351,7 +351,7 @@ func (f *frontDoor) serve(ctx context.Context, ln net.Listener, beforeShutdown f
 	beforeShutdown()
 	f.adapter.Close() // ends event streams still open
 	f.proxy.Close()   // ends upgraded connections
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), f.cfg.Serve.ShutdownTimeout)
 	defer cancel()
 	if err := srv.ShutdownWithContext(sctx); err != nil {
 		f.log.Warn("HTTP shutdown timed out", "err", err)

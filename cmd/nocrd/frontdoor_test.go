@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,7 +112,11 @@ func startWorkspaceServer(t *testing.T, name, addr string) *workspaceServer {
 	mux.HandleFunc("/slow", func(rw http.ResponseWriter, r *http.Request) {
 		w.hits.Add(1)
 		d, _ := time.ParseDuration(r.URL.Query().Get("for"))
-		time.Sleep(d)
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done(): // the proxy closed the connection
+			return
+		}
 		_, _ = io.WriteString(rw, "slept "+d.String())
 	})
 	mux.HandleFunc("/go-login", func(rw http.ResponseWriter, r *http.Request) {
@@ -970,4 +975,67 @@ func mustRequest(t *testing.T, method, url string) *http.Request {
 		t.Fatal(err)
 	}
 	return req
+}
+
+// TestShutdownDrains: told to stop, nocrd takes no new connection but lets
+// the requests in flight finish, for SHUTDOWN_TIMEOUT (here 8 s, longer
+// than the 5 s default); one that would take longer is cut there. With
+// workers, each worker does the same and the first process waits for
+// them.
+func TestShutdownDrains(t *testing.T) {
+	for _, workers := range []int{1, 2} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			const bound = 8 * time.Second
+			ns := testenv.Namespace(t)
+			s := newSigner(t)
+			base, proc := startNocrdProcess(t, ns, s, "SHUTDOWN_TIMEOUT="+bound.String(), "PROXY_WORKERS="+strconv.Itoa(workers))
+			alice := s.token(t, "alice", nil)
+			cs := mcpClient(t, base, alice, nil)
+			ip := spawn(t, cs, "sd", nil)
+			startWorkspaceServer(t, "alice-sd", net.JoinHostPort(ip, "3000"))
+			_ = cs.Close() // its event stream would end at the stop anyway
+
+			type result struct {
+				status int
+				body   string
+				err    error
+				at     time.Time
+			}
+			inFlight := func(d time.Duration) chan result {
+				out := make(chan result, 1)
+				go func() {
+					req, _ := http.NewRequest("GET", base+"/route/sd/slow?for="+d.String(), nil)
+					req.Header.Set("Authorization", "Bearer "+alice)
+					resp, err := (&http.Client{Transport: &http.Transport{}}).Do(req)
+					if err != nil {
+						out <- result{err: err, at: time.Now()}
+						return
+					}
+					b, err := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					out <- result{resp.StatusCode, string(b), err, time.Now()}
+				}()
+				return out
+			}
+			short, long := inFlight(bound-2*time.Second), inFlight(3*bound)
+			time.Sleep(time.Second) // both are at the workspace
+			stopped := time.Now()
+			if err := proc.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if r := <-short; r.err != nil || r.status != 200 || r.body != "slept "+(bound-2*time.Second).String() {
+				t.Errorf("the request that finishes within the bound: %d %q %v", r.status, r.body, r.err)
+			}
+			r := <-long
+			if r.err == nil && r.status == 200 {
+				t.Errorf("the request that outlasts the bound was answered: %q", r.body)
+			}
+			if took := r.at.Sub(stopped); took < bound-time.Second || took > bound+3*time.Second {
+				t.Errorf("the request that outlasts the bound ended %s after the stop, want about %s", took, bound)
+			}
+			if _, err := http.Get(base + "/healthz"); err == nil {
+				t.Error("a new connection was served after the stop")
+			}
+		})
+	}
 }

@@ -81,8 +81,9 @@ const (
 	workerStartTimeout = 60 * time.Second
 	// workerRestartDelay spaces out restarts of a worker that keeps dying.
 	workerRestartDelay = time.Second
-	// workerStopTimeout is how long a worker has to stop after SIGTERM.
-	workerStopTimeout = 10 * time.Second
+	// workerStopSlack is how long, beyond SHUTDOWN_TIMEOUT (its requests
+	// in flight), a worker has to stop after SIGTERM.
+	workerStopSlack = 5 * time.Second
 )
 
 // pathDeleted is where a worker's control socket takes a pod the primary
@@ -222,7 +223,7 @@ loop:
 	}
 	beforeShutdown()
 	stopped()
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Serve.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("HTTP shutdown timed out", "err", err)
@@ -352,7 +353,7 @@ func (p *workerPool) stop(i int, proc *os.Process, exited <-chan error) {
 	_ = proc.Signal(syscall.SIGTERM)
 	select {
 	case <-exited:
-	case <-time.After(workerStopTimeout):
+	case <-time.After(p.cfg.Serve.ShutdownTimeout + workerStopSlack):
 		p.log.Warn("proxy worker did not stop in time; killing it", "worker", i)
 		_ = proc.Kill()
 		<-exited
