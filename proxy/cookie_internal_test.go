@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bytes"
+	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -149,4 +151,37 @@ func TestConfinedCookie(t *testing.T) {
 			t.Errorf("%q: %q (outside %v), want %q", c.in, got, outside, c.want)
 		}
 	}
+}
+
+// FuzzConfinedCookie: whatever Set-Cookie value a workspace sends, once
+// confined it keeps its name and value, and a browser (net/http's parser
+// standing in for one) scopes it to a path under the route, or to none of
+// its own choosing.
+func FuzzConfinedCookie(f *testing.F) {
+	for _, s := range []string{"sid=1; Path=/", "a=b; path=/x; HttpOnly", "a=b;Path=/gw/route/ws1", "a=b; Path=relative; Path=/y", "a=\"q; r\"; Path=/"} {
+		f.Add(s)
+	}
+	prefix := []byte("/gw/route/ws1")
+	f.Fuzz(func(t *testing.T, v string) {
+		if strings.ContainsAny(v, "\r\n") {
+			return
+		}
+		out := v
+		if cookiePathOutside([]byte(v), prefix) {
+			out = string(appendConfinedCookie(nil, []byte(v), prefix))
+		}
+		before := (&http.Response{Header: http.Header{"Set-Cookie": {v}}}).Cookies()
+		after := (&http.Response{Header: http.Header{"Set-Cookie": {out}}}).Cookies()
+		if len(before) != len(after) {
+			t.Fatalf("%q became %q: %d cookies, then %d", v, out, len(before), len(after))
+		}
+		for i, c := range after {
+			if c.Name != before[i].Name || c.Value != before[i].Value {
+				t.Fatalf("%q became %q: the cookie changed from %s=%s to %s=%s", v, out, before[i].Name, before[i].Value, c.Name, c.Value)
+			}
+			if strings.HasPrefix(c.Path, "/") && c.Path != string(prefix) && !strings.HasPrefix(c.Path, string(prefix)+"/") {
+				t.Fatalf("%q became %q, whose path %q is outside the route", v, out, c.Path)
+			}
+		}
+	})
 }
