@@ -28,7 +28,8 @@ func (p *Proxy) scopeAnswer(ctx *fasthttp.RequestCtx, h *fasthttp.ResponseHeader
 // relocate puts a redirect's Location (or a 201's) under the workspace's
 // route when it names a path of the workspace's own: a path-absolute one
 // (/login) or an absolute URL on the host the client addressed
-// (http://host/login), outside the route. A workspace server that
+// (http://host/login, the Host or X-Forwarded-Host the workspace got),
+// outside the route. A workspace server that
 // believes it is at / redirects to /login; behind nocrd that is nocrd's
 // /login, not the workspace's. A Location already under the route (a
 // server told its prefix), relative to the request (login), or on another
@@ -54,7 +55,9 @@ func (p *Proxy) relocate(ctx *fasthttp.RequestCtx, h *fasthttp.ResponseHeader, r
 		if end < 0 {
 			end = len(rest)
 		}
-		if !bytes.EqualFold(rest[:end], ctx.Host()) {
+		// The Host the workspace got, or the X-Forwarded-Host it was told
+		// (a trusted proxy's).
+		if host := rest[:end]; !bytes.EqualFold(host, ctx.Host()) && !bytes.EqualFold(host, p.forwardedHost(ctx)) {
 			return
 		}
 		origin = loc[:len(loc)-len(rest)+end]

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -54,5 +55,21 @@ func TestRelocate(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestRelocateTrustedHost: behind a trusted proxy, an absolute redirect on
+// the host it named in X-Forwarded-Host goes under the route too.
+func TestRelocateTrustedHost(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", "https://"+r.Header.Get("X-Forwarded-Host")+"/login")
+		w.WriteHeader(http.StatusFound)
+	})
+	addr := wsServer(t, mux)
+	base, _ := startProxy(t, staticResolver{"ws1": {Addr: addr}}, proxy.Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	resp := rawAnswer(t, base, "GET /route/ws1/ HTTP/1.1\r\nHost: nocrd.internal\r\nX-Forwarded-Host: nocrd.example.com\r\nX-Forwarded-Proto: https\r\n\r\n")
+	if got := resp.Header.Get("Location"); got != "https://nocrd.example.com/route/ws1/login" {
+		t.Errorf("Location %q", got)
 	}
 }
