@@ -50,13 +50,8 @@ func cookieNamed(pair []byte, name string) ([]byte, bool) {
 // Cookie header values, or nil.
 func cookieValue(values [][]byte, name string) []byte {
 	for _, v := range values {
-		if !bytes.Contains(v, s2b(name)) {
-			continue
-		}
-		for pair := range cookiePairs(v) {
-			if val, ok := cookieNamed(pair, name); ok {
-				return val
-			}
+		if val, ok := findCookie(v, name); ok {
+			return val
 		}
 	}
 	return nil
@@ -65,15 +60,22 @@ func cookieValue(values [][]byte, name string) []byte {
 // hasCookie reports whether the Cookie header value v holds a cookie named
 // name.
 func hasCookie(v []byte, name string) bool {
+	_, ok := findCookie(v, name)
+	return ok
+}
+
+// findCookie returns the value of the first cookie named name in the
+// Cookie header value v, and whether there is one.
+func findCookie(v []byte, name string) ([]byte, bool) {
 	if !bytes.Contains(v, s2b(name)) {
-		return false
+		return nil, false
 	}
 	for pair := range cookiePairs(v) {
-		if _, ok := cookieNamed(pair, name); ok {
-			return true
+		if val, ok := cookieNamed(pair, name); ok {
+			return val, true
 		}
 	}
-	return false
+	return nil, false
 }
 
 // appendCookieField appends the Cookie field k: v without the cookies

@@ -290,11 +290,11 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	p.m.upstream.Observe(end.Sub(sent).Seconds())
 	if err == nil {
 		p.scopeAnswer(ctx, &ctx.Response.Header, route, bp)
-	}
-	if err == nil && conn.early {
-		err = p.answerEarly(ctx, conn, skipBody, bp)
-	} else if err == nil {
-		err = p.respond(ctx, conn, skipBody, !req.Header.ConnectionClose(), bp, end)
+		if conn.early {
+			err = p.answerEarly(ctx, conn, skipBody, bp)
+		} else {
+			err = p.respond(ctx, conn, skipBody, !req.Header.ConnectionClose(), bp, end)
+		}
 	}
 	if err != nil {
 		p.upstreamFailed(ctx, ep.Addr, err)
@@ -339,12 +339,15 @@ func (p *Proxy) answerEarly(ctx *fasthttp.RequestCtx, conn *upstreamConn, skipBo
 	return nil
 }
 
-// closeWrite half-closes a hijacked connection when it can: the client
-// reads the end of the answer, however it is framed, and can still send.
-func closeWrite(c net.Conn) {
-	if cw, ok := rawConn(c).(interface{ CloseWrite() error }); ok {
+// closeWrite half-closes a (hijacked) connection when it can, and reports
+// whether it could: the peer reads the end of what was sent, however it
+// is framed, and can still send.
+func closeWrite(c net.Conn) bool {
+	cw, ok := rawConn(c).(interface{ CloseWrite() error })
+	if ok {
 		_ = cw.CloseWrite()
 	}
+	return ok
 }
 
 // How long linger reads what a client still sends, in all and at most
@@ -938,13 +941,9 @@ func (d *dropper) changes(k, v []byte) bool {
 // parameter: the address of a page opened with ?token=, which a browser
 // names in the requests the page makes.
 func refersToken(v []byte) bool {
-	i := bytes.IndexByte(v, '?')
-	if i < 0 {
+	_, q, _, ok := cutQuery(v)
+	if !ok {
 		return false
-	}
-	q := v[i+1:]
-	if j := bytes.IndexByte(q, '#'); j >= 0 {
-		q = q[:j]
 	}
 	for pair := range split(q, '&') {
 		if isTokenParam(pair) {
@@ -960,14 +959,25 @@ func appendRefererField(dst, k, v []byte) []byte {
 	if !refersToken(v) {
 		return appendField(dst, k, v)
 	}
-	dst = append(append(dst, k...), ": "...)
-	i := bytes.IndexByte(v, '?')
-	q, frag := v[i+1:], []byte(nil)
-	if j := bytes.IndexByte(q, '#'); j >= 0 {
-		q, frag = q[:j], q[j:]
-	}
-	dst = appendQueryWithoutToken(append(dst, v[:i]...), q)
+	head, q, frag, _ := cutQuery(v)
+	dst = append(append(append(dst, k...), ": "...), head...)
+	dst = appendQueryWithoutToken(dst, q)
 	return append(append(dst, frag...), "\r\n"...)
+}
+
+// cutQuery splits a URL at its query: what comes before the "?", the
+// query, and the fragment from its "#" on; ok is false when it has no
+// query.
+func cutQuery(u []byte) (head, query, frag []byte, ok bool) {
+	i := bytes.IndexByte(u, '?')
+	if i < 0 {
+		return u, nil, nil, false
+	}
+	query = u[i+1:]
+	if j := bytes.IndexByte(query, '#'); j >= 0 {
+		query, frag = query[:j], query[j:]
+	}
+	return u[:i], query, frag, true
 }
 
 // dropOwn reports whether k is a header the proxy drops for itself: all

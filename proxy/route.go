@@ -70,19 +70,25 @@ func OriginForm(target []byte) []byte {
 	if len(target) == 0 || target[0] == '/' {
 		return target
 	}
-	var rest []byte
-	switch {
-	case len(target) >= 7 && strings.EqualFold(b2s(target[:7]), "http://"):
-		rest = target[7:]
-	case len(target) >= 8 && strings.EqualFold(b2s(target[:8]), "https://"):
-		rest = target[8:]
-	default:
+	rest, ok := cutScheme(target)
+	if !ok {
 		return target // "*" or garbage: no route
 	}
 	if i := bytes.IndexByte(rest, '/'); i >= 0 && !bytes.ContainsAny(rest[:i], "?#") {
 		return rest[i:]
 	}
 	return slash
+}
+
+// cutScheme returns what follows "http://" or "https://", in any case, in
+// u.
+func cutScheme(u []byte) ([]byte, bool) {
+	for _, s := range [...]string{"http://", "https://"} {
+		if len(u) >= len(s) && strings.EqualFold(b2s(u[:len(s)]), s) {
+			return u[len(s):], true
+		}
+	}
+	return nil, false
 }
 
 var (

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"net/http"
-	"strings"
 
 	"github.com/valyala/fasthttp"
 )
@@ -82,16 +81,6 @@ func (p *Proxy) relocate(ctx *fasthttp.RequestCtx, h *fasthttp.ResponseHeader, r
 	*buf = out[:0]
 }
 
-// cutScheme returns what follows "http://" or "https://" in u.
-func cutScheme(u []byte) ([]byte, bool) {
-	for _, s := range []string{"http://", "https://"} {
-		if len(u) >= len(s) && strings.EqualFold(b2s(u[:len(s)]), s) {
-			return u[len(s):], true
-		}
-	}
-	return nil, false
-}
-
 // confineCookies keeps the cookies a workspace sets (h is its answer to a
 // request on route r) to that workspace's route: a Path attribute outside
 // it is taken to be a path of the workspace's own, and the route is put in
@@ -111,18 +100,13 @@ func (p *Proxy) confineCookies(h *fasthttp.ResponseHeader, r Route, buf *[]byte)
 	if p.opts.KeepPrefix && !ours {
 		return
 	}
-	some := false
-	for range h.Cookies() {
-		some = true
-		break
-	}
-	if !some {
-		return
-	}
-	prefix := p.appendForwardedPrefix((*buf)[:0], r)
-	*buf = prefix
+	var prefix []byte // made at the first cookie: most answers have none
 	change := false
 	for k, v := range h.Cookies() {
+		if prefix == nil {
+			prefix = p.appendForwardedPrefix((*buf)[:0], r)
+			*buf = prefix
+		}
 		if ours && string(k) == TokenCookie || !p.opts.KeepPrefix && cookiePathOutside(v, prefix) {
 			change = true
 			break

@@ -136,9 +136,7 @@ func pipe(a, b net.Conn) {
 	cp := func(dst, src net.Conn) {
 		defer wg.Done()
 		_, _ = io.Copy(dst, src)
-		if cw, ok := rawConn(dst).(interface{ CloseWrite() error }); ok {
-			_ = cw.CloseWrite()
-		} else {
+		if !closeWrite(dst) {
 			_ = rawConn(dst).Close()
 		}
 	}
