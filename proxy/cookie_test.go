@@ -222,18 +222,14 @@ func TestTokenCookieSecure(t *testing.T) {
 }
 
 // TestRefererLosesToken: a page opened with ?token= names its address in
-// the Referer of the requests it makes; the token parameter is taken out
-// of it, as out of the request's own query, on every way a request is
-// forwarded.
+// the Referer of the requests it makes; with authentication the token
+// parameter is taken out of it, as out of the request's own query, on
+// every way a request is forwarded (without, see TestTokenParameter).
 func TestRefererLosesToken(t *testing.T) {
 	addr, _ := backend(t)
-	for _, auth := range []bool{false, true} {
-		opts := proxy.Options{}
-		cred := ""
-		if auth {
-			opts.Authorizer = hs256Verifier(t)
-			cred = "Authorization: Bearer " + token(t, "s3cret", "alice", time.Hour) + "\r\n"
-		}
+	for _, tokenCookie := range []bool{false, true} {
+		opts := proxy.Options{Authorizer: hs256Verifier(t), TokenCookie: tokenCookie}
+		cred := "Authorization: Bearer " + token(t, "s3cret", "alice", time.Hour) + "\r\n"
 		base, _ := startProxy(t, staticResolver{"a": {Addr: addr, Owner: "alice"}}, opts)
 		for _, c := range []struct{ referer, want string }{
 			{"http://h/route/a/?token=secret", "http://h/route/a/"},
@@ -244,7 +240,7 @@ func TestRefererLosesToken(t *testing.T) {
 			for _, method := range []string{"GET", "POST"} {
 				s := rawSeen(t, base, method+" /route/a/x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nReferer: "+c.referer+"\r\n"+cred+"\r\n")
 				if s.Header["Referer"] != c.want || strings.Contains(s.Raw, "secret") {
-					t.Errorf("auth %v, %s with Referer %q: the workspace saw %q", auth, method, c.referer, s.Raw)
+					t.Errorf("token cookie %v, %s with Referer %q: the workspace saw %q", tokenCookie, method, c.referer, s.Raw)
 				}
 			}
 		}

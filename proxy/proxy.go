@@ -561,8 +561,10 @@ func (p *Proxy) token(ctx *fasthttp.RequestCtx, query []byte) ([]byte, tokenSour
 
 // upstreamURI writes the path and query sent to the workspace: the route's
 // path as the client sent it (or the whole path with KeepPrefix), and its
-// query without the token parameter, which is the proxy's and never the
-// workspace's.
+// query, with authentication without the token parameter, which is then
+// the proxy's and never the workspace's. Without authentication the proxy
+// consumes no token, and a token parameter is the workspace's own (the
+// login link of a Jupyter server), as an Authorization header goes on.
 func (p *Proxy) upstreamURI(dst []byte, r Route) []byte {
 	if p.opts.KeepPrefix {
 		dst = append(append(append(dst, p.base...), RoutePrefix...), r.ID...)
@@ -571,6 +573,12 @@ func (p *Proxy) upstreamURI(dst []byte, r Route) []byte {
 		}
 	} else {
 		dst = append(dst, r.Path...)
+	}
+	if p.opts.Authorizer == nil {
+		if len(r.Query) > 0 {
+			dst = append(append(dst, '?'), r.Query...)
+		}
+		return dst
 	}
 	return appendQueryWithoutToken(dst, r.Query)
 }
@@ -897,6 +905,10 @@ type dropper struct {
 	// cookie takes the TokenCookie cookie out of the Cookie fields: the
 	// proxy reads it, and it never goes on, whatever the token came in.
 	cookie bool
+	// referer takes the token parameter out of a Referer's query, with
+	// authentication, where the parameter is the proxy's (see
+	// upstreamURI).
+	referer bool
 }
 
 // newDropper returns the dropper of p's requests, with lists (empty) for
@@ -904,8 +916,9 @@ type dropper struct {
 func (p *Proxy) newDropper(lists [][]byte) dropper {
 	return dropper{
 		p: p, lists: lists,
-		auth:   p.opts.Authorizer != nil && !p.opts.PassAuthorization,
-		cookie: p.opts.Authorizer != nil && p.opts.TokenCookie,
+		auth:    p.opts.Authorizer != nil && !p.opts.PassAuthorization,
+		cookie:  p.opts.Authorizer != nil && p.opts.TokenCookie,
+		referer: p.opts.Authorizer != nil,
 	}
 }
 
@@ -926,7 +939,7 @@ func (d *dropper) appendForwarded(dst, k, v []byte) []byte {
 	switch {
 	case d.cookie && is(k, "Cookie"):
 		return appendCookieField(dst, k, v, TokenCookie)
-	case is(k, "Referer"):
+	case d.referer && is(k, "Referer"):
 		return appendRefererField(dst, k, v)
 	}
 	return appendField(dst, k, v)
@@ -934,7 +947,7 @@ func (d *dropper) appendForwarded(dst, k, v []byte) []byte {
 
 // changes reports whether appendForwarded changes the field k: v.
 func (d *dropper) changes(k, v []byte) bool {
-	return d.cookie && is(k, "Cookie") && hasCookie(v, TokenCookie) || is(k, "Referer") && refersToken(v)
+	return d.cookie && is(k, "Cookie") && hasCookie(v, TokenCookie) || d.referer && is(k, "Referer") && refersToken(v)
 }
 
 // refersToken reports whether a Referer value's query has a token

@@ -87,6 +87,43 @@ func startProxy(t *testing.T, r proxy.Resolver, opts proxy.Options) (string, *pr
 }
 
 // raw sends exact request bytes and returns the status code and body.
+// TestTokenParameter: with authentication a token query parameter is the
+// proxy's and never reaches the workspace, nor does a Referer naming it,
+// whichever way the request is forwarded (a head without a body, one with
+// a body, a target in absolute-form, a query of only the token). Without
+// authentication the proxy consumes no token: the parameter is the
+// workspace's own (a Jupyter server's login link) and goes on as sent,
+// as an Authorization header does.
+func TestTokenParameter(t *testing.T) {
+	addr, _ := backend(t)
+	for _, auth := range []bool{false, true} {
+		opts, cred := proxy.Options{}, ""
+		if auth {
+			opts.Authorizer = hs256Verifier(t)
+			cred = "Authorization: Bearer " + token(t, "s3cret", "alice", time.Hour) + "\r\n"
+		}
+		base, _ := startProxy(t, staticResolver{"a": {Addr: addr, Owner: "alice"}}, opts)
+		for _, c := range []struct{ target, referer, want, wantReferer string }{
+			{"/route/a/lab?x=1&token=T&y=2&%74oken=T", "http://h/route/a/?token=T", "/lab?x=1&y=2", "http://h/route/a/"},
+			{"/route/a/lab?token=T", "http://h/route/a/lab?a=1&token=T#f", "/lab", "http://h/route/a/lab?a=1#f"},
+			{"http://h/route/a/abs?token=T&x=1", "http://h/", "/abs?x=1", "http://h/"},
+			{"/route/a/lab?tokens=1&x=token", "http://h/?tokens=1", "/lab?tokens=1&x=token", "http://h/?tokens=1"},
+		} {
+			for _, method := range []string{"GET", "POST"} {
+				s := rawSeen(t, base, method+" "+c.target+" HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nReferer: "+c.referer+"\r\n"+cred+"\r\n")
+				want, wantReferer := c.want, c.wantReferer
+				if !auth {
+					want, wantReferer = strings.TrimPrefix(c.target, "http://h")[len("/route/a"):], c.referer
+				}
+				if s.URI != want || s.Header["Referer"] != wantReferer {
+					t.Errorf("auth %v, %s %s with Referer %q: the workspace saw %q and %q, want %q and %q",
+						auth, method, c.target, c.referer, s.URI, s.Header["Referer"], want, wantReferer)
+				}
+			}
+		}
+	}
+}
+
 func raw(t *testing.T, base, request string) (int, string) {
 	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
@@ -155,7 +192,7 @@ func TestForwarding(t *testing.T) {
 		t.Fatalf("status %d: %s", resp.StatusCode, s.Body)
 	}
 	checks := map[string]bool{
-		"path and query, token removed":        s.URI == "/a/b%20c?x=1&y=2",
+		"path and query (a token is the workspace's without auth)": s.URI == "/a/b%20c?x=1&token=secret&y=2&%74oken=secret",
 		"custom header":                        s.Header["X-Custom"] == "kept",
 		"Connection-named header":              s.Header["X-Secret"] == "",
 		"hop-by-hop":                           s.Header["Proxy-Authorization"] == "" && s.Header["Connection"] != "X-Secret",
@@ -178,14 +215,14 @@ func TestForwarding(t *testing.T) {
 	// A target in absolute-form, as RFC 9112 section 3.2.2 has servers
 	// accept, with and without a body.
 	for _, m := range []string{"GET", "POST"} {
-		s := rawSeen(t, base, m+" http://nocrd.example/gw/route/ws1/abs?x=1&token=t HTTP/1.1\r\nHost: nocrd.example\r\nContent-Length: 0\r\n\r\n")
+		s := rawSeen(t, base, m+" http://nocrd.example/gw/route/ws1/abs?x=1 HTTP/1.1\r\nHost: nocrd.example\r\nContent-Length: 0\r\n\r\n")
 		if s.URI != "/abs?x=1" || s.Method != m {
 			t.Errorf("absolute-form %s forwarded as %s %q", m, s.Method, s.URI)
 		}
 	}
 
-	// A body, and a query made only of the token.
-	req, _ := http.NewRequest(http.MethodPost, base+"/gw/route/ws1/upload?token=t", strings.NewReader("payload"))
+	// A body.
+	req, _ := http.NewRequest(http.MethodPost, base+"/gw/route/ws1/upload", strings.NewReader("payload"))
 	r2, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
