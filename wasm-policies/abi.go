@@ -31,6 +31,14 @@ const (
 	// by Go with -buildmode=c-shared (WASI reactors) need it before any
 	// other call.
 	ExportInitialize = "_initialize"
+	// ExportStart is run once per instance, as other http-wasm hosts run
+	// it, when present and ExportInitialize is not: a WASI command's main
+	// (TinyGo's wasi builds), which in http-wasm's TinyGo SDK installs the
+	// handler; until it has run, that SDK's handle_request lets every
+	// request through. It must return: one that calls proc_exit (a Go
+	// guest built without -buildmode=c-shared, when main returns) ends the
+	// instance, and Load refuses the module.
+	ExportStart = "_start"
 )
 
 // Host functions. Each comment gives the wasm signature and the contract.

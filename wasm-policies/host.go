@@ -32,6 +32,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
 )
 
 // Options configure a Host.
@@ -294,17 +295,28 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	}
 	inst.mod = mod
 	inst.handle = mod.ExportedFunction(ExportHandleRequest)
-	// _initialize runs once, under a deadline like any call, within
-	// InstantiateTimeout; it may call get_config and log, which find their
-	// instance in the context.
-	if init := mod.ExportedFunction(ExportInitialize); init != nil {
+	// _initialize (a reactor's), or else _start (a command's main), runs
+	// once, under a deadline like any call, within InstantiateTimeout; it
+	// may call get_config and log, which find their instance in the
+	// context.
+	name := ExportInitialize
+	init := mod.ExportedFunction(name)
+	if init == nil {
+		name = ExportStart
+		init = mod.ExportedFunction(name)
+	}
+	if init != nil {
 		inst.begin(m.host.opts.InstantiateTimeout)
 		if _, err := init.Call(inst.ctx); err != nil {
 			_ = mod.Close(ctx)
-			if inst.timedOut {
-				return nil, fmt.Errorf("%s not done within %s", ExportInitialize, m.host.opts.InstantiateTimeout)
+			var exit *sys.ExitError
+			switch {
+			case inst.timedOut:
+				return nil, fmt.Errorf("%s not done within %s", name, m.host.opts.InstantiateTimeout)
+			case errors.As(err, &exit):
+				return nil, fmt.Errorf("%s exited (code %d), which ends the instance: a guest must return from it (build Go guests with -buildmode=c-shared)", name, exit.ExitCode())
 			}
-			return nil, fmt.Errorf("%s: %w", ExportInitialize, err)
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 	}
 	return inst, nil

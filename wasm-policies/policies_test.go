@@ -89,6 +89,7 @@ func TestDecisions(t *testing.T) {
 	readonly := load(t, h, wat(t, "readonly"), "", time.Second)
 	inject := load(t, h, wat(t, "inject"), "from-config", time.Second)
 	identity := load(t, h, goGuest(t, "examples/inject-identity"), "X-User", time.Second)
+	command := load(t, h, wat(t, "command"), "", time.Second)
 
 	cases := []struct {
 		name   string
@@ -106,6 +107,8 @@ func TestDecisions(t *testing.T) {
 		{"WAT sets a header from its config", inject, request("GET", "/"), true, 0, "", [2]string{"x-policy", "from-config"}},
 		{"Go guest passes the subject on", identity, request("GET", "/", "X-Nocrd-Subject", "alice", "X-User", "mallory"), true, 0, "", [2]string{"X-User", "alice"}},
 		{"Go guest refuses without a subject", identity, request("GET", "/"), false, 403, "no verified subject", [2]string{}},
+		// A command module's main installs its handler from _start.
+		{"command module runs main's handler", command, request("GET", "/"), false, 403, "refused by main's handler", [2]string{}},
 	}
 	var resp policies.Response
 	for _, c := range cases {
@@ -246,6 +249,7 @@ func TestLoadErrors(t *testing.T) {
 		{wat(t, "noexport"), "exports no handle_request function"},
 		{wat(t, "foreign"), "imports env.open_socket, which nocrd does not provide"},
 		{wat(t, "start"), "cannot be run under a deadline: cannot be instrumented: it has a start function"},
+		{wat(t, "exits"), "does not instantiate: _start exited (code 0)"},
 		{garbage, "is not a valid WebAssembly module"},
 		{filepath.Join(t.TempDir(), "missing.wasm"), "cannot be read"},
 	}
