@@ -121,6 +121,17 @@ func (u *Upstream) SetURI(uri []byte) bool {
 	return true
 }
 
+// HasBody reports whether the request has a body (a Content-Length above
+// zero, or chunked), which the proxy streams to the workspace as it comes:
+// a Policy cannot read it.
+func (u *Upstream) HasBody() bool {
+	if u.req == nil {
+		return false // a head alone (see directHead)
+	}
+	cl := u.req.Header.ContentLength()
+	return cl > 0 || cl == -1
+}
+
 // AppendHead appends the request head as it would be sent (request line,
 // header lines, empty line); read its headers with Fields.
 func (u *Upstream) AppendHead(dst []byte) []byte {

@@ -92,8 +92,11 @@ const (
 	// FuncRemoveHeader (kind, name, name_len i32): removes the header.
 	FuncRemoveHeader = "remove_header"
 	// FuncReadBody (kind, buf, buf_limit i32) -> eof_len i64: reads the
-	// next bytes of the body into buf; EOF in the high 32 bits. Only the
-	// request body of an admission is readable; a zero buf_limit traps.
+	// next bytes of the body into buf; EOF in the high 32 bits. The
+	// request body of an admission is readable, and so is the empty body
+	// of a route request without one; reading the body of a route request
+	// that has one traps (nocrd streams it to the workspace, and an empty
+	// read would hide it from the guest), as does a zero buf_limit.
 	FuncReadBody = "read_body"
 	// FuncWriteBody (kind, body, body_len i32): appends to the body of the
 	// response the guest is writing (the first write replaces it).

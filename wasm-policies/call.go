@@ -33,9 +33,10 @@ type Request interface {
 	SetHeader(name, value []byte)
 	AddHeader(name, value []byte)
 	RemoveHeader(name []byte)
-	// Body is the whole request body, or nil when the policy may not read
-	// it (route requests).
-	Body() []byte
+	// Body is the whole request body, empty when there is none; readable is
+	// false when the request has a body the policy may not read (a route
+	// request's, which streams to the workspace), and reading it traps.
+	Body() (body []byte, readable bool)
 }
 
 // Response is the answer a guest writes when it stops a request.

@@ -10,6 +10,9 @@ type Message struct {
 	Source      []byte
 	Header      []Field
 	BodyValue   []byte
+	// BodyHidden: the request has a body the policy may not read (see
+	// Request.Body).
+	BodyHidden bool
 }
 
 // NewMessage returns a request with the given method, URI and body.
@@ -22,7 +25,7 @@ func (m *Message) SetMethod(method []byte) { m.MethodValue = append(m.MethodValu
 func (m *Message) URI() []byte             { return m.URIValue }
 func (m *Message) SetURI(uri []byte)       { m.URIValue = append(m.URIValue[:0], uri...) }
 func (m *Message) SourceAddr() []byte      { return m.Source }
-func (m *Message) Body() []byte            { return m.BodyValue }
+func (m *Message) Body() ([]byte, bool)    { return m.BodyValue, !m.BodyHidden }
 
 func (m *Message) AppendHeaderNames(dst []byte) ([]byte, int) {
 	n := 0

@@ -237,6 +237,37 @@ func TestFaultsFailClosed(t *testing.T) {
 	}
 }
 
+// TestUnreadableBody: a guest that reads a body the host does not hold (a
+// route request's, streamed to the workspace) fails closed, instead of
+// reading an empty body and letting through what it would refuse; a
+// request without a body, or with one the host holds, reads as it is.
+func TestUnreadableBody(t *testing.T) {
+	h := newHost(t, policies.Options{})
+	m := load(t, h, wat(t, "bodyscan"), "", time.Second)
+	for _, c := range []struct {
+		name   string
+		req    *policies.Message
+		next   bool
+		reason string
+	}{
+		{"no body", policies.NewMessage("GET", "/", nil), true, ""},
+		{"a harmless body", policies.NewMessage("POST", "/", []byte("SELECT 1")), true, ""},
+		{"a refused body", policies.NewMessage("POST", "/", []byte("DROP TABLE")), false, ""},
+		{"a body streamed past the policy", &policies.Message{MethodValue: []byte("POST"), URIValue: []byte("/"), BodyHidden: true}, false, "trap"},
+	} {
+		next, err := m.Handle(c.req, &policies.Response{})
+		var fe *policies.FaultError
+		switch {
+		case c.reason == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.reason != "" && (!errors.As(err, &fe) || fe.Reason != c.reason || !strings.Contains(fe.Err.Error(), "request body")):
+			t.Errorf("%s: next=%v err=%v, want a %s fault about the request body", c.name, next, err, c.reason)
+		case next != c.next:
+			t.Errorf("%s: next=%v, want %v", c.name, next, c.next)
+		}
+	}
+}
+
 // TestLoadErrors: a module that cannot work fails Load with its file and
 // the reason.
 func TestLoadErrors(t *testing.T) {

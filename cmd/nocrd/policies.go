@@ -113,7 +113,9 @@ func (f *fastRequest) SetURI(uri []byte) {
 	f.head = f.head[:0]
 }
 
-func (f *fastRequest) Body() []byte { return nil } // route policies decide on the head
+// Body: a route request's body streams to the workspace; one without a
+// body reads as empty.
+func (f *fastRequest) Body() ([]byte, bool) { return nil, !f.req.HasBody() }
 
 func (f *fastRequest) SourceAddr() []byte {
 	if a, ok := f.info.Client.(*net.TCPAddr); ok {

@@ -490,9 +490,10 @@ func TestTestPolicyCommand(t *testing.T) {
 }
 
 // TestFaultyPolicies: a route policy that traps, loops forever, exhausts
-// its memory, answers garbage or smuggles a header is a deny (403, nothing
-// forwarded) within its deadline, every time, and the server keeps
-// serving; a module with the wrong exports stops start-up.
+// its memory, answers garbage, smuggles a header or reads the body the
+// proxy streams is a deny (403, nothing forwarded) within its deadline,
+// every time, and the server keeps serving; a module with the wrong
+// exports stops start-up.
 func TestFaultyPolicies(t *testing.T) {
 	ns := testenv.Namespace(t)
 	s := newSigner(t)
@@ -508,6 +509,9 @@ func TestFaultyPolicies(t *testing.T) {
 		{"badnext", "malformed"},
 		{"badstatus", "trap"},
 		{"smuggle", "trap"},
+		// A guest that reads the body the proxy streams on (and, before,
+		// read it as empty and let anything through).
+		{"bodyscan", "trap"},
 	} {
 		t.Run(c.guest, func(t *testing.T) {
 			t.Parallel()
@@ -544,6 +548,15 @@ func TestFaultyPolicies(t *testing.T) {
 			}
 		})
 	}
+	// Not parallel, so before the subtests above, which count the
+	// workspace's hits: a request without a body reads as having an empty
+	// one, and goes through bodyscan.
+	t.Run("bodyscan without a body", func(t *testing.T) {
+		base := startNocrd(t, ns, s, "POLICY_ROUTE="+watPolicy(t, dir, "bodyscan"), "POLICY_CACHE_DIR="+filepath.Join(dir, "cache-get"))
+		if resp, b := do(t, "GET", base+"/route/f1/files", map[string]string{"Authorization": "Bearer " + alice}, nil); resp.StatusCode != http.StatusOK {
+			t.Errorf("GET without a body: %d %s", resp.StatusCode, b)
+		}
+	})
 	t.Run("wrong exports", func(t *testing.T) {
 		cmd := exec.Command(testenv.NocrdBinary(t), "--port", "0", "--host", "127.0.0.1")
 		bad := watPolicy(t, t.TempDir(), "noexport")

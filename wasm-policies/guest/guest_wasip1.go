@@ -166,7 +166,10 @@ func SetHeaderBytes(name string, value []byte) {
 // RemoveHeader removes a request header.
 func RemoveHeader(name string) { removeHeader(kindRequest, strPtr(name), uint32(len(name))) }
 
-// Body returns the request body: the admission request's JSON.
+// Body returns the request body: the admission request's JSON. A route
+// policy decides on the request head: reading the body of a route request
+// that has one fails the decision (a deny), since nocrd streams it to the
+// workspace; one without a body reads as empty.
 func Body() []byte {
 	var out []byte
 	chunk := make([]byte, 4096)
