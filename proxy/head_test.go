@@ -15,7 +15,7 @@ import (
 // rewritten is the head the fasthttp path sends for in: the client's
 // header copied, rewritten and serialised, as ServeFastHTTP does for a
 // request with a body or a Policy.
-func rewritten(p *Proxy, ctx *fasthttp.RequestCtx, r Route, subject []byte, addr string) []byte {
+func rewritten(p *Proxy, ctx *fasthttp.RequestCtx, r Route, who caller, addr string) []byte {
 	var req fasthttp.Request
 	ctx.Request.Header.CopyTo(&req.Header)
 	if len(req.Header.Host()) == 0 {
@@ -23,7 +23,7 @@ func rewritten(p *Proxy, ctx *fasthttp.RequestCtx, r Route, subject []byte, addr
 	}
 	buf := p.upstreamURI(nil, r)
 	req.SetRequestURIBytes(buf)
-	p.rewriteHeaders(ctx, &req.Header, r, subject, &buf)
+	p.rewriteHeaders(ctx, &req.Header, r, who, &buf)
 	return req.Header.AppendBytes(nil)
 }
 
@@ -66,8 +66,10 @@ func headCase(t *testing.T, opts Options, raw string) bool {
 		return false
 	}
 	var buf []byte
-	got := p.appendHead(nil, &ctx, r, []byte("alice"), "10.0.0.7:8888", &buf)
-	sameHead(t, got, rewritten(p, &ctx, r, []byte("alice"), "10.0.0.7:8888"))
+	// As ServeFastHTTP finds the token: the Authorization header first.
+	who := caller{subject: []byte("alice"), bearer: bearer(&ctx.Request.Header) != nil}
+	got := p.appendHead(nil, &ctx, r, who, "10.0.0.7:8888", &buf)
+	sameHead(t, got, rewritten(p, &ctx, r, who, "10.0.0.7:8888"))
 	return true
 }
 
@@ -105,6 +107,7 @@ func TestAppendHeadMatchesRewrite(t *testing.T) {
 		{"content-length 0", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"},
 		{"repeats", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nAccept: a\r\nAuthorization: Bearer t\r\nX-A: 1\r\nAccept: b\r\nX-A: 2\r\n\r\n"},
 		{"token cookie", cookie, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nCookie: a=\"1\"; nocrd_token=t; b=2\r\nX-A: 1\r\nCookie: nocrd_token=u\r\nCookie: c=3\r\n\r\n"},
+		{"workspace's authorization", cookie, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nAuthorization: Basic dTpw\r\nCookie: nocrd_token=t\r\nAuthorization: Bearer x\r\n\r\n"},
 		{"token cookie kept", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nCookie: a=1; nocrd_token=t\r\n\r\n"},
 		{"trusted proxy", trusted, "GET /route/ws1/ HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https, http\r\nX-Forwarded-Host: a.example\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n"},
 		{"trusted proxy, bad claims", trusted, "GET /route/ws1/ HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: gopher\r\nX-Forwarded-Host: a b\r\n\r\n"},

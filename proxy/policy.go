@@ -272,9 +272,14 @@ func policyMayWrite(name []byte) bool {
 	return len(name) > 0 && httpsyntax.IsToken(name) && !IsReserved(name) && !isHopByHop(name) && !is(name, "Content-Length")
 }
 
-// caller is who a request comes from, once authenticated: both empty
+// caller is who a request comes from, once authenticated: all empty
 // without authentication.
-type caller struct{ subject, claims []byte }
+type caller struct {
+	subject, claims []byte
+	// bearer: the token came in the Authorization header, which the proxy
+	// therefore consumed.
+	bearer bool
+}
 
 // decide runs the route policy on the upstream request. It returns false
 // when the request must not go on: the client has its answer.

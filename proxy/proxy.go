@@ -224,12 +224,13 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		p.fail(ctx, outcomeForbidden, errForbidden)
 		return
 	}
+	who := caller{subject: subject, claims: claims, bearer: len(token) > 0 && from == fromHeader}
 	if from == fromQuery && p.opts.TokenCookie && isNavigation(&ctx.Request.Header) && cookieSafe(token) {
 		p.signIn(ctx, route, token)
 		return
 	}
 	if isUpgrade(&ctx.Request.Header) {
-		p.upgrade(ctx, ep.Addr, route, caller{subject, claims}, ep.Owner)
+		p.upgrade(ctx, ep.Addr, route, who, ep.Owner)
 		return
 	}
 
@@ -243,8 +244,8 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		// Nothing but the head to send: it is written out as it is built
 		// (and as a Policy left it), without a fasthttp header to copy,
 		// edit and serialise. req only carries the method.
-		sc.head = p.appendHead(sc.head[:0], ctx, route, subject, ep.Addr, bp)
-		if p.opts.Policy != nil && !p.decide(ctx, sc, nil, route, caller{subject, claims}, ep.Owner) {
+		sc.head = p.appendHead(sc.head[:0], ctx, route, who, ep.Addr, bp)
+		if p.opts.Policy != nil && !p.decide(ctx, sc, nil, route, who, ep.Owner) {
 			return
 		}
 		head = sc.head
@@ -257,8 +258,8 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		}
 		*bp = p.upstreamURI((*bp)[:0], route)
 		req.SetRequestURIBytes(*bp)
-		p.rewriteHeaders(ctx, &req.Header, route, subject, bp)
-		if p.opts.Policy != nil && !p.decide(ctx, sc, req, route, caller{subject, claims}, ep.Owner) {
+		p.rewriteHeaders(ctx, &req.Header, route, who, bp)
+		if p.opts.Policy != nil && !p.decide(ctx, sc, req, route, who, ep.Owner) {
 			return
 		}
 		if cl := ctx.Request.Header.ContentLength(); cl > 0 || cl == -1 {
@@ -529,6 +530,16 @@ func (p *Proxy) untilClose(ctx *fasthttp.RequestCtx, body *bodyStream) {
 	})
 }
 
+// bearer returns the token of the request's (first) Authorization header
+// when it is a bearer token, which the proxy reads before any other; nil
+// otherwise.
+func bearer(h *fasthttp.RequestHeader) []byte {
+	if a := h.PeekCanonical(strAuthorization); len(a) > 7 && strings.EqualFold(b2s(a[:7]), "bearer ") {
+		return bytes.TrimSpace(a[7:])
+	}
+	return nil
+}
+
 // tokenSource is where a request's token came from.
 type tokenSource uint8
 
@@ -542,8 +553,8 @@ const (
 // header, else the token query parameter, else (with TokenCookie) the
 // TokenCookie cookie, and where it came from; nil when there is none.
 func (p *Proxy) token(ctx *fasthttp.RequestCtx, query []byte) ([]byte, tokenSource) {
-	if a := ctx.Request.Header.PeekCanonical(strAuthorization); len(a) > 7 && strings.EqualFold(b2s(a[:7]), "bearer ") {
-		return bytes.TrimSpace(a[7:]), fromHeader
+	if t := bearer(&ctx.Request.Header); t != nil {
+		return t, fromHeader
 	}
 	if len(query) > 0 {
 		if t := ctx.QueryArgs().Peek("token"); len(t) > 0 {
@@ -663,10 +674,11 @@ func unhex(c byte) byte {
 // sent, and X-Forwarded-Proto, -Host and -Prefix are set. Most requests
 // have few of these, and cost one scan and a deletion or two. buf is the
 // handler's pooled scratch; nothing is allocated.
-func (p *Proxy) rewriteHeaders(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHeader, r Route, subject []byte, buf *[]byte) {
+func (p *Proxy) rewriteHeaders(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHeader, r Route, who caller, buf *[]byte) {
+	subject := who.subject
 	head := h.AppendBytes((*buf)[:0])
 	var listsArr [2][]byte
-	d := p.newDropper(listsArr[:0])
+	d := p.newDropper(who.bearer, listsArr[:0])
 	kept := repeats{head: head}
 	var dropped, priorFor, forListed, edit bool
 	for k, v := range Fields(head) {
@@ -830,7 +842,8 @@ func (p *Proxy) appendForwardedPrefix(dst []byte, r Route) []byte {
 // It does in one pass, straight into bytes, what the fasthttp header
 // rewriteHeaders edits would produce; TestAppendHeadMatchesRewrite holds
 // the two to the same result. buf is scratch space.
-func (p *Proxy) appendHead(dst []byte, ctx *fasthttp.RequestCtx, r Route, subject []byte, addr string, buf *[]byte) []byte {
+func (p *Proxy) appendHead(dst []byte, ctx *fasthttp.RequestCtx, r Route, who caller, addr string, buf *[]byte) []byte {
+	subject := who.subject
 	in := &ctx.Request.Header
 	head := in.AppendBytes((*buf)[:0])
 	*buf = head[:0]
@@ -838,7 +851,7 @@ func (p *Proxy) appendHead(dst []byte, ctx *fasthttp.RequestCtx, r Route, subjec
 	dst = p.upstreamURI(dst, r)
 	dst = append(dst, " HTTP/1.1\r\n"...)
 	var listsArr [2][]byte
-	d := p.newDropper(listsArr[:0])
+	d := p.newDropper(who.bearer, listsArr[:0])
 	var priorFor, forListed, host, connection bool
 	start := len(dst)
 	for again := false; ; again = true {
@@ -900,7 +913,11 @@ type dropper struct {
 	// lists are the values of the request's Connection headers, whose
 	// names are hop-by-hop too.
 	lists [][]byte
-	// auth drops the Authorization header, which the proxy consumed.
+	// auth drops the Authorization header, which the proxy consumed: it
+	// carried the bearer token the proxy verified. An Authorization header
+	// of another scheme, on a request whose token came in the query or
+	// the cookie, is the workspace's own (Basic, JupyterLab's "token")
+	// and goes on.
 	auth bool
 	// cookie takes the TokenCookie cookie out of the Cookie fields: the
 	// proxy reads it, and it never goes on, whatever the token came in.
@@ -912,11 +929,12 @@ type dropper struct {
 }
 
 // newDropper returns the dropper of p's requests, with lists (empty) for
-// the values of their Connection fields.
-func (p *Proxy) newDropper(lists [][]byte) dropper {
+// the values of their Connection fields; bearer reports whether the
+// request's token came in its Authorization header.
+func (p *Proxy) newDropper(bearer bool, lists [][]byte) dropper {
 	return dropper{
 		p: p, lists: lists,
-		auth:    p.opts.Authorizer != nil && !p.opts.PassAuthorization,
+		auth:    p.opts.Authorizer != nil && !p.opts.PassAuthorization && bearer,
 		cookie:  p.opts.Authorizer != nil && p.opts.TokenCookie,
 		referer: p.opts.Authorizer != nil,
 	}

@@ -87,6 +87,32 @@ func startProxy(t *testing.T, r proxy.Resolver, opts proxy.Options) (string, *pr
 }
 
 // raw sends exact request bytes and returns the status code and body.
+// TestWorkspaceAuthorization: with authentication the proxy removes the
+// Authorization header when it consumed it (a bearer token, unless
+// PassAuthorization), and only then: when the token came from the query
+// or the cookie, an Authorization header that is not a bearer token is the
+// workspace's own (Basic for a terminal server, JupyterLab's "token ...")
+// and goes on, by every way a request is forwarded.
+func TestWorkspaceAuthorization(t *testing.T) {
+	addr, _ := backend(t)
+	alice := token(t, "s3cret", "alice", time.Hour)
+	base, _ := startProxy(t, staticResolver{"a": {Addr: addr, Owner: "alice"}},
+		proxy.Options{Authorizer: hs256Verifier(t), TokenCookie: true})
+	for _, c := range []struct{ name, target, fields, want string }{
+		{"bearer consumed", "/route/a/x", "Authorization: Bearer " + alice + "\r\n", ""},
+		{"bearer consumed, with a second field", "/route/a/x", "Authorization: Bearer " + alice + "\r\nAuthorization: Basic dTpw\r\n", ""},
+		{"basic with the cookie", "/route/a/x", "Authorization: Basic dTpw\r\nCookie: " + proxy.TokenCookie + "=" + alice + "\r\n", "Basic dTpw"},
+		{"jupyter's with the query", "/route/a/x?token=" + alice, "Authorization: token jupyter-secret\r\n", "token jupyter-secret"},
+	} {
+		for _, method := range []string{"GET", "POST"} {
+			s := rawSeen(t, base, method+" "+c.target+" HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n"+c.fields+"\r\n")
+			if s.Header["Authorization"] != c.want || strings.Contains(s.Raw, alice) {
+				t.Errorf("%s, %s: the workspace saw Authorization %q, want %q\n%s", c.name, method, s.Header["Authorization"], c.want, s.Raw)
+			}
+		}
+	}
+}
+
 // TestTokenParameter: with authentication a token query parameter is the
 // proxy's and never reaches the workspace, nor does a Referer naming it,
 // whichever way the request is forwarded (a head without a body, one with

@@ -58,7 +58,7 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, addr string, r Route, who call
 	defer p.scratch.Put(sc)
 	sc.buf = p.upstreamURI(sc.buf[:0], r)
 	h.SetRequestURIBytes(sc.buf)
-	p.rewriteHeaders(ctx, h, r, who.subject, &sc.buf)
+	p.rewriteHeaders(ctx, h, r, who, &sc.buf)
 	h.Set("Connection", "Upgrade")
 	h.Set("Upgrade", "websocket")
 	if p.opts.Policy != nil && !p.decide(ctx, sc, req, r, who, owner) {
