@@ -32,7 +32,8 @@ type Config struct {
 	RouteCacheSize int `env:"ROUTE_CACHE_SIZE" envDefault:"4096"`
 	// UpstreamTimeout is how long a workspace may stay silent.
 	UpstreamTimeout time.Duration `env:"PROXY_UPSTREAM_TIMEOUT" envDefault:"60s"`
-	// PassAuthorization forwards the verified Authorization header.
+	// PassAuthorization gives workspaces the caller's verified token as
+	// an Authorization header (see Options.PassAuthorization).
 	PassAuthorization bool `env:"PROXY_PASS_AUTHORIZATION" envDefault:"false"`
 	// SubjectHeader, when set, carries the verified subject to workspaces.
 	SubjectHeader string `env:"PROXY_SUBJECT_HEADER"`

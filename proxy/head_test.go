@@ -66,8 +66,9 @@ func headCase(t *testing.T, opts Options, raw string) bool {
 		return false
 	}
 	var buf []byte
-	// As ServeFastHTTP finds the token: the Authorization header first.
-	who := caller{subject: []byte("alice"), bearer: bearer(&ctx.Request.Header) != nil}
+	// The caller as ServeFastHTTP makes it.
+	tok, from := p.token(&ctx, r.Query)
+	who := caller{subject: []byte("alice"), token: tok, bearer: len(tok) > 0 && from == fromHeader}
 	got := p.appendHead(nil, &ctx, r, who, "10.0.0.7:8888", &buf)
 	sameHead(t, got, rewritten(p, &ctx, r, who, "10.0.0.7:8888"))
 	return true
@@ -77,6 +78,7 @@ func TestAppendHeadMatchesRewrite(t *testing.T) {
 	auth := Options{BaseURL: "/gw", Authorizer: anyToken{}}
 	withSubject := Options{Authorizer: anyToken{}, SubjectHeader: "X-User", KeepPrefix: true}
 	pass := Options{Authorizer: anyToken{}, PassAuthorization: true}
+	passCookie := Options{Authorizer: anyToken{}, PassAuthorization: true, TokenCookie: true}
 	cookie := Options{BaseURL: "/gw", Authorizer: anyToken{}, TokenCookie: true}
 	trusted := Options{Authorizer: anyToken{}, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
 	for _, c := range []struct {
@@ -104,6 +106,9 @@ func TestAppendHeadMatchesRewrite(t *testing.T) {
 			"x_forwarded_host: evil\r\nX_Nocrd_Subject: m\r\nX_Keep: 1\r\n\r\n"},
 		{"subject header", withSubject, "GET /route/ws1/p HTTP/1.1\r\nHost: h\r\nX-User: mallory\r\nAuthorization: Bearer t\r\n\r\n"},
 		{"pass authorization", pass, "GET /route/ws1/p HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer t\r\n\r\n"},
+		{"pass authorization, cookie", passCookie, "GET /route/ws1/p HTTP/1.1\r\nHost: h\r\nCookie: a=1; nocrd_token=t\r\n\r\n"},
+		{"pass authorization, query", passCookie, "GET /route/ws1/p?token=t HTTP/1.1\r\nHost: h\r\n\r\n"},
+		{"pass authorization, the workspace's own", passCookie, "GET /route/ws1/p?token=t HTTP/1.1\r\nHost: h\r\nAuthorization: Basic x\r\n\r\n"},
 		{"content-length 0", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"},
 		{"repeats", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nAccept: a\r\nAuthorization: Bearer t\r\nX-A: 1\r\nAccept: b\r\nX-A: 2\r\n\r\n"},
 		{"token cookie", cookie, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nCookie: a=\"1\"; nocrd_token=t; b=2\r\nX-A: 1\r\nCookie: nocrd_token=u\r\nCookie: c=3\r\n\r\n"},
@@ -124,13 +129,14 @@ func TestAppendHeadMatchesRewrite(t *testing.T) {
 // FuzzAppendHead: for any bodiless request, the head appendHead builds
 // carries what the fasthttp path would send.
 func FuzzAppendHead(f *testing.F) {
-	f.Add("GET", "/route/ws1/a?token=t&b=1", "Host: h\r\nAuthorization: Bearer t\r\nAccept: a\r\nAccept: b\r\n", false, false)
-	f.Add("HEAD", "/route/ws1/", "Host: h\r\nConnection: X-A, close\r\nX-A: 1\r\nX-Forwarded-For: 9.9.9.9\r\nCookie: a=\"b c\"\r\n", true, false)
-	f.Add("GET", "/route/ws1/", "Host: h\r\nX-B: 1\r\nConnection:\r\nconnection: x-b\r\n", false, true)
-	f.Add("GET", "/route/ws1/x", "Host: h\r\nX-Nocrd-Claims: {}\r\nTE: x\r\nConnection: x-forwarded-for\r\nX-Forwarded-For: 1.2.3.4\r\n", true, false)
-	f.Add("GET", "/route/ws1/", "Host: h\r\nCookie: a=1; nocrd_token=t\r\nReferer: /route/ws1/?token=t\r\nCookie: nocrd_token=u\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: a\r\n", true, true)
-	f.Fuzz(func(t *testing.T, method, uri, fields string, subjectHeader, trusted bool) {
-		opts := Options{Authorizer: anyToken{}, TokenCookie: true}
+	f.Add("GET", "/route/ws1/a?token=t&b=1", "Host: h\r\nAuthorization: Bearer t\r\nAccept: a\r\nAccept: b\r\n", false, false, false)
+	f.Add("HEAD", "/route/ws1/", "Host: h\r\nConnection: X-A, close\r\nX-A: 1\r\nX-Forwarded-For: 9.9.9.9\r\nCookie: a=\"b c\"\r\n", true, false, false)
+	f.Add("GET", "/route/ws1/", "Host: h\r\nX-B: 1\r\nConnection:\r\nconnection: x-b\r\n", false, true, false)
+	f.Add("GET", "/route/ws1/x", "Host: h\r\nX-Nocrd-Claims: {}\r\nTE: x\r\nConnection: x-forwarded-for\r\nX-Forwarded-For: 1.2.3.4\r\n", true, false, false)
+	f.Add("GET", "/route/ws1/", "Host: h\r\nCookie: a=1; nocrd_token=t\r\nReferer: /route/ws1/?token=t\r\nCookie: nocrd_token=u\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: a\r\n", true, true, false)
+	f.Add("GET", "/route/ws1/?token=t", "Host: h\r\nCookie: nocrd_token=u\r\nAuthorization: Basic x\r\n", false, false, true)
+	f.Fuzz(func(t *testing.T, method, uri, fields string, subjectHeader, trusted, pass bool) {
+		opts := Options{Authorizer: anyToken{}, TokenCookie: true, PassAuthorization: pass}
 		if trusted {
 			opts.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 		}

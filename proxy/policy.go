@@ -276,8 +276,9 @@ func policyMayWrite(name []byte) bool {
 // without authentication.
 type caller struct {
 	subject, claims []byte
-	// bearer: the token came in the Authorization header, which the proxy
-	// therefore consumed.
+	// token is the verified token; bearer reports that it came in the
+	// Authorization header, which the proxy therefore consumed.
+	token  []byte
 	bearer bool
 }
 

@@ -67,9 +67,11 @@ type Options struct {
 	// token goes into an HttpOnly cookie for that workspace's route, which
 	// the proxy then reads and never forwards.
 	TokenCookie bool
-	// PassAuthorization forwards the Authorization header the proxy
-	// verified; by default it is removed, so a workspace can never replay
-	// its caller's token.
+	// PassAuthorization gives the workspace its caller's verified token in
+	// an Authorization header: the one the token came in, or, for a token
+	// from the query or the cookie on a request without an Authorization
+	// header, "Bearer <token>". By default the proxy sends none, so a
+	// workspace can never replay its caller's token.
 	PassAuthorization bool
 	// SubjectHeader, when set, carries the verified subject to the
 	// workspace. A client's own value of that header is always dropped.
@@ -224,7 +226,7 @@ func (p *Proxy) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		p.fail(ctx, outcomeForbidden, errForbidden)
 		return
 	}
-	who := caller{subject: subject, claims: claims, bearer: len(token) > 0 && from == fromHeader}
+	who := caller{subject: subject, claims: claims, token: token, bearer: len(token) > 0 && from == fromHeader}
 	if from == fromQuery && p.opts.TokenCookie && isNavigation(&ctx.Request.Header) && cookieSafe(token) {
 		p.signIn(ctx, route, token)
 		return
@@ -530,6 +532,20 @@ func (p *Proxy) untilClose(ctx *fasthttp.RequestCtx, body *bodyStream) {
 	})
 }
 
+// passedToken returns the verified token to send the workspace in an
+// Authorization header of the proxy's making: with PassAuthorization, when
+// the token came in the query or the cookie (a browser's) and the request
+// has no Authorization header, so that the workspace gets its caller's
+// token however the caller sent it. nil otherwise: a bearer header goes
+// on as it came, and a header of another scheme is the workspace's own.
+func (p *Proxy) passedToken(ctx *fasthttp.RequestCtx, who caller) []byte {
+	if !p.opts.PassAuthorization || p.opts.Authorizer == nil || who.bearer || len(who.token) == 0 ||
+		len(ctx.Request.Header.PeekCanonical(strAuthorization)) > 0 {
+		return nil
+	}
+	return who.token
+}
+
 // bearer returns the token of the request's (first) Authorization header
 // when it is a bearer token, which the proxy reads before any other; nil
 // otherwise.
@@ -710,6 +726,10 @@ func (p *Proxy) rewriteHeaders(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHead
 			h.DelBytes(strReferer)
 		}
 	}
+	if t := p.passedToken(ctx, who); t != nil {
+		v := append(append(head, "Bearer "...), t...)
+		h.SetCanonical(strAuthorization, v[len(head):])
+	}
 	if p.opts.SubjectHeader != "" && len(subject) > 0 {
 		h.SetBytesV(p.opts.SubjectHeader, subject)
 	}
@@ -880,6 +900,9 @@ func (p *Proxy) appendHead(dst []byte, ctx *fasthttp.RequestCtx, r Route, who ca
 	}
 	if !host {
 		dst = appendField(dst, []byte("Host"), s2b(addr))
+	}
+	if t := p.passedToken(ctx, who); t != nil {
+		dst = append(append(append(dst, "Authorization: Bearer "...), t...), "\r\n"...)
 	}
 	if p.opts.SubjectHeader != "" && len(subject) > 0 {
 		dst = appendCanonicalField(dst, s2b(p.opts.SubjectHeader), subject)
