@@ -65,6 +65,7 @@ func TestRoleWithoutConfigMapRights(t *testing.T) {
 		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "limited", Namespace: ns}},
 	}, metav1.CreateOptions{})
 	mustCreate(t, rb, err)
+	testenv.WaitAllowed(t, rc, ns, "create", "pods")
 
 	for _, transport := range []string{"streamable", "stdio"} {
 		t.Run(transport, func(t *testing.T) {
@@ -117,6 +118,7 @@ func TestDeployManifests(t *testing.T) {
 			}
 			testenv.ApplyYAML(t, strings.ReplaceAll(string(data), "namespace: nogoo9", "namespace: "+ns))
 			rc := testenv.ServiceAccountConfig(t, ns, "nogoo-mcp")
+			testenv.WaitAllowed(t, rc, ns, "update", "configmaps")
 			cs := connect(t, "streamable", server{kube: k8s.Config{Mode: c.mode, Namespace: ns}, rest: rc})
 			if names := toolNames(t, cs); !slices.Equal(names, allTools) {
 				t.Errorf("tools = %v, want %v", names, allTools)
@@ -189,6 +191,8 @@ func TestListNamespacesFiltersByPodAccess(t *testing.T) {
 		Subjects:   subject,
 	}, metav1.CreateOptions{})
 	mustCreate(t, rb, err)
+	testenv.WaitAllowed(t, rc, "", "list", "namespaces")
+	testenv.WaitAllowed(t, rc, visible, "list", "pods")
 
 	cs := connect(t, "streamable", server{kube: k8s.Config{Namespace: home}, rest: rc})
 	r := ok(t, cs, "list_namespaces", map[string]any{})

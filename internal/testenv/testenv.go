@@ -20,6 +20,7 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -219,6 +220,33 @@ func ServiceAccountConfig(t testing.TB, ns, name string) *rest.Config {
 		Host:            admin.Host,
 		BearerToken:     tr.Status.Token,
 		TLSClientConfig: rest.TLSClientConfig{CAFile: admin.CAFile, CAData: admin.CAData},
+	}
+}
+
+// WaitAllowed waits until the identity of rc may verb resource in ns ("":
+// all namespaces), as SelfSubjectAccessReview answers. The API server's
+// RBAC authorizer learns of a new Role or binding from a watch, a moment
+// after the create returns; a server started at once (as a test starts
+// nocrd) may otherwise see some of its rights and not others.
+func WaitAllowed(t testing.TB, rc *rest.Config, ns, verb, resource string) {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Resource: resource},
+	}}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(context.Background(), review, metav1.CreateOptions{})
+		if err == nil && res.Status.Allowed {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %s in %q still not allowed after 10s: %v %+v", verb, resource, ns, err, res)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
