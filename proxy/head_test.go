@@ -108,6 +108,7 @@ func TestAppendHeadMatchesRewrite(t *testing.T) {
 		{"pass authorization", pass, "GET /route/ws1/p HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer t\r\n\r\n"},
 		{"pass authorization, cookie", passCookie, "GET /route/ws1/p HTTP/1.1\r\nHost: h\r\nCookie: a=1; nocrd_token=t\r\n\r\n"},
 		{"pass authorization, query", passCookie, "GET /route/ws1/p?token=t HTTP/1.1\r\nHost: h\r\n\r\n"},
+		{"pass authorization, an empty field", passCookie, "GET /route/ws1/p?token=t HTTP/1.1\r\nHost: h\r\nAuthorization:\r\n\r\n"},
 		{"pass authorization, the workspace's own", passCookie, "GET /route/ws1/p?token=t HTTP/1.1\r\nHost: h\r\nAuthorization: Basic x\r\n\r\n"},
 		{"content-length 0", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"},
 		{"repeats", auth, "GET /gw/route/ws1/ HTTP/1.1\r\nHost: h\r\nAccept: a\r\nAuthorization: Bearer t\r\nX-A: 1\r\nAccept: b\r\nX-A: 2\r\n\r\n"},

@@ -535,15 +535,27 @@ func (p *Proxy) untilClose(ctx *fasthttp.RequestCtx, body *bodyStream) {
 // passedToken returns the verified token to send the workspace in an
 // Authorization header of the proxy's making: with PassAuthorization, when
 // the token came in the query or the cookie (a browser's) and the request
-// has no Authorization header, so that the workspace gets its caller's
-// token however the caller sent it. nil otherwise: a bearer header goes
-// on as it came, and a header of another scheme is the workspace's own.
+// has no Authorization header with a value (empty ones are replaced), so
+// that the workspace gets its caller's token however the caller sent it.
+// nil otherwise: a bearer header goes on as it came, and a header of
+// another scheme is the workspace's own.
 func (p *Proxy) passedToken(ctx *fasthttp.RequestCtx, who caller) []byte {
-	if !p.opts.PassAuthorization || p.opts.Authorizer == nil || who.bearer || len(who.token) == 0 ||
-		len(ctx.Request.Header.PeekCanonical(strAuthorization)) > 0 {
+	if !p.opts.PassAuthorization || p.opts.Authorizer == nil || who.bearer || len(who.token) == 0 {
 		return nil
 	}
+	for _, v := range ctx.Request.Header.PeekAll("Authorization") {
+		if len(v) > 0 {
+			return nil
+		}
+	}
 	return who.token
+}
+
+// dropsAuthorization reports whether the client's Authorization fields are
+// not forwarded: the proxy consumed them (they carried the token, and
+// PassAuthorization is off), or it sends one of its own (passed).
+func (p *Proxy) dropsAuthorization(who caller, passed []byte) bool {
+	return p.opts.Authorizer != nil && (who.bearer && !p.opts.PassAuthorization || passed != nil)
 }
 
 // bearer returns the token of the request's (first) Authorization header
@@ -694,7 +706,8 @@ func (p *Proxy) rewriteHeaders(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHead
 	subject := who.subject
 	head := h.AppendBytes((*buf)[:0])
 	var listsArr [2][]byte
-	d := p.newDropper(who.bearer, listsArr[:0])
+	passed := p.passedToken(ctx, who)
+	d := p.newDropper(p.dropsAuthorization(who, passed), listsArr[:0])
 	kept := repeats{head: head}
 	var dropped, priorFor, forListed, edit bool
 	for k, v := range Fields(head) {
@@ -726,8 +739,8 @@ func (p *Proxy) rewriteHeaders(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHead
 			h.DelBytes(strReferer)
 		}
 	}
-	if t := p.passedToken(ctx, who); t != nil {
-		v := append(append(head, "Bearer "...), t...)
+	if passed != nil {
+		v := append(append(head, "Bearer "...), passed...)
 		h.SetCanonical(strAuthorization, v[len(head):])
 	}
 	if p.opts.SubjectHeader != "" && len(subject) > 0 {
@@ -871,7 +884,8 @@ func (p *Proxy) appendHead(dst []byte, ctx *fasthttp.RequestCtx, r Route, who ca
 	dst = p.upstreamURI(dst, r)
 	dst = append(dst, " HTTP/1.1\r\n"...)
 	var listsArr [2][]byte
-	d := p.newDropper(who.bearer, listsArr[:0])
+	passed := p.passedToken(ctx, who)
+	d := p.newDropper(p.dropsAuthorization(who, passed), listsArr[:0])
 	var priorFor, forListed, host, connection bool
 	start := len(dst)
 	for again := false; ; again = true {
@@ -901,8 +915,8 @@ func (p *Proxy) appendHead(dst []byte, ctx *fasthttp.RequestCtx, r Route, who ca
 	if !host {
 		dst = appendField(dst, []byte("Host"), s2b(addr))
 	}
-	if t := p.passedToken(ctx, who); t != nil {
-		dst = append(append(append(dst, "Authorization: Bearer "...), t...), "\r\n"...)
+	if passed != nil {
+		dst = append(append(append(dst, "Authorization: Bearer "...), passed...), "\r\n"...)
 	}
 	if p.opts.SubjectHeader != "" && len(subject) > 0 {
 		dst = appendCanonicalField(dst, s2b(p.opts.SubjectHeader), subject)
@@ -936,11 +950,10 @@ type dropper struct {
 	// lists are the values of the request's Connection headers, whose
 	// names are hop-by-hop too.
 	lists [][]byte
-	// auth drops the Authorization header, which the proxy consumed: it
-	// carried the bearer token the proxy verified. An Authorization header
-	// of another scheme, on a request whose token came in the query or
-	// the cookie, is the workspace's own (Basic, JupyterLab's "token")
-	// and goes on.
+	// auth drops the Authorization fields (see dropsAuthorization). An
+	// Authorization header of another scheme, on a request whose token
+	// came in the query or the cookie, is the workspace's own (Basic,
+	// JupyterLab's "token") and goes on.
 	auth bool
 	// cookie takes the TokenCookie cookie out of the Cookie fields: the
 	// proxy reads it, and it never goes on, whatever the token came in.
@@ -952,12 +965,12 @@ type dropper struct {
 }
 
 // newDropper returns the dropper of p's requests, with lists (empty) for
-// the values of their Connection fields; bearer reports whether the
-// request's token came in its Authorization header.
-func (p *Proxy) newDropper(bearer bool, lists [][]byte) dropper {
+// the values of their Connection fields; auth reports whether the
+// Authorization fields go (see dropsAuthorization).
+func (p *Proxy) newDropper(auth bool, lists [][]byte) dropper {
 	return dropper{
 		p: p, lists: lists,
-		auth:    p.opts.Authorizer != nil && !p.opts.PassAuthorization && bearer,
+		auth:    auth,
 		cookie:  p.opts.Authorizer != nil && p.opts.TokenCookie,
 		referer: p.opts.Authorizer != nil,
 	}
