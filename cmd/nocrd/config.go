@@ -221,7 +221,7 @@ func parseConfig(args []string, environ []string, helpOut io.Writer) (*config, e
 	integer(&cfg.Proxy.RouteCacheSize, "ROUTE_CACHE_SIZE", "workspace ids kept in the route cache", "route-cache-size")
 	fs.DurationVar(&cfg.Proxy.UpstreamTimeout, "proxy-upstream-timeout", cfg.Proxy.UpstreamTimeout, "")
 	opts = append(opts, option{"--proxy-upstream-timeout", "PROXY_UPSTREAM_TIMEOUT", cfg.Proxy.UpstreamTimeout.String(), "how long a workspace may stay silent before 504 (or the stream ends)"})
-	boolean(&cfg.Proxy.PassAuthorization, "PROXY_PASS_AUTHORIZATION", "forward the verified Authorization header to workspaces", "proxy-pass-authorization")
+	boolean(&cfg.Proxy.PassAuthorization, "PROXY_PASS_AUTHORIZATION", "give workspaces the caller's verified token as an Authorization header (also when it came in the query or the cookie)", "proxy-pass-authorization")
 	str(&cfg.Proxy.SubjectHeader, "PROXY_SUBJECT_HEADER", "header that carries the verified subject to workspaces (e.g. X-Forwarded-User)", "proxy-subject-header")
 	boolean(&cfg.Proxy.KeepPrefix, "PROXY_KEEP_PREFIX", "forward the /route/<id> prefix as part of the path", "proxy-keep-prefix")
 	str(&cfg.Proxy.TrustedProxies, "PROXY_TRUSTED_PROXIES", "CIDRs or IPs of the proxies in front of nocrd whose X-Forwarded-Proto and -Host go on to workspaces", "proxy-trusted-proxies")
