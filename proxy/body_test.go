@@ -25,12 +25,7 @@ func TestClientBodyTimeout(t *testing.T) {
 	addr, hits := backend(t)
 	base, _ := startProxy(t, staticResolver{"a": {Addr: addr}}, proxy.Options{ClientBodyTimeout: time.Second})
 	dial := func() (net.Conn, *bufio.Reader) {
-		conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		conn := dialProxy(t, base)
 		return conn, bufio.NewReader(conn)
 	}
 	head := func(n int) string {

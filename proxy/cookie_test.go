@@ -26,11 +26,7 @@ const navigate = "Sec-Fetch-Dest: document\r\nSec-Fetch-Mode: navigate\r\n"
 // rawAnswer sends request as rawSeen does and returns the whole answer.
 func rawAnswer(t *testing.T, base, request string) *http.Response {
 	t.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := dialProxy(t, base)
 	if _, err := io.WriteString(conn, request); err != nil {
 		t.Fatal(err)
 	}

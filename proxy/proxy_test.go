@@ -172,6 +172,20 @@ func TestTokenParameter(t *testing.T) {
 	}
 }
 
+// dialProxy connects to the proxy at base, closes the connection when the
+// test ends, and bounds every read and write on it by 10 s, so that a
+// test fails rather than hangs.
+func dialProxy(t *testing.T, base string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	return conn
+}
+
 func raw(t *testing.T, base, request string) (int, string) {
 	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))

@@ -27,12 +27,7 @@ func TestRefusedUpgradeIsNotTunnelled(t *testing.T) {
 	addr, hits := backend(t) // answers everything with 200
 	base, _ := startProxy(t, staticResolver{"a": {Addr: addr, Owner: "alice"}},
 		proxy.Options{Authorizer: hs256Verifier(t), SubjectHeader: "X-Forwarded-User"})
-	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := dialProxy(t, base)
 	br := bufio.NewReader(conn)
 
 	alice := token(t, "s3cret", "alice", time.Hour)
@@ -90,12 +85,7 @@ func TestUpgradeAnswerPassesWhole(t *testing.T) {
 		_, _ = io.WriteString(c, "echo "+line)
 	}()
 	base, _ := startProxy(t, staticResolver{"a": {Addr: l.Addr().String()}}, proxy.Options{})
-	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := dialProxy(t, base)
 	if _, err := io.WriteString(conn, wsHandshake+"\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -124,10 +114,7 @@ func TestUpgradeWithBodyRefused(t *testing.T) {
 	addr, hits := backend(t)
 	base, _ := startProxy(t, staticResolver{"a": {Addr: addr}}, proxy.Options{})
 	for _, framing := range []string{"Content-Length: 4\r\n\r\nbody", "Transfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n"} {
-		conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		conn := dialProxy(t, base)
 		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 		_, _ = io.WriteString(conn, wsHandshake+framing)
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
@@ -198,12 +185,7 @@ func TestTunnelEnds(t *testing.T) {
 	}()
 	base, p := startProxy(t, staticResolver{"a": {Addr: l.Addr().String()}}, proxy.Options{})
 	tunnel := func() (net.Conn, *bufio.Reader) {
-		conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		conn := dialProxy(t, base)
 		_, _ = io.WriteString(conn, wsHandshake+"\r\n")
 		br := bufio.NewReader(conn)
 		resp, err := http.ReadResponse(br, nil)
@@ -243,12 +225,7 @@ func TestCloseEndsHTTP10Stream(t *testing.T) {
 		_, _ = io.ReadAll(c) // then silent until the proxy closes
 	})
 	base, p := startProxy(t, staticResolver{"a": {Addr: addr}}, proxy.Options{})
-	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := dialProxy(t, base)
 	_, _ = io.WriteString(conn, "GET /route/a/events HTTP/1.0\r\nHost: h\r\n\r\n")
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)

@@ -448,10 +448,7 @@ func TestHTTP10ClientGetsNoChunks(t *testing.T) {
 	base, _ := startProxy(t, staticResolver{"c": {Addr: chunked.addr}, "u": {Addr: untilClose.addr}}, proxy.Options{})
 	for _, id := range []string{"c", "u"} {
 		for _, version := range []string{"1.0", "1.1"} {
-			c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := dialProxy(t, base)
 			_, _ = io.WriteString(c, "GET /route/"+id+"/ HTTP/"+version+"\r\nHost: nocrd\r\n\r\n")
 			_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
 			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
