@@ -3,44 +3,20 @@ package mcp_test
 import (
 	"encoding/json"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/nocrd/nocrd/internal/testenv"
 	"github.com/nocrd/nocrd/k8s"
 )
 
-var npmOnce sync.Once
-
 // tsClientDir returns the TypeScript client's directory with its npm
-// dependencies installed (npm ci, once per test binary).
+// dependencies installed.
 func tsClientDir(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.Abs(filepath.Join("testdata", "ts-client"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var npmErr error
-	npmOnce.Do(func() {
-		if _, err := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "sdk")); err == nil {
-			return
-		}
-		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			npmErr = err
-			t.Logf("npm ci: %s", out)
-		}
-	})
-	if npmErr != nil {
-		t.Fatalf("npm ci in %s: %v (node and npm are installed by make deps)", dir, npmErr)
-	}
-	return dir
+	return testenv.NPMInstall(t, filepath.Join("testdata", "ts-client"))
 }
 
 // TestTypeScriptClient checks interoperability with a second MCP

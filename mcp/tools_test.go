@@ -14,9 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
 
 	"github.com/nocrd/nocrd/internal/testcluster"
 	"github.com/nocrd/nocrd/internal/testenv"
@@ -204,8 +201,6 @@ func TestEveryTool(t *testing.T) {
 	}
 }
 
-var logsGVR = schema.GroupVersionResource{Group: "kwok.x-k8s.io", Version: "v1alpha1", Resource: "logs"}
-
 // checkLogs points KWOK's simulated kubelet at log files for p1 and reads
 // them back through get_pod_logs with every option.
 func checkLogs(t *testing.T, cs *mcpsdk.ClientSession, ns string) {
@@ -230,20 +225,7 @@ func checkLogs(t *testing.T, cs *mcpsdk.ClientSession, ns string) {
 	if err := os.WriteFile(previous, []byte(now.Format(criTime)+" stderr F crashed before\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dyn, err := dynamic.NewForConfig(testenv.AdminConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs",
-		"metadata": map[string]any{"name": "p1", "namespace": ns},
-		"spec": map[string]any{"logs": []any{map[string]any{
-			"containers": []any{"main"}, "logsFile": current, "previousLogsFile": previous,
-		}}},
-	}}
-	if _, err := dyn.Resource(logsGVR).Namespace(ns).Create(context.Background(), logs, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	testenv.ServePodLogs(t, ns, "p1", "main", current, previous)
 	// KWOK learns of the Logs object through a watch: wait until it serves.
 	testenv.Eventually(t, 20*time.Second, "kwok to serve p1's log", func() (bool, error) {
 		r := call(t, cs, "get_pod_logs", map[string]any{"name": "p1"})

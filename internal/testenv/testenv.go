@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -368,5 +369,66 @@ func ApplyYAML(t testing.TB, manifest string) {
 			t.Fatalf("create %s %s: %v", gvk.Kind, obj.GetName(), err)
 		}
 		t.Cleanup(func() { _ = ri.Delete(context.Background(), obj.GetName(), metav1.DeleteOptions{}) })
+	}
+}
+
+var (
+	npmMu   sync.Mutex
+	npmDone = map[string]error{}
+)
+
+// NPMInstall installs the npm dependencies of the package in dir (repo-
+// relative or absolute) from its package-lock.json, once per test binary
+// and only when dir has no node_modules yet, and returns dir's absolute
+// path. node and npm come from make deps.
+func NPMInstall(t testing.TB, dir string) string {
+	t.Helper()
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	npmMu.Lock()
+	defer npmMu.Unlock()
+	err, done := npmDone[abs]
+	if !done {
+		if _, serr := os.Stat(filepath.Join(abs, "node_modules", ".package-lock.json")); serr != nil {
+			cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
+			cmd.Dir = abs
+			if out, cerr := cmd.CombinedOutput(); cerr != nil {
+				err = fmt.Errorf("npm ci in %s: %w (node and npm are installed by make deps)\n%s", abs, cerr, out)
+			}
+		}
+		npmDone[abs] = err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+// kwokLogs is KWOK's Logs resource: which files its simulated kubelet
+// serves as a pod's container logs.
+var kwokLogs = schema.GroupVersionResource{Group: "kwok.x-k8s.io", Version: "v1alpha1", Resource: "logs"}
+
+// ServePodLogs has KWOK's simulated kubelet serve the file current (CRI
+// log format) as the log of pod's container, and previous, when not
+// empty, as its previous instance's.
+func ServePodLogs(t testing.TB, ns, pod, container, current, previous string) {
+	t.Helper()
+	dyn, err := dynamic.NewForConfig(AdminConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := map[string]any{"containers": []any{container}, "logsFile": current}
+	if previous != "" {
+		spec["previousLogsFile"] = previous
+	}
+	logs := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs",
+		"metadata": map[string]any{"name": pod, "namespace": ns},
+		"spec":     map[string]any{"logs": []any{spec}},
+	}}
+	if _, err := dyn.Resource(kwokLogs).Namespace(ns).Create(context.Background(), logs, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
