@@ -31,11 +31,12 @@ deps: ## install the Debian packages the tests use (idempotent)
 	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	command -v wat2wasm >/dev/null 2>&1 || missing="$$missing wabt"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing$$missing with apt-get"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
-	else echo "deps: docker-registry, node, npm and wabt present"; fi
+	else echo "deps: docker-registry, node, npm, wabt and chromium present"; fi
 
 .PHONY: build
 build: ## build bin/nocrd and bin/nocrd-cluster
@@ -99,6 +100,7 @@ bench-deps: ## install nginx, wrk and wabt for the load test (idempotent)
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	command -v wat2wasm >/dev/null 2>&1 || missing="$$missing wabt"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "bench-deps: installing$$missing with apt-get"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -135,5 +137,6 @@ demo: build ## run nocrd on 127.0.0.1:3000 (DEMO_PORT); without a kubeconfig, on
 	KUBECONFIG=$$kc $(NOCRD) demo-setup; \
 	echo; echo "Paste into your MCP client configuration:"; \
 	printf '{\n  "mcpServers": {\n    "nocrd": { "type": "http", "url": "http://127.0.0.1:$(DEMO_PORT)/mcp" }\n  }\n}\n\n'; \
+	echo "Or open the Pod Manager: http://127.0.0.1:$(DEMO_PORT)/ui"; \
 	echo "Stop with Ctrl-C; stop the local cluster with 'make cluster-down'."; \
 	exec env KUBECONFIG=$$kc $(NOCRD) --transport http --host 127.0.0.1 --port $(DEMO_PORT)

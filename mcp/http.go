@@ -13,6 +13,7 @@ import (
 
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/nocrd/nocrd/internal/auth"
+	"github.com/nocrd/nocrd/ui"
 )
 
 // Paths of the HTTP endpoints, under Config.BaseURL.
@@ -25,6 +26,8 @@ const (
 	PathSSE = "/sse"
 	// PathHealth answers 200 while the process serves.
 	PathHealth = "/healthz"
+	// PathUI serves the Pod Manager page when UI_ENABLED (see package ui).
+	PathUI = "/ui"
 )
 
 // SessionIdleTimeout closes a streamable HTTP session that has seen no
@@ -57,10 +60,21 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc(base+PathHealth, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	// The Pod Manager is at PathUI, and at the root for a browser (one
+	// that asks for HTML); other clients get the endpoints' index there.
+	var page http.Handler
+	if s.cfg.UIEnabled {
+		page = ui.Handler(base + PathStreamable)
+		mux.Handle(base+PathUI, page)
+	}
 	index := base + "/"
 	mux.HandleFunc(index, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != index && r.URL.Path != base {
 			writeError(w, http.StatusNotFound, "not found", "no endpoint at "+r.URL.Path)
+			return
+		}
+		if page != nil && acceptsHTML(r) {
+			page.ServeHTTP(w, r)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{
@@ -68,6 +82,20 @@ func (s *Server) Handler() http.Handler {
 		})
 	})
 	return s.cors(mux)
+}
+
+// acceptsHTML reports whether r asks for an HTML page, as a browser's
+// navigation does (Accept: text/html,...).
+func acceptsHTML(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept") {
+		for part := range strings.SplitSeq(v, ",") {
+			mt, _, _ := strings.Cut(part, ";")
+			if strings.EqualFold(strings.TrimSpace(mt), "text/html") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // challenge runs next behind require and makes every 401 carry the

@@ -1,16 +1,20 @@
 package mcp_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/nocrd/nocrd/internal/testenv"
 	"github.com/nocrd/nocrd/k8s"
 	"github.com/nocrd/nocrd/mcp"
+	"github.com/nocrd/nocrd/ui"
 )
 
 const initBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}`
@@ -109,5 +113,72 @@ func TestHTTPEndpoints(t *testing.T) {
 			t.Errorf("GET %s = %s (%v), want %d with a JSON body", path, r.Status, err, want)
 		}
 		r.Body.Close()
+	}
+}
+
+// TestPodManagerRoutes: with UI_ENABLED the Pod Manager is at /ui, at the
+// root for a browser, and the ui://nogoo9/app resource; without, none of
+// them, and the root stays the JSON index.
+func TestPodManagerRoutes(t *testing.T) {
+	ns := testenv.Namespace(t)
+	for _, enabled := range []bool{true, false} {
+		t.Run(fmt.Sprintf("UI_ENABLED=%v", enabled), func(t *testing.T) {
+			s := server{kube: k8s.Config{Namespace: ns}, mcp: mcp.Config{BaseURL: "/gw", UIEnabled: enabled}}
+			hs := httptest.NewServer(newServer(t, s).Handler())
+			defer hs.Close()
+			for _, tc := range []struct {
+				path, accept string
+				html         bool
+				status       int
+			}{
+				{"/gw/ui", "", enabled, map[bool]int{true: 200, false: 404}[enabled]},
+				{"/gw/", "text/html,application/xhtml+xml,*/*;q=0.8", enabled, 200},
+				{"/gw", "text/html", enabled, 200},
+				{"/gw/", "application/json", false, 200},
+				{"/gw/", "", false, 200},
+				{"/gw/ui/x", "text/html", false, 404},
+			} {
+				req, _ := http.NewRequest(http.MethodGet, hs.URL+tc.path, nil)
+				if tc.accept != "" {
+					req.Header.Set("Accept", tc.accept)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				isHTML := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") &&
+					strings.Contains(string(b), `<meta name="nocrd-mcp-endpoint" content="/gw/mcp">`) &&
+					resp.Header.Get("Content-Security-Policy") == ui.ContentSecurityPolicy
+				if resp.StatusCode != tc.status || isHTML != tc.html || (!tc.html && !json.Valid(b)) {
+					t.Errorf("GET %s (Accept %q) = %s, %q, page %v, want %d, page %v: %.200s", tc.path, tc.accept, resp.Status, resp.Header.Get("Content-Type"), isHTML, tc.status, tc.html, b)
+				}
+			}
+
+			cs := connect(t, "streamable", s)
+			ctx := context.Background()
+			var listed []*mcpsdk.Resource
+			for r, err := range cs.Resources(ctx, nil) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				listed = append(listed, r)
+			}
+			rr, err := cs.ReadResource(ctx, readParams(ui.ResourceURI))
+			if !enabled {
+				if len(listed) != 0 || err == nil {
+					t.Errorf("UI disabled: resources %v, read error %v", listed, err)
+				}
+				return
+			}
+			if len(listed) != 1 || listed[0].URI != ui.ResourceURI || listed[0].MIMEType != ui.ResourceMIMEType || listed[0].Size != int64(len(ui.Page(""))) {
+				t.Errorf("resources: %+v", listed)
+			}
+			if err != nil || len(rr.Contents) != 1 || rr.Contents[0].MIMEType != ui.ResourceMIMEType || rr.Contents[0].Text != string(ui.Page("")) ||
+				!strings.Contains(rr.Contents[0].Text, `<meta name="nocrd-mcp-endpoint" content="">`) {
+				t.Errorf("read %s: %v %+v", ui.ResourceURI, err, rr)
+			}
+		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/nocrd/nocrd/k8s"
+	"github.com/nocrd/nocrd/ui"
 )
 
 // Accesses of the template tools, from no-crd's tool-to-permission table.
@@ -221,6 +222,19 @@ func (s *Server) templateTools() []toolSpec {
 
 // addResources registers the pod-template resource template.
 func (s *Server) addResources() {
+	if s.cfg.UIEnabled {
+		app := ui.Page("")
+		s.sdk.AddResource(&mcpsdk.Resource{
+			URI:         ui.ResourceURI,
+			Name:        "pod-manager",
+			Title:       "Pod Manager",
+			Description: "nocrd's Pod Manager as an MCP App: lists workspaces and templates, spawns and stops workspaces and shows their logs, calling this server's tools through the host.",
+			MIMEType:    ui.ResourceMIMEType,
+			Size:        int64(len(app)),
+		}, func(_ context.Context, req *mcpsdk.ReadResourceRequest) (*mcpsdk.ReadResourceResult, error) {
+			return &mcpsdk.ReadResourceResult{Contents: []*mcpsdk.ResourceContents{{URI: ui.ResourceURI, MIMEType: ui.ResourceMIMEType, Text: string(app)}}}, nil
+		})
+	}
 	s.sdk.AddResourceTemplate(&mcpsdk.ResourceTemplate{
 		Name:        "pod-template",
 		Title:       "Pod template",
