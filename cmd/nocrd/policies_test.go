@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -485,6 +486,21 @@ func TestTestPolicyCommand(t *testing.T) {
 	} {
 		if code, _, stderr := run(stdin); code != 2 || !strings.Contains(stderr, want) {
 			t.Errorf("%s: exit %d, stderr %q, want 2 and %q", stdin, code, stderr, want)
+		}
+	}
+	// A module that is missing or does not load is bad input, not a deny.
+	garbage := filepath.Join(dir, "garbage.wasm")
+	if err := os.WriteFile(garbage, []byte("not wasm"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	good := env
+	for module, want := range map[string]string{
+		filepath.Join(dir, "missing.wasm"): "missing.wasm",
+		garbage:                            "garbage.wasm",
+	} {
+		env = append(slices.Clone(good), "POLICY_ROUTE="+module)
+		if code, out, stderr := run(`{"hook":"route","method":"GET","path":"/"}`); code != 2 || out != nil || !strings.Contains(stderr, want) {
+			t.Errorf("POLICY_ROUTE=%s: exit %d, stdout %v, stderr %q, want 2 and a message naming %s", module, code, out, stderr, want)
 		}
 	}
 }

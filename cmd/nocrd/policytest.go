@@ -147,7 +147,8 @@ func or(s, def string) string {
 // testPolicyCommand is `nocrd test-policy`: it loads the configured
 // policies, reads one test_policy input as JSON from stdin, prints the
 // decision as JSON and exits 0 when the request is allowed, 1 when it is
-// denied (or a policy failed) and 2 on bad input.
+// denied (or a policy failed deciding) and 2 on bad input, a module that
+// does not load included.
 func testPolicyCommand(ctx context.Context, cfg *config, stdin io.Reader, stdout, stderr io.Writer) int {
 	if !cfg.Policy.Enabled() {
 		fmt.Fprintln(stderr, "nocrd test-policy: no policy configured: set --policy-route/POLICY_ROUTE or --policy-spawn/POLICY_SPAWN")
@@ -167,8 +168,10 @@ func testPolicyCommand(ctx context.Context, cfg *config, stdin io.Reader, stdout
 	defaultPolicyCache(cfg)
 	set, err := policies.Open(ctx, cfg.Policy, nil, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
+		// A module that cannot be read or does not load is bad input too:
+		// 1 would read as the policy's deny.
 		fmt.Fprintf(stderr, "nocrd test-policy: %v\n", err)
-		return 1
+		return 2
 	}
 	defer set.Close(context.Background())
 	out, err := policyTester{set: set, namespace: cfg.Kube.Namespace}.TestPolicy(ctx, in)
