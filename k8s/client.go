@@ -79,6 +79,9 @@ type Client struct {
 	deleted atomic.Pointer[func(context.Context, *corev1.Pod)]
 	// admit, when set, decides every spawn and pod from a template.
 	admit Admitter
+	// resourceTypes is the discovery state of the generic resource
+	// operations (resources.go), made on first use.
+	resourceTypes resourceTypes
 }
 
 // New builds a Client from cfg, loading credentials by client-go's rules.

@@ -107,6 +107,9 @@ func connectWith(t *testing.T, transport string, s server, opts *mcpsdk.ClientOp
 		if s.mcp.DisablePermissionChecks {
 			cmd.Args = append(cmd.Args, "--disable-permission-checks")
 		}
+		if s.mcp.ResourceTools {
+			cmd.Args = append(cmd.Args, "--resource-tools")
+		}
 		cmd.Stderr = testWriter{t}
 		tr = &mcpsdk.CommandTransport{Command: cmd}
 	default:

@@ -4,7 +4,7 @@
 // that the server's Kubernetes identity is allowed to use.
 //
 // Tools are grouped one file per area (tools_util.go, tools_pods.go,
-// tools_templates.go, tools_registry.go); every Kubernetes operation goes
+// tools_templates.go, tools_registry.go, tools_resources.go); every Kubernetes operation goes
 // through the k8s package, which enforces namespace scope and validation.
 package mcp
 
@@ -39,6 +39,9 @@ type Config struct {
 	UIEnabled bool `env:"UI_ENABLED" envDefault:"true"`
 	// RegistryURL is the Docker Registry v2 endpoint list_registry_images queries.
 	RegistryURL string `env:"REGISTRY_URL"`
+	// ResourceTools offers k-mcp's generic resource tools (resource_list,
+	// resource_get, resource_apply; see tools_resources.go).
+	ResourceTools bool `env:"RESOURCE_TOOLS" envDefault:"false"`
 }
 
 // Validate reports the first invalid field, naming its flag and variable.
@@ -172,6 +175,7 @@ func (s *Server) toolSpecs() []toolSpec {
 	specs = append(specs, s.templateTools()...)
 	specs = append(specs, s.workspaceTools()...)
 	specs = append(specs, s.policyTools()...)
+	specs = append(specs, s.resourceTools()...)
 	return specs
 }
 

@@ -255,6 +255,7 @@ func parseConfig(args []string, environ []string, helpOut io.Writer) (*config, e
 	envOnly("AUTH_ENABLED", strconv.FormatBool(cfg.Auth.Enabled), "restrict workspace operations to verified JWT identities")
 	envOnly("AUTH_SUB_JSONPATH", cfg.Auth.SubJSONPath, "JSONPath of the user identity in the token claims")
 	envOnly("REGISTRY_URL", cfg.MCP.RegistryURL, "Docker Registry v2 URL for list_registry_images")
+	boolean(&cfg.MCP.ResourceTools, "RESOURCE_TOOLS", "offer the generic resource tools resource_list, resource_get and resource_apply (any resource type but Secrets, ServiceAccounts and RBAC; not with AUTH_ENABLED)", "resource-tools")
 	str(&cfg.Kube.Kubeconfig, "KUBECONFIG", "kubeconfig file(s), separated like PATH (default: in-cluster, then ~/.kube/config)", "kubeconfig")
 	str(&cfg.Kube.Context, "-", "kubeconfig context to use", "context")
 	var runtime string
@@ -296,6 +297,11 @@ func parseConfig(args []string, environ []string, helpOut io.Writer) (*config, e
 		if err := v.Validate(); err != nil {
 			return nil, usageError{err}
 		}
+	}
+	if cfg.MCP.ResourceTools && cfg.Auth.Enabled {
+		// The generic tools act with nocrd's own identity and cannot keep a
+		// caller to their own workspaces (k8s.CallerError).
+		return nil, usageError{errors.New("--resource-tools/RESOURCE_TOOLS: the generic resource tools act with nocrd's own Kubernetes identity for every caller; they cannot be offered with AUTH_ENABLED")}
 	}
 	return cfg, nil
 }

@@ -1,0 +1,398 @@
+package k8s
+
+// Generic access to any resource type the API server offers, as k-mcp's
+// resource_list, resource_get and resource_apply tools give: types are
+// found through discovery (so CRDs work, and kubectl's short names), kept
+// inside the client's scope like every other operation, and some are
+// never reachable: Secrets, ServiceAccounts and RBAC hold credentials and
+// permissions, and nocrd's own objects (pods, template ConfigMaps) have
+// tools that validate, admit and check ownership, which a generic apply
+// would go around.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/restmapper"
+)
+
+// configMaps is the resource pod templates are kept in.
+var configMaps = schema.GroupResource{Resource: "configmaps"}
+
+// errTemplateApply refuses a generic apply of a pod template.
+var errTemplateApply = &InputError{Field: "manifest", Reason: "pod templates are written with create_template and update_template, which validate their spec"}
+
+// FieldManager is the name nocrd's server-side applies are recorded under.
+const FieldManager = "nocrd"
+
+// maxApplyDocuments bounds the objects one apply may carry.
+const maxApplyDocuments = 50
+
+// restricted reports whether the resource type gr is never served by the
+// generic resource operations, and why.
+func restricted(gr schema.GroupResource) (string, bool) {
+	switch {
+	case gr.Group == "" && (gr.Resource == "secrets" || gr.Resource == "serviceaccounts"):
+		return "it holds credentials", true
+	case gr.Group == "rbac.authorization.k8s.io":
+		return "it grants permissions", true
+	}
+	return "", false
+}
+
+// resourceTypes resolves resource type names through discovery, lazily.
+type resourceTypes struct {
+	once   sync.Once
+	err    error
+	mapper meta.RESTMapper
+	dyn    dynamic.Interface
+}
+
+func (c *Client) resources() (*resourceTypes, error) {
+	rt := &c.resourceTypes
+	rt.once.Do(func() {
+		dc, err := discovery.NewDiscoveryClientForConfig(c.rest)
+		if err != nil {
+			rt.err = fmt.Errorf("create discovery client: %w", err)
+			return
+		}
+		cached := memory.NewMemCacheClient(dc)
+		rt.mapper = restmapper.NewShortcutExpander(restmapper.NewDeferredDiscoveryRESTMapper(cached), cached, nil)
+		if rt.dyn, err = dynamic.NewForConfig(c.rest); err != nil {
+			rt.err = fmt.Errorf("create dynamic client: %w", err)
+		}
+	})
+	return rt, rt.err
+}
+
+// ResourceTypeError reports a resource type that is unknown or that the
+// generic operations do not serve.
+type ResourceTypeError struct {
+	Type   string
+	Reason string
+}
+
+func (e *ResourceTypeError) Error() string {
+	return fmt.Sprintf("resource type %q: %s", e.Type, e.Reason)
+}
+
+// mapping resolves a resource type as kubectl does ("pods", "po",
+// "deployments.apps", "Deployment", "deployments.v1.apps"), refusing the
+// restricted ones as if they did not exist, and in namespaced mode the
+// cluster-scoped ones.
+func (c *Client) mapping(typ string) (*meta.RESTMapping, error) {
+	rt, err := c.resources()
+	if err != nil {
+		return nil, err
+	}
+	t := strings.TrimSpace(typ)
+	if t == "" || strings.ContainsAny(t, "/ ") {
+		return nil, &InputError{Field: "resource", Reason: fmt.Sprintf("%q is not a resource type (such as pods, deployments.apps or Deployment)", typ)}
+	}
+	var gvk schema.GroupVersionKind
+	full, gr := schema.ParseResourceArg(strings.ToLower(t))
+	if full != nil {
+		gvk, err = rt.mapper.KindFor(*full)
+	}
+	if full == nil || err != nil {
+		gvk, err = rt.mapper.KindFor(gr.WithVersion(""))
+	}
+	if err != nil {
+		// A kind, as written in manifests ("Deployment", "Deployment.apps").
+		gk := schema.ParseGroupKind(t)
+		m, kerr := rt.mapper.RESTMapping(gk)
+		if kerr != nil {
+			return nil, &ResourceTypeError{Type: typ, Reason: "not found on this API server"}
+		}
+		gvk = m.GroupVersionKind
+	}
+	m, err := rt.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return nil, &ResourceTypeError{Type: typ, Reason: "not found on this API server"}
+	}
+	if _, ok := restricted(m.Resource.GroupResource()); ok {
+		return nil, &ResourceTypeError{Type: typ, Reason: "not found on this API server"}
+	}
+	if c.cfg.Mode == ModeNamespaced && m.Scope.Name() != meta.RESTScopeNameNamespace {
+		return nil, &ResourceTypeError{Type: typ, Reason: fmt.Sprintf("%s is cluster-scoped, outside this server's scope: namespaced mode allows only namespace %q", m.Resource.GroupResource(), c.cfg.Namespace)}
+	}
+	return m, nil
+}
+
+// CallerError refuses a generic resource operation to a caller that
+// acts for a verified subject.
+type CallerError struct{ Op, Subject string }
+
+func (e *CallerError) Error() string {
+	return fmt.Sprintf("%s acts with the server's own Kubernetes identity, which cannot keep to %s's workspaces; it is not offered to callers with a token", e.Op, e.Subject)
+}
+
+// forServerOnly refuses the generic operations to a caller identified by
+// a token: they act with the server's identity, which the workspace and
+// pod tools keep to the caller's own objects and these cannot.
+func forServerOnly(ctx context.Context, op string) error {
+	if caller, ok := CallerFrom(ctx); ok {
+		return &CallerError{Op: op, Subject: caller.Subject}
+	}
+	return nil
+}
+
+// ResourceQuery selects the objects ListResources returns.
+type ResourceQuery struct {
+	// Type is the resource type, as kubectl takes it.
+	Type string
+	// Namespace defaults to the client's; it is ignored for cluster-scoped
+	// types, as kubectl ignores -n.
+	Namespace     string
+	LabelSelector string
+	FieldSelector string
+	// Limit bounds the objects returned (0: all).
+	Limit int64
+}
+
+// ResourceItem is one listed object.
+type ResourceItem struct {
+	Name      string
+	Namespace string
+	Created   time.Time
+	Labels    map[string]string
+}
+
+// ResourceList is what ListResources found.
+type ResourceList struct {
+	// Resource is the type's resource.group name, Kind its kind.
+	Resource   string
+	Kind       string
+	Namespaced bool
+	// Namespace is where the objects were listed; empty for cluster-scoped
+	// types.
+	Namespace string
+	Items     []ResourceItem
+	// More says the list stopped at the limit.
+	More bool
+}
+
+// ListResources lists the objects of any unrestricted resource type.
+func (c *Client) ListResources(ctx context.Context, q ResourceQuery) (*ResourceList, error) {
+	if err := forServerOnly(ctx, "resource_list"); err != nil {
+		return nil, err
+	}
+	m, err := c.mapping(q.Type)
+	if err != nil {
+		return nil, err
+	}
+	if q.Limit < 0 {
+		return nil, &InputError{Field: "limit", Reason: fmt.Sprintf("must not be negative, got %d", q.Limit)}
+	}
+	rt, _ := c.resources()
+	out := &ResourceList{Resource: m.Resource.GroupResource().String(), Kind: m.GroupVersionKind.Kind}
+	var ri dynamic.ResourceInterface = rt.dyn.Resource(m.Resource)
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		ns, err := c.Namespace(q.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		out.Namespaced, out.Namespace = true, ns
+		ri = rt.dyn.Resource(m.Resource).Namespace(ns)
+	}
+	list, err := ri.List(ctx, metav1.ListOptions{LabelSelector: q.LabelSelector, FieldSelector: q.FieldSelector, Limit: q.Limit})
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", out.Resource, err)
+	}
+	for _, o := range list.Items {
+		out.Items = append(out.Items, ResourceItem{Name: o.GetName(), Namespace: o.GetNamespace(), Created: o.GetCreationTimestamp().Time, Labels: o.GetLabels()})
+	}
+	out.More = list.GetContinue() != ""
+	return out, nil
+}
+
+// GetResource returns one object of any unrestricted resource type, without
+// its managed fields.
+func (c *Client) GetResource(ctx context.Context, typ, namespace, name string) (*unstructured.Unstructured, error) {
+	if err := forServerOnly(ctx, "resource_get"); err != nil {
+		return nil, err
+	}
+	m, err := c.mapping(typ)
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(name) == "" {
+		return nil, &InputError{Field: "name", Reason: "must not be empty"}
+	}
+	rt, _ := c.resources()
+	var ri dynamic.ResourceInterface = rt.dyn.Resource(m.Resource)
+	ns := ""
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		if ns, err = c.Namespace(namespace); err != nil {
+			return nil, err
+		}
+		ri = rt.dyn.Resource(m.Resource).Namespace(ns)
+	}
+	o, err := ri.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, &NotFoundError{Kind: m.GroupVersionKind.Kind, Namespace: ns, Name: name}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %s %s: %w", m.Resource.GroupResource(), name, err)
+	}
+	unstructured.RemoveNestedField(o.Object, "metadata", "managedFields")
+	return o, nil
+}
+
+// Applied is the outcome of applying one object.
+type Applied struct {
+	APIVersion, Kind, Namespace, Name string
+	// Action is created or configured (or, in a dry run, what it would be).
+	Action string
+}
+
+// ApplyResources applies the objects of a YAML or JSON manifest (documents
+// separated by ---) with server-side apply, as nocrd's field manager,
+// without forcing conflicts. Every object is first applied as a
+// server-side dry run, and none is applied unless all pass, so a manifest
+// with one bad object changes nothing. With dryRun, that first pass is all.
+func (c *Client) ApplyResources(ctx context.Context, manifest string, dryRun bool) ([]Applied, error) {
+	if err := forServerOnly(ctx, "resource_apply"); err != nil {
+		return nil, err
+	}
+	objs, err := c.decodeManifest(manifest)
+	if err != nil {
+		return nil, err
+	}
+	rt, _ := c.resources()
+	type target struct {
+		ri  dynamic.ResourceInterface
+		gr  schema.GroupResource
+		obj *unstructured.Unstructured
+		out Applied
+	}
+	targets := make([]target, 0, len(objs))
+	for i, o := range objs {
+		m, ns, err := c.applyMapping(o)
+		if err != nil {
+			return nil, fmt.Errorf("document %d (%s %s): %w", i+1, o.GetKind(), o.GetName(), err)
+		}
+		var ri dynamic.ResourceInterface = rt.dyn.Resource(m.Resource)
+		if ns != "" {
+			o.SetNamespace(ns)
+			ri = rt.dyn.Resource(m.Resource).Namespace(ns)
+		}
+		targets = append(targets, target{ri: ri, gr: m.Resource.GroupResource(), obj: o, out: Applied{APIVersion: o.GetAPIVersion(), Kind: o.GetKind(), Namespace: ns, Name: o.GetName()}})
+	}
+	for i := range targets {
+		t := &targets[i]
+		cur, err := t.ri.Get(ctx, t.obj.GetName(), metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			t.out.Action = "created"
+		case err != nil:
+			return nil, fmt.Errorf("document %d (%s %s): %w", i+1, t.out.Kind, t.out.Name, err)
+		case t.gr == configMaps && cur.GetLabels()[LabelPodTemplate] != "":
+			// Applied over, a template's spec would skip its check too.
+			return nil, fmt.Errorf("document %d (%s %s): %w", i+1, t.out.Kind, t.out.Name, errTemplateApply)
+		default:
+			t.out.Action = "configured"
+		}
+		if _, err := t.ri.Apply(ctx, t.obj.GetName(), t.obj, metav1.ApplyOptions{FieldManager: FieldManager, DryRun: []string{metav1.DryRunAll}}); err != nil {
+			return nil, fmt.Errorf("document %d (%s %s) fails a dry run, so nothing was applied: %w", i+1, t.out.Kind, t.out.Name, err)
+		}
+	}
+	out := make([]Applied, 0, len(targets))
+	for i, t := range targets {
+		if !dryRun {
+			if _, err := t.ri.Apply(ctx, t.obj.GetName(), t.obj, metav1.ApplyOptions{FieldManager: FieldManager}); err != nil {
+				return out, fmt.Errorf("document %d (%s %s): %w (documents before it were applied)", i+1, t.out.Kind, t.out.Name, err)
+			}
+		}
+		out = append(out, t.out)
+	}
+	return out, nil
+}
+
+// decodeManifest splits manifest into objects, each with an apiVersion,
+// a kind and a name.
+func (c *Client) decodeManifest(manifest string) ([]*unstructured.Unstructured, error) {
+	if strings.TrimSpace(manifest) == "" {
+		return nil, &InputError{Field: "manifest", Reason: "must not be empty"}
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader([]byte(manifest)), 4096)
+	var objs []*unstructured.Unstructured
+	for doc := 1; ; doc++ {
+		var m map[string]any
+		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, &InputError{Field: "manifest", Reason: fmt.Sprintf("document %d is not YAML or JSON: %v", doc, err)}
+		}
+		if m == nil {
+			continue // an empty document, as between two ---
+		}
+		o := &unstructured.Unstructured{Object: m}
+		switch {
+		case o.GetAPIVersion() == "" || o.GetKind() == "":
+			return nil, &InputError{Field: "manifest", Reason: fmt.Sprintf("document %d has no apiVersion or kind", doc)}
+		case strings.HasSuffix(o.GetKind(), "List") && o.Object["items"] != nil:
+			return nil, &InputError{Field: "manifest", Reason: fmt.Sprintf("document %d is a %s: give its items as documents of their own", doc, o.GetKind())}
+		case o.GetName() == "":
+			return nil, &InputError{Field: "manifest", Reason: fmt.Sprintf("document %d (%s) has no metadata.name (generateName cannot be applied)", doc, o.GetKind())}
+		}
+		objs = append(objs, o)
+		if len(objs) > maxApplyDocuments {
+			return nil, &InputError{Field: "manifest", Reason: fmt.Sprintf("more than %d objects", maxApplyDocuments)}
+		}
+	}
+	if len(objs) == 0 {
+		return nil, &InputError{Field: "manifest", Reason: "has no objects"}
+	}
+	return objs, nil
+}
+
+// applyMapping resolves an object's type and the namespace it goes in,
+// refusing what the generic apply must not touch.
+func (c *Client) applyMapping(o *unstructured.Unstructured) (*meta.RESTMapping, string, error) {
+	gvk := o.GroupVersionKind()
+	rt, err := c.resources()
+	if err != nil {
+		return nil, "", err
+	}
+	m, err := rt.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return nil, "", &ResourceTypeError{Type: o.GetAPIVersion() + " " + o.GetKind(), Reason: "not found on this API server"}
+	}
+	gr := m.Resource.GroupResource()
+	if _, ok := restricted(gr); ok {
+		return nil, "", &ResourceTypeError{Type: o.GetAPIVersion() + " " + o.GetKind(), Reason: "not found on this API server"}
+	}
+	switch {
+	case gr == schema.GroupResource{Resource: "pods"}:
+		return nil, "", &InputError{Field: "manifest", Reason: "pods are made with create_pod, create_pod_from_template or spawn_workspace, which validate and admit them"}
+	case gr == configMaps && o.GetLabels()[LabelPodTemplate] != "":
+		return nil, "", errTemplateApply
+	}
+	if m.Scope.Name() != meta.RESTScopeNameNamespace {
+		if c.cfg.Mode == ModeNamespaced {
+			return nil, "", &ResourceTypeError{Type: o.GetKind(), Reason: fmt.Sprintf("%s is cluster-scoped, outside this server's scope: namespaced mode allows only namespace %q", gr, c.cfg.Namespace)}
+		}
+		if o.GetNamespace() != "" {
+			return nil, "", &InputError{Field: "manifest", Reason: fmt.Sprintf("%s is cluster-scoped and takes no metadata.namespace", gr)}
+		}
+		return m, "", nil
+	}
+	ns, err := c.Namespace(o.GetNamespace())
+	return m, ns, err
+}

@@ -1,0 +1,239 @@
+package k8s_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nocrd/nocrd/internal/testenv"
+	"github.com/nocrd/nocrd/k8s"
+)
+
+// TestResourceTypes: types resolve as kubectl resolves them; Secrets,
+// ServiceAccounts and RBAC are not found, whatever the spelling; in
+// namespaced mode cluster-scoped types are out of scope.
+func TestResourceTypes(t *testing.T) {
+	ctx := context.Background()
+	ns := testenv.Namespace(t)
+	cluster, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeCluster, Namespace: ns}, testenv.AdminConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	namespaced, _ := k8s.NewNamespaced(t)
+	for _, tc := range []struct {
+		typ, resource, kind string
+		namespacedErr       string // "" when namespaced mode lists it too
+	}{
+		{"configmaps", "configmaps", "ConfigMap", ""},
+		{"cm", "configmaps", "ConfigMap", ""},
+		{"configmap", "configmaps", "ConfigMap", ""},
+		{"ConfigMap", "configmaps", "ConfigMap", ""},
+		{"deployments.apps", "deployments.apps", "Deployment", ""},
+		{"deploy", "deployments.apps", "Deployment", ""},
+		{"Deployment.apps", "deployments.apps", "Deployment", ""},
+		{"deployments.v1.apps", "deployments.apps", "Deployment", ""},
+		{"nodes", "nodes", "Node", "cluster-scoped"},
+		{"namespaces", "namespaces", "Namespace", "cluster-scoped"},
+	} {
+		l, err := cluster.ListResources(ctx, k8s.ResourceQuery{Type: tc.typ})
+		if err != nil || l.Resource != tc.resource || l.Kind != tc.kind {
+			t.Errorf("cluster mode, %q: %+v %v", tc.typ, l, err)
+		}
+		_, err = namespaced.ListResources(ctx, k8s.ResourceQuery{Type: tc.typ})
+		var te *k8s.ResourceTypeError
+		if tc.namespacedErr == "" && err != nil || tc.namespacedErr != "" && (!errors.As(err, &te) || !strings.Contains(err.Error(), tc.namespacedErr)) {
+			t.Errorf("namespaced mode, %q: %v, want error %q", tc.typ, err, tc.namespacedErr)
+		}
+	}
+	for _, typ := range []string{"secrets", "secret", "Secret", "serviceaccounts", "sa", "roles", "rolebindings.rbac.authorization.k8s.io",
+		"clusterroles", "ClusterRoleBinding", "nosuchthings", "pods/log", ""} {
+		for _, c := range []*k8s.Client{cluster, namespaced} {
+			_, lerr := c.ListResources(ctx, k8s.ResourceQuery{Type: typ})
+			_, gerr := c.GetResource(ctx, typ, "", "x")
+			var te *k8s.ResourceTypeError
+			var ie *k8s.InputError
+			for _, err := range []error{lerr, gerr} {
+				if !errors.As(err, &te) && !errors.As(err, &ie) {
+					t.Errorf("%s mode, %q: %v, want a resource type or input error", c.Mode(), typ, err)
+				} else if te != nil && !strings.Contains(err.Error(), "not found on this API server") && !strings.Contains(err.Error(), "cluster-scoped") {
+					t.Errorf("%s mode, %q: %v", c.Mode(), typ, err)
+				}
+			}
+		}
+	}
+}
+
+// TestListAndGetResources: objects are listed with selectors and a limit,
+// got whole (without managed fields), kept to the scope's namespace.
+func TestListAndGetResources(t *testing.T) {
+	ctx := context.Background()
+	kube, ns := k8s.NewNamespaced(t)
+	other := testenv.Namespace(t)
+	admin := testenv.Admin(t)
+	for i, name := range []string{"a", "b", "c"} {
+		cm := &metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "demo", "n": strings.Repeat("x", i+1)}}
+		if _, err := admin.CoreV1().ConfigMaps(ns).Create(ctx, configMap(*cm), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := admin.CoreV1().ConfigMaps(other).Create(ctx, configMap(metav1.ObjectMeta{Name: "elsewhere"}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	names := func(l *k8s.ResourceList) []string {
+		var out []string
+		for _, it := range l.Items {
+			if it.Name != "kube-root-ca.crt" {
+				out = append(out, it.Name)
+			}
+		}
+		return out
+	}
+	l, err := kube.ListResources(ctx, k8s.ResourceQuery{Type: "cm", LabelSelector: "app=demo"})
+	if err != nil || !slices.Equal(names(l), []string{"a", "b", "c"}) || !l.Namespaced || l.Namespace != ns || l.More {
+		t.Errorf("label selector: %+v %v", l, err)
+	}
+	if l, err = kube.ListResources(ctx, k8s.ResourceQuery{Type: "cm", FieldSelector: "metadata.name=b"}); err != nil || !slices.Equal(names(l), []string{"b"}) {
+		t.Errorf("field selector: %+v %v", l, err)
+	}
+	if l, err = kube.ListResources(ctx, k8s.ResourceQuery{Type: "cm", LabelSelector: "app=demo", Limit: 2}); err != nil || len(l.Items) != 2 || !l.More {
+		t.Errorf("limit 2: %+v %v", l, err)
+	}
+	if _, err = kube.ListResources(ctx, k8s.ResourceQuery{Type: "cm", LabelSelector: "app in (("}); err == nil {
+		t.Error("a malformed selector was accepted")
+	}
+	var se *k8s.ScopeError
+	if _, err = kube.ListResources(ctx, k8s.ResourceQuery{Type: "cm", Namespace: other}); !errors.As(err, &se) {
+		t.Errorf("another namespace in namespaced mode: %v", err)
+	}
+	if _, err = kube.GetResource(ctx, "cm", other, "elsewhere"); !errors.As(err, &se) {
+		t.Errorf("get from another namespace in namespaced mode: %v", err)
+	}
+
+	o, err := kube.GetResource(ctx, "configmaps", "", "b")
+	if err != nil || o.GetName() != "b" || o.GetNamespace() != ns || o.GetLabels()["n"] != "xx" || o.GetManagedFields() != nil {
+		t.Errorf("get b: %v %v", o, err)
+	}
+	var nf *k8s.NotFoundError
+	if _, err = kube.GetResource(ctx, "cm", "", "nope"); !errors.As(err, &nf) {
+		t.Errorf("get a missing object: %v", err)
+	}
+	if _, err = kube.GetResource(ctx, "cm", "", " "); err == nil {
+		t.Error("an empty name was accepted")
+	}
+
+	// A caller acting for a verified subject is refused: these act with
+	// the server's identity.
+	callerCtx := k8s.WithCaller(ctx, k8s.Caller{Subject: "alice"})
+	var ce *k8s.CallerError
+	if _, err = kube.ListResources(callerCtx, k8s.ResourceQuery{Type: "cm"}); !errors.As(err, &ce) {
+		t.Errorf("list for a caller: %v", err)
+	}
+	if _, err = kube.GetResource(callerCtx, "cm", "", "b"); !errors.As(err, &ce) {
+		t.Errorf("get for a caller: %v", err)
+	}
+	if _, err = kube.ApplyResources(callerCtx, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: z}\n", false); !errors.As(err, &ce) {
+		t.Errorf("apply for a caller: %v", err)
+	}
+}
+
+// TestApplyResources: server-side apply creates and then configures;
+// a dry run changes nothing; a manifest with one bad object changes
+// nothing; what the generic apply must not touch is refused.
+func TestApplyResources(t *testing.T) {
+	ctx := context.Background()
+	kube, ns := k8s.NewNamespaced(t)
+	other := testenv.Namespace(t)
+	admin := testenv.Admin(t)
+	two := `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: one
+data: {k: v1}
+---
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: busybox}]}
+`
+	res, err := kube.ApplyResources(ctx, two, true)
+	if err != nil || len(res) != 2 || res[0].Action != "created" || res[1].Action != "created" || res[0].Namespace != ns {
+		t.Fatalf("dry run: %+v %v", res, err)
+	}
+	if _, err := admin.CoreV1().ConfigMaps(ns).Get(ctx, "one", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the dry run created one: %v", err)
+	}
+	if res, err = kube.ApplyResources(ctx, two, false); err != nil || len(res) != 2 || res[1].Kind != "Deployment" || res[1].Action != "created" {
+		t.Fatalf("apply: %+v %v", res, err)
+	}
+	cm, err := admin.CoreV1().ConfigMaps(ns).Get(ctx, "one", metav1.GetOptions{})
+	if err != nil || cm.Data["k"] != "v1" || cm.ManagedFields[0].Manager != k8s.FieldManager {
+		t.Fatalf("after apply: %v %v", cm, err)
+	}
+	if _, err := admin.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = kube.ApplyResources(ctx, strings.Replace(two, "v1}", "v2}", 1), false)
+	if err != nil || res[0].Action != "configured" {
+		t.Fatalf("apply again: %+v %v", res, err)
+	}
+	if cm, _ = admin.CoreV1().ConfigMaps(ns).Get(ctx, "one", metav1.GetOptions{}); cm.Data["k"] != "v2" {
+		t.Errorf("after the second apply: %v", cm.Data)
+	}
+
+	// One bad object among good ones: nothing at all is applied.
+	for _, tc := range []struct{ name, manifest, want string }{
+		{"invalid object", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: Not_Valid}\n", "fails a dry run"},
+		{"other namespace", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: " + other + "}\n", "outside this server's scope"},
+		{"cluster-scoped", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: sneaky}\n", "cluster-scoped"},
+		{"secret", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\n", "not found on this API server"},
+		{"role", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: r}\n", "not found on this API server"},
+		{"pod", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: busybox}]}\n", "create_pod"},
+		{"template", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: t, labels: {nogoo9/pod-template: \"true\"}}\n", "create_template"},
+		{"unknown kind", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n", "not found on this API server"},
+		{"no name", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: g-}\n", "has no metadata.name"},
+		{"no kind", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\n---\napiVersion: v1\nmetadata: {name: x}\n", "no apiVersion or kind"},
+		{"not yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\n---\n{{{\n", "is not YAML or JSON"},
+		{"a list", "apiVersion: v1\nkind: ConfigMapList\nitems: [{apiVersion: v1, kind: ConfigMap, metadata: {name: fresh}}]\n", "give its items as documents"},
+		{"empty", " \n", "must not be empty"},
+		{"only separators", "---\n---\n", "has no objects"},
+	} {
+		_, err := kube.ApplyResources(ctx, tc.manifest, false)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.want)
+		}
+		if _, err := admin.CoreV1().ConfigMaps(ns).Get(ctx, "fresh", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("%s: the good object was applied (%v)", tc.name, err)
+		}
+	}
+	// A template applied over without its label is still a template.
+	tmpl := configMap(metav1.ObjectMeta{Name: "tmpl", Labels: map[string]string{"nogoo9/pod-template": "true"}})
+	if _, err := admin.CoreV1().ConfigMaps(ns).Create(ctx, tmpl, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.ApplyResources(ctx, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: tmpl}\ndata: {spec: \"{}\"}\n", false); err == nil || !strings.Contains(err.Error(), "create_template") {
+		t.Errorf("applying over a template: %v", err)
+	}
+	if cm, _ := admin.CoreV1().ConfigMaps(ns).Get(ctx, "tmpl", metav1.GetOptions{}); cm.Data["spec"] != "" {
+		t.Errorf("the template was changed: %v", cm.Data)
+	}
+	if _, err := admin.CoreV1().Namespaces().Get(ctx, "sneaky", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("namespaced mode created a namespace: %v", err)
+	}
+}
+
+func configMap(meta metav1.ObjectMeta) *corev1.ConfigMap {
+	return &corev1.ConfigMap{ObjectMeta: meta, Data: map[string]string{"k": "v"}}
+}

@@ -1,0 +1,101 @@
+package mcp_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/nocrd/nocrd/internal/testenv"
+	"github.com/nocrd/nocrd/k8s"
+	"github.com/nocrd/nocrd/mcp"
+)
+
+// resourceToolNames are the generic resource tools, offered only with
+// RESOURCE_TOOLS.
+var resourceToolNames = []string{"resource_apply", "resource_get", "resource_list"}
+
+// TestResourceTools drives k-mcp's generic tools through a real client
+// over every transport, in namespaced mode, and pins their tools/list
+// entries to testdata/tools_resources.golden.json (UPDATE_GOLDEN=1).
+func TestResourceTools(t *testing.T) {
+	for _, transport := range transports {
+		t.Run(transport, func(t *testing.T) {
+			ns := testenv.Namespace(t)
+			cs := connect(t, transport, server{kube: k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, mcp: mcp.Config{ResourceTools: true}})
+			var tools []*mcpsdk.Tool
+			for tool, err := range cs.Tools(context.Background(), nil) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if slices.Contains(resourceToolNames, tool.Name) {
+					tools = append(tools, tool)
+				}
+			}
+			got, _ := json.MarshalIndent(tools, "", "  ")
+			got = append(got, '\n')
+			path := filepath.Join("testdata", "tools_resources.golden.json")
+			if os.Getenv("UPDATE_GOLDEN") != "" && transport == "streamable" {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if want, err := os.ReadFile(path); err != nil || !bytes.Equal(got, want) {
+				t.Errorf("the resource tools differ from %s (%v); run with UPDATE_GOLDEN=1 if deliberate:\n%s", path, err, got)
+			}
+
+			manifest := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  labels: {app: demo}\ndata: {mode: fast}\n"
+			r := ok(t, cs, "resource_apply", map[string]any{"manifest": manifest, "dryRun": true})
+			if get(r.structured, "dryRun") != true || get(r.structured, "results", 0, "action") != "created" || !strings.Contains(r.text, "dry run") {
+				t.Errorf("dry run: %s %v", r.text, r.structured)
+			}
+			fails(t, cs, "resource_get", map[string]any{"resource": "cm", "name": "settings"}, "not found")
+			r = ok(t, cs, "resource_apply", map[string]any{"manifest": manifest})
+			if r.text != "configmap/settings in "+ns+" created" || get(r.structured, "results", 0, "namespace") != ns {
+				t.Errorf("apply: %q %v", r.text, r.structured)
+			}
+			r = ok(t, cs, "resource_list", map[string]any{"resource": "configmaps", "labelSelector": "app=demo"})
+			if get(r.structured, "kind") != "ConfigMap" || get(r.structured, "items", 0, "name") != "settings" ||
+				get(r.structured, "items", 0, "labels", "app") != "demo" || !strings.Contains(r.text, "configmaps in namespace "+ns) {
+				t.Errorf("list: %s %v", r.text, r.structured)
+			}
+			r = ok(t, cs, "resource_list", map[string]any{"resource": "deploy"})
+			if items, _ := get(r.structured, "items").([]any); items == nil || len(items) != 0 || !strings.HasPrefix(r.text, "No deployments.apps found") {
+				t.Errorf("empty list: %s %v", r.text, r.structured)
+			}
+			r = ok(t, cs, "resource_get", map[string]any{"resource": "ConfigMap", "name": "settings"})
+			if get(r.structured, "object", "data", "mode") != "fast" || get(r.structured, "object", "metadata", "managedFields") != nil {
+				t.Errorf("get: %v", r.structured)
+			}
+
+			fails(t, cs, "resource_list", map[string]any{"resource": "secrets"}, `resource type "secrets": not found on this API server`)
+			fails(t, cs, "resource_get", map[string]any{"resource": "sa", "name": "default"}, "not found on this API server")
+			fails(t, cs, "resource_list", map[string]any{"resource": "nodes"}, "cluster-scoped, outside this server's scope")
+			fails(t, cs, "resource_list", map[string]any{"resource": "cm", "namespace": "kube-system"}, "outside this server's scope")
+			fails(t, cs, "resource_apply", map[string]any{"manifest": "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n"}, "create_pod")
+			fails(t, cs, "resource_apply", map[string]any{"manifest": "kind: ["}, "not YAML or JSON")
+			fails(t, cs, "resource_list", map[string]any{}, `missing properties: ["resource"]`)
+			fails(t, cs, "resource_list", map[string]any{"resource": " "}, `" " is not a resource type`)
+		})
+	}
+}
+
+// TestResourceToolsAreOptIn: without RESOURCE_TOOLS the generic tools are
+// not offered.
+func TestResourceToolsAreOptIn(t *testing.T) {
+	cs := connect(t, "streamable", server{kube: k8s.Config{Namespace: testenv.Namespace(t)}})
+	for tool, err := range cs.Tools(context.Background(), nil) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(resourceToolNames, tool.Name) {
+			t.Errorf("%s is offered without RESOURCE_TOOLS", tool.Name)
+		}
+	}
+}

@@ -1,0 +1,164 @@
+package mcp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/nocrd/nocrd/k8s"
+)
+
+// The generic resource tools take in k-mcp's: any resource type the API
+// server offers, found through discovery, except Secrets, ServiceAccounts
+// and RBAC, inside the server's scope. They are offered only with
+// RESOURCE_TOOLS (see Config), and act with the server's identity, so
+// not for callers with a token (k8s.CallerError).
+
+// ResourceListInput is resource_list's input.
+type ResourceListInput struct {
+	Resource      string `json:"resource" jsonschema:"resource type as kubectl takes it: pods, po, deployments.apps, Deployment, a CRD's plural"`
+	Namespace     string `json:"namespace,omitempty" jsonschema:"target namespace for namespaced types; defaults to the server's namespace (in namespaced mode, the only one allowed)"`
+	LabelSelector string `json:"labelSelector,omitempty" jsonschema:"label selector, e.g. app=web,tier!=db"`
+	FieldSelector string `json:"fieldSelector,omitempty" jsonschema:"field selector, e.g. metadata.name=x"`
+	Limit         int64  `json:"limit,omitempty" jsonschema:"maximum number of objects to return"`
+}
+
+// ResourceListItem is one object in resource_list's output.
+type ResourceListItem struct {
+	Name      string            `json:"name"`
+	Namespace string            `json:"namespace,omitempty"`
+	Age       string            `json:"age"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// ResourceListOutput is resource_list's output.
+type ResourceListOutput struct {
+	Resource   string             `json:"resource" jsonschema:"the type's resource.group name"`
+	Kind       string             `json:"kind"`
+	Namespaced bool               `json:"namespaced"`
+	Namespace  string             `json:"namespace,omitempty" jsonschema:"where the objects were listed (namespaced types)"`
+	Items      []ResourceListItem `json:"items"`
+	More       bool               `json:"more" jsonschema:"the list stopped at limit; more objects exist"`
+}
+
+// ResourceGetInput is resource_get's input.
+type ResourceGetInput struct {
+	Resource  string `json:"resource" jsonschema:"resource type as kubectl takes it: pods, po, deployments.apps, Deployment, a CRD's plural"`
+	Name      string `json:"name" jsonschema:"object name"`
+	Namespace string `json:"namespace,omitempty" jsonschema:"namespace for namespaced types; defaults to the server's namespace (in namespaced mode, the only one allowed)"`
+}
+
+// ResourceGetOutput is resource_get's output.
+type ResourceGetOutput struct {
+	Object map[string]any `json:"object" jsonschema:"the object as the API server returns it, without metadata.managedFields"`
+}
+
+// ResourceApplyInput is resource_apply's input.
+type ResourceApplyInput struct {
+	Manifest string `json:"manifest" jsonschema:"YAML or JSON objects, documents separated by ---; each with apiVersion, kind and metadata.name"`
+	DryRun   bool   `json:"dryRun,omitempty" jsonschema:"only validate, with a server-side dry run; nothing is changed"`
+}
+
+// ResourceApplyResult is one object in resource_apply's output.
+type ResourceApplyResult struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Namespace  string `json:"namespace,omitempty"`
+	Name       string `json:"name"`
+	Action     string `json:"action" jsonschema:"created or configured (in a dry run, what it would be)"`
+}
+
+// ResourceApplyOutput is resource_apply's output.
+type ResourceApplyOutput struct {
+	DryRun  bool                  `json:"dryRun"`
+	Results []ResourceApplyResult `json:"results"`
+}
+
+func (s *Server) resourceTools() []toolSpec {
+	if !s.cfg.ResourceTools {
+		return nil
+	}
+	// Applying can change and remove fields of existing objects; the same
+	// manifest again changes nothing.
+	apply := destructive("Apply resources", true)
+	return []toolSpec{
+		newTool(&mcpsdk.Tool{
+			Name:        "resource_list",
+			Description: "Lists the objects of any resource type the cluster offers (found through discovery, so CRDs too), with optional label and field selectors. Secrets, ServiceAccounts and RBAC objects are never listed.",
+			Annotations: readOnly("List resources"),
+		}, nil, func(ctx context.Context, _ *mcpsdk.CallToolRequest, in ResourceListInput) (*mcpsdk.CallToolResult, ResourceListOutput, error) {
+			l, err := s.kube.ListResources(ctx, k8s.ResourceQuery{Type: in.Resource, Namespace: in.Namespace, LabelSelector: in.LabelSelector, FieldSelector: in.FieldSelector, Limit: in.Limit})
+			if err != nil {
+				return nil, ResourceListOutput{}, err
+			}
+			out := ResourceListOutput{Resource: l.Resource, Kind: l.Kind, Namespaced: l.Namespaced, Namespace: l.Namespace, Items: []ResourceListItem{}, More: l.More}
+			var b strings.Builder
+			tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tAGE")
+			for _, it := range l.Items {
+				age := time.Since(it.Created).Round(time.Second).String()
+				out.Items = append(out.Items, ResourceListItem{Name: it.Name, Namespace: it.Namespace, Age: age, Labels: it.Labels})
+				fmt.Fprintf(tw, "%s\t%s\n", it.Name, age)
+			}
+			_ = tw.Flush()
+			where := "cluster-wide"
+			if l.Namespaced {
+				where = "in namespace " + l.Namespace
+			}
+			if len(l.Items) == 0 {
+				return text("No %s found %s.", l.Resource, where), out, nil
+			}
+			more := ""
+			if l.More {
+				more = "\n(more exist beyond the limit)"
+			}
+			return text("%s %s:\n%s%s", l.Resource, where, b.String(), more), out, nil
+		}),
+		newTool(&mcpsdk.Tool{
+			Name:        "resource_get",
+			Description: "Returns one object of any resource type the cluster offers, as the API server returns it (without managedFields). Secrets, ServiceAccounts and RBAC objects are never returned.",
+			Annotations: readOnly("Get resource"),
+		}, nil, func(ctx context.Context, _ *mcpsdk.CallToolRequest, in ResourceGetInput) (*mcpsdk.CallToolResult, ResourceGetOutput, error) {
+			o, err := s.kube.GetResource(ctx, in.Resource, in.Namespace, in.Name)
+			if err != nil {
+				return nil, ResourceGetOutput{}, err
+			}
+			b, err := json.MarshalIndent(o.Object, "", "  ")
+			if err != nil {
+				return nil, ResourceGetOutput{}, err
+			}
+			return text("%s", b), ResourceGetOutput{Object: o.Object}, nil
+		}),
+		newTool(&mcpsdk.Tool{
+			Name: "resource_apply",
+			Description: "Applies YAML or JSON objects (documents separated by ---) with server-side apply as field manager nocrd, without forcing conflicts. " +
+				"Every object is first checked with a server-side dry run, and nothing is applied unless all pass; dryRun stops there. " +
+				"Pods and pod templates are refused (use create_pod, spawn_workspace and create_template, which validate and admit them), and so are Secrets, ServiceAccounts and RBAC objects. It never deletes an object, but an apply removes the fields nocrd applied before and the manifest no longer has.",
+			Annotations: apply,
+		}, nil, func(ctx context.Context, _ *mcpsdk.CallToolRequest, in ResourceApplyInput) (*mcpsdk.CallToolResult, ResourceApplyOutput, error) {
+			applied, err := s.kube.ApplyResources(ctx, in.Manifest, in.DryRun)
+			if err != nil {
+				return nil, ResourceApplyOutput{}, err
+			}
+			out := ResourceApplyOutput{DryRun: in.DryRun, Results: []ResourceApplyResult{}}
+			var b strings.Builder
+			for _, a := range applied {
+				out.Results = append(out.Results, ResourceApplyResult{APIVersion: a.APIVersion, Kind: a.Kind, Namespace: a.Namespace, Name: a.Name, Action: a.Action})
+				where := ""
+				if a.Namespace != "" {
+					where = " in " + a.Namespace
+				}
+				fmt.Fprintf(&b, "%s/%s%s %s\n", strings.ToLower(a.Kind), a.Name, where, a.Action)
+			}
+			if in.DryRun {
+				b.WriteString("(dry run: nothing was changed)\n")
+			}
+			return text("%s", strings.TrimRight(b.String(), "\n")), out, nil
+		}),
+	}
+}
