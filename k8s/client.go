@@ -82,6 +82,8 @@ type Client struct {
 	// resourceTypes is the discovery state of the generic resource
 	// operations (resources.go), made on first use.
 	resourceTypes resourceTypes
+	// tokenCache keeps the clients of callers' own tokens (token.go).
+	tokenCache
 }
 
 // New builds a Client from cfg, loading credentials by client-go's rules.

@@ -139,14 +139,15 @@ func (c *Client) mapping(typ string) (*meta.RESTMapping, error) {
 type CallerError struct{ Op, Subject string }
 
 func (e *CallerError) Error() string {
-	return fmt.Sprintf("%s acts with the server's own Kubernetes identity, which cannot keep to %s's workspaces; it is not offered to callers with a token", e.Op, e.Subject)
+	return fmt.Sprintf("%s acts with the server's own Kubernetes identity, which cannot keep to %s's workspaces; with a token it needs the caller's own credentials for Kubernetes", e.Op, e.Subject)
 }
 
 // forServerOnly refuses the generic operations to a caller identified by
-// a token: they act with the server's identity, which the workspace and
-// pod tools keep to the caller's own objects and these cannot.
-func forServerOnly(ctx context.Context, op string) error {
-	if caller, ok := CallerFrom(ctx); ok {
+// a token when they would act with the server's identity, which the
+// workspace and pod tools keep to the caller's own objects and these
+// cannot; with the caller's own token (ForToken), RBAC keeps them.
+func (c *Client) forServerOnly(ctx context.Context, op string) error {
+	if caller, ok := CallerFrom(ctx); ok && !c.callerToken {
 		return &CallerError{Op: op, Subject: caller.Subject}
 	}
 	return nil
@@ -189,7 +190,7 @@ type ResourceList struct {
 
 // ListResources lists the objects of any unrestricted resource type.
 func (c *Client) ListResources(ctx context.Context, q ResourceQuery) (*ResourceList, error) {
-	if err := forServerOnly(ctx, "resource_list"); err != nil {
+	if err := c.forServerOnly(ctx, "resource_list"); err != nil {
 		return nil, err
 	}
 	m, err := c.mapping(q.Type)
@@ -224,7 +225,7 @@ func (c *Client) ListResources(ctx context.Context, q ResourceQuery) (*ResourceL
 // GetResource returns one object of any unrestricted resource type, without
 // its managed fields.
 func (c *Client) GetResource(ctx context.Context, typ, namespace, name string) (*unstructured.Unstructured, error) {
-	if err := forServerOnly(ctx, "resource_get"); err != nil {
+	if err := c.forServerOnly(ctx, "resource_get"); err != nil {
 		return nil, err
 	}
 	m, err := c.mapping(typ)
@@ -267,7 +268,7 @@ type Applied struct {
 // server-side dry run, and none is applied unless all pass, so a manifest
 // with one bad object changes nothing. With dryRun, that first pass is all.
 func (c *Client) ApplyResources(ctx context.Context, manifest string, dryRun bool) ([]Applied, error) {
-	if err := forServerOnly(ctx, "resource_apply"); err != nil {
+	if err := c.forServerOnly(ctx, "resource_apply"); err != nil {
 		return nil, err
 	}
 	objs, err := c.decodeManifest(manifest)

@@ -135,7 +135,11 @@ func (s *Server) verifyToken(ctx context.Context, token string, _ *http.Request)
 		s.log.Debug("bearer token refused", "err", err)
 		return nil, fmt.Errorf("%w: %v", sdkauth.ErrInvalidToken, err)
 	}
-	return &sdkauth.TokenInfo{UserID: id.Subject, Expiration: id.Expiry, Extra: map[string]any{claimsKey: id.Claims}}, nil
+	extra := map[string]any{claimsKey: id.Claims}
+	if s.cfg.ResourceToolsCallerToken {
+		extra[tokenKey] = token // the resource tools call Kubernetes with it
+	}
+	return &sdkauth.TokenInfo{UserID: id.Subject, Expiration: id.Expiry, Extra: extra}, nil
 }
 
 // statelessProtocol is the first MCP version without sessions (SEP-2575).

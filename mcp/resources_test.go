@@ -11,7 +11,11 @@ import (
 	"testing"
 
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/nocrd/nocrd/internal/auth"
 	"github.com/nocrd/nocrd/internal/testenv"
 	"github.com/nocrd/nocrd/k8s"
 	"github.com/nocrd/nocrd/mcp"
@@ -97,5 +101,69 @@ func TestResourceToolsAreOptIn(t *testing.T) {
 		if slices.Contains(resourceToolNames, tool.Name) {
 			t.Errorf("%s is offered without RESOURCE_TOOLS", tool.Name)
 		}
+	}
+}
+
+// TestResourceToolsCallerToken: with RESOURCE_TOOLS_CALLER_TOKEN the
+// resource tools call Kubernetes with the caller's own token, so each
+// caller gets what RBAC gives them and not the server's (admin) reach;
+// with AUTH_ENABLED, nocrd verifies the token first (here the cluster's
+// service-account tokens, by the cluster's signing key) over both HTTP
+// transports.
+func TestResourceToolsCallerToken(t *testing.T) {
+	ns := testenv.Namespace(t)
+	admin := testenv.Admin(t)
+	ctx := context.Background()
+	r, err := admin.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "cm-reader"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list"}}},
+	}, metav1.CreateOptions{})
+	mustCreate(t, r, err)
+	reader := testenv.ServiceAccountConfig(t, ns, "reader")
+	nobody := testenv.ServiceAccountConfig(t, ns, "nobody")
+	rb, err := admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "cm-reader"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "cm-reader"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "reader", Namespace: ns}},
+	}, metav1.CreateOptions{})
+	mustCreate(t, rb, err)
+	testenv.WaitAllowed(t, reader, ns, "list", "configmaps")
+	cm, err := admin.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "visible"}}, metav1.CreateOptions{})
+	mustCreate(t, cm, err)
+
+	key, issuer := testenv.ServiceAccountKey(t)
+	for _, tc := range []struct {
+		name       string
+		auth       auth.Config
+		transports []string
+	}{
+		{"without AUTH_ENABLED", auth.Config{}, []string{"streamable"}},
+		{"with AUTH_ENABLED", auth.Config{Enabled: true, JWTPublicKey: key, Issuer: issuer, SubJSONPath: "$.sub"}, []string{"streamable", "sse"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := server{kube: k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, mcp: mcp.Config{ResourceTools: true, ResourceToolsCallerToken: true}, auth: tc.auth}
+			for _, transport := range tc.transports {
+				s.token = reader.BearerToken
+				cs := connect(t, transport, s)
+				r := ok(t, cs, "resource_list", map[string]any{"resource": "cm", "fieldSelector": "metadata.name=visible"})
+				if get(r.structured, "items", 0, "name") != "visible" {
+					t.Errorf("%s: reader's list: %v", transport, r.structured)
+				}
+				ok(t, cs, "resource_get", map[string]any{"resource": "cm", "name": "visible"})
+				who := "system:serviceaccount:" + ns + ":reader"
+				fails(t, cs, "resource_list", map[string]any{"resource": "deploy"}, `deployments.apps is forbidden: User "`+who+`"`)
+				fails(t, cs, "resource_apply", map[string]any{"manifest": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: mine}\n"}, `User "`+who+`" cannot`)
+				if _, err := admin.CoreV1().ConfigMaps(ns).Get(ctx, "mine", metav1.GetOptions{}); err == nil {
+					t.Errorf("%s: the reader's apply created mine", transport)
+				}
+
+				s.token = nobody.BearerToken
+				fails(t, connect(t, transport, s), "resource_list", map[string]any{"resource": "cm"}, `User "system:serviceaccount:`+ns+`:nobody" cannot list`)
+			}
+			if !tc.auth.Enabled {
+				s.token = ""
+				fails(t, connect(t, "streamable", s), "resource_list", map[string]any{"resource": "cm"}, "send Authorization: Bearer")
+			}
+		})
 	}
 }

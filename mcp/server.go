@@ -42,6 +42,10 @@ type Config struct {
 	// ResourceTools offers k-mcp's generic resource tools (resource_list,
 	// resource_get, resource_apply; see tools_resources.go).
 	ResourceTools bool `env:"RESOURCE_TOOLS" envDefault:"false"`
+	// ResourceToolsCallerToken makes the resource tools call Kubernetes
+	// with each request's own bearer token instead of the server's
+	// identity, as k-mcp does.
+	ResourceToolsCallerToken bool `env:"RESOURCE_TOOLS_CALLER_TOKEN" envDefault:"false"`
 }
 
 // Validate reports the first invalid field, naming its flag and variable.
@@ -54,6 +58,9 @@ func (c Config) Validate() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("REGISTRY_URL: must be an http or https URL, got %q", c.RegistryURL)
 		}
+	}
+	if c.ResourceToolsCallerToken && !c.ResourceTools {
+		return fmt.Errorf("--resource-tools-caller-token/RESOURCE_TOOLS_CALLER_TOKEN: applies to the resource tools; set --resource-tools/RESOURCE_TOOLS too")
 	}
 	if strings.TrimSpace(c.CORSOrigin) == "" {
 		return fmt.Errorf("--cors-origin/CORS_ALLOWED_ORIGIN: must not be empty (use * to allow any origin)")

@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -16,8 +17,42 @@ import (
 // The generic resource tools take in k-mcp's: any resource type the API
 // server offers, found through discovery, except Secrets, ServiceAccounts
 // and RBAC, inside the server's scope. They are offered only with
-// RESOURCE_TOOLS (see Config), and act with the server's identity, so
-// not for callers with a token (k8s.CallerError).
+// RESOURCE_TOOLS (see Config). They act with the server's identity, so not
+// for callers with a token (k8s.CallerError), unless
+// RESOURCE_TOOLS_CALLER_TOKEN has them call Kubernetes with the caller's
+// own token, as k-mcp does: then RBAC decides for each caller.
+
+// tokenKey holds the verified bearer token in TokenInfo.Extra, for
+// RESOURCE_TOOLS_CALLER_TOKEN.
+const tokenKey = "nocrd/token"
+
+// resourceClient is the client a resource tool calls Kubernetes with:
+// the server's, or under RESOURCE_TOOLS_CALLER_TOKEN one with the
+// request's own bearer token (the verified one with AUTH_ENABLED, on
+// either HTTP transport; else the streamable request's header, which the
+// API server alone checks).
+func (s *Server) resourceClient(ctx context.Context, req *mcpsdk.CallToolRequest) (*k8s.Client, error) {
+	if !s.cfg.ResourceToolsCallerToken {
+		return s.kube, nil
+	}
+	var extra *mcpsdk.RequestExtra
+	if req != nil {
+		extra = req.Extra
+	}
+	token := ""
+	if ti := tokenInfo(ctx, extra); ti != nil {
+		token, _ = ti.Extra[tokenKey].(string)
+	}
+	if token == "" && extra != nil {
+		if scheme, t, ok := strings.Cut(extra.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+			token = strings.TrimSpace(t)
+		}
+	}
+	if token == "" {
+		return nil, errors.New("this server calls Kubernetes with the caller's own token for the resource tools: send Authorization: Bearer <a token the API server accepts> on the streamable HTTP transport")
+	}
+	return s.kube.ForToken(token)
+}
 
 // ResourceListInput is resource_list's input.
 type ResourceListInput struct {
@@ -91,8 +126,12 @@ func (s *Server) resourceTools() []toolSpec {
 			Name:        "resource_list",
 			Description: "Lists the objects of any resource type the cluster offers (found through discovery, so CRDs too), with optional label and field selectors. Secrets, ServiceAccounts and RBAC objects are never listed.",
 			Annotations: readOnly("List resources"),
-		}, nil, func(ctx context.Context, _ *mcpsdk.CallToolRequest, in ResourceListInput) (*mcpsdk.CallToolResult, ResourceListOutput, error) {
-			l, err := s.kube.ListResources(ctx, k8s.ResourceQuery{Type: in.Resource, Namespace: in.Namespace, LabelSelector: in.LabelSelector, FieldSelector: in.FieldSelector, Limit: in.Limit})
+		}, nil, func(ctx context.Context, req *mcpsdk.CallToolRequest, in ResourceListInput) (*mcpsdk.CallToolResult, ResourceListOutput, error) {
+			kube, err := s.resourceClient(ctx, req)
+			if err != nil {
+				return nil, ResourceListOutput{}, err
+			}
+			l, err := kube.ListResources(ctx, k8s.ResourceQuery{Type: in.Resource, Namespace: in.Namespace, LabelSelector: in.LabelSelector, FieldSelector: in.FieldSelector, Limit: in.Limit})
 			if err != nil {
 				return nil, ResourceListOutput{}, err
 			}
@@ -123,8 +162,12 @@ func (s *Server) resourceTools() []toolSpec {
 			Name:        "resource_get",
 			Description: "Returns one object of any resource type the cluster offers, as the API server returns it (without managedFields). Secrets, ServiceAccounts and RBAC objects are never returned.",
 			Annotations: readOnly("Get resource"),
-		}, nil, func(ctx context.Context, _ *mcpsdk.CallToolRequest, in ResourceGetInput) (*mcpsdk.CallToolResult, ResourceGetOutput, error) {
-			o, err := s.kube.GetResource(ctx, in.Resource, in.Namespace, in.Name)
+		}, nil, func(ctx context.Context, req *mcpsdk.CallToolRequest, in ResourceGetInput) (*mcpsdk.CallToolResult, ResourceGetOutput, error) {
+			kube, err := s.resourceClient(ctx, req)
+			if err != nil {
+				return nil, ResourceGetOutput{}, err
+			}
+			o, err := kube.GetResource(ctx, in.Resource, in.Namespace, in.Name)
 			if err != nil {
 				return nil, ResourceGetOutput{}, err
 			}
@@ -140,8 +183,12 @@ func (s *Server) resourceTools() []toolSpec {
 				"Every object is first checked with a server-side dry run, and nothing is applied unless all pass; dryRun stops there. " +
 				"Pods and pod templates are refused (use create_pod, spawn_workspace and create_template, which validate and admit them), and so are Secrets, ServiceAccounts and RBAC objects. It never deletes an object, but an apply removes the fields nocrd applied before and the manifest no longer has.",
 			Annotations: apply,
-		}, nil, func(ctx context.Context, _ *mcpsdk.CallToolRequest, in ResourceApplyInput) (*mcpsdk.CallToolResult, ResourceApplyOutput, error) {
-			applied, err := s.kube.ApplyResources(ctx, in.Manifest, in.DryRun)
+		}, nil, func(ctx context.Context, req *mcpsdk.CallToolRequest, in ResourceApplyInput) (*mcpsdk.CallToolResult, ResourceApplyOutput, error) {
+			kube, err := s.resourceClient(ctx, req)
+			if err != nil {
+				return nil, ResourceApplyOutput{}, err
+			}
+			applied, err := kube.ApplyResources(ctx, in.Manifest, in.DryRun)
 			if err != nil {
 				return nil, ResourceApplyOutput{}, err
 			}

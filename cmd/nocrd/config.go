@@ -255,7 +255,8 @@ func parseConfig(args []string, environ []string, helpOut io.Writer) (*config, e
 	envOnly("AUTH_ENABLED", strconv.FormatBool(cfg.Auth.Enabled), "restrict workspace operations to verified JWT identities")
 	envOnly("AUTH_SUB_JSONPATH", cfg.Auth.SubJSONPath, "JSONPath of the user identity in the token claims")
 	envOnly("REGISTRY_URL", cfg.MCP.RegistryURL, "Docker Registry v2 URL for list_registry_images")
-	boolean(&cfg.MCP.ResourceTools, "RESOURCE_TOOLS", "offer the generic resource tools resource_list, resource_get and resource_apply (any resource type but Secrets, ServiceAccounts and RBAC; not with AUTH_ENABLED)", "resource-tools")
+	boolean(&cfg.MCP.ResourceTools, "RESOURCE_TOOLS", "offer the generic resource tools resource_list, resource_get and resource_apply (any resource type but Secrets, ServiceAccounts and RBAC)", "resource-tools")
+	boolean(&cfg.MCP.ResourceToolsCallerToken, "RESOURCE_TOOLS_CALLER_TOKEN", "the resource tools call Kubernetes with each request's own bearer token, not nocrd's identity (required with AUTH_ENABLED)", "resource-tools-caller-token")
 	str(&cfg.Kube.Kubeconfig, "KUBECONFIG", "kubeconfig file(s), separated like PATH (default: in-cluster, then ~/.kube/config)", "kubeconfig")
 	str(&cfg.Kube.Context, "-", "kubeconfig context to use", "context")
 	var runtime string
@@ -298,10 +299,10 @@ func parseConfig(args []string, environ []string, helpOut io.Writer) (*config, e
 			return nil, usageError{err}
 		}
 	}
-	if cfg.MCP.ResourceTools && cfg.Auth.Enabled {
-		// The generic tools act with nocrd's own identity and cannot keep a
-		// caller to their own workspaces (k8s.CallerError).
-		return nil, usageError{errors.New("--resource-tools/RESOURCE_TOOLS: the generic resource tools act with nocrd's own Kubernetes identity for every caller; they cannot be offered with AUTH_ENABLED")}
+	if cfg.MCP.ResourceTools && cfg.Auth.Enabled && !cfg.MCP.ResourceToolsCallerToken {
+		// With nocrd's own identity the generic tools cannot keep a caller
+		// to their own workspaces (k8s.CallerError).
+		return nil, usageError{errors.New("--resource-tools/RESOURCE_TOOLS: with AUTH_ENABLED the generic resource tools must call Kubernetes with each caller's own token (--resource-tools-caller-token/RESOURCE_TOOLS_CALLER_TOKEN), not nocrd's identity")}
 	}
 	return cfg, nil
 }

@@ -41,7 +41,8 @@ func TestBinaryExitCodes(t *testing.T) {
 		{env: []string{"PORT=abc"}, code: 2, stderr: "--port/PORT", noStdout: true},
 		{args: []string{"--nope"}, code: 2, stderr: "flag provided but not defined", noStdout: true},
 		{args: []string{"--kubeconfig", "/does/not/exist"}, code: 1, stderr: "/does/not/exist"},
-		{args: []string{"--resource-tools"}, env: []string{"AUTH_ENABLED=true", "JWT_SECRET=s"}, code: 2, stderr: "--resource-tools/RESOURCE_TOOLS: the generic resource tools act with nocrd's own Kubernetes identity", noStdout: true},
+		{args: []string{"--resource-tools"}, env: []string{"AUTH_ENABLED=true", "JWT_SECRET=s"}, code: 2, stderr: "--resource-tools/RESOURCE_TOOLS: with AUTH_ENABLED the generic resource tools must call Kubernetes with each caller's own token", noStdout: true},
+		{args: []string{"--resource-tools-caller-token"}, code: 2, stderr: "--resource-tools-caller-token/RESOURCE_TOOLS_CALLER_TOKEN: applies to the resource tools", noStdout: true},
 	}
 	for _, c := range cases {
 		cmd := exec.Command(bin, c.args...)

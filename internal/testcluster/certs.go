@@ -17,6 +17,14 @@ import (
 	"time"
 )
 
+// ServiceAccountIssuer is the issuer of the cluster's service-account
+// tokens, which the API server signs with the key at ServiceAccountPublicKey.
+const ServiceAccountIssuer = "https://kubernetes.default.svc.cluster.local"
+
+// ServiceAccountPublicKey is the PEM file, in a cluster's directory, of the
+// public key its service-account tokens are signed with.
+func ServiceAccountPublicKey(dir string) string { return filepath.Join(dir, "pki", "sa.pub") }
+
 // pki is the cluster's certificate authority and the files made from it.
 type pki struct {
 	dir    string

@@ -159,7 +159,7 @@ func start(ctx context.Context, dir string, out io.Writer, tied bool) (c *Cluste
 		"--tls-cert-file="+p.path("apiserver.crt"),
 		"--tls-private-key-file="+p.path("apiserver.key"),
 		"--client-ca-file="+p.path("ca.crt"),
-		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-issuer="+ServiceAccountIssuer,
 		"--service-account-key-file="+p.path("sa.pub"),
 		"--service-account-signing-key-file="+p.path("sa.key"),
 		"--authorization-mode=Node,RBAC",

@@ -432,3 +432,15 @@ func ServePodLogs(t testing.TB, ns, pod, container, current, previous string) {
 		t.Fatal(err)
 	}
 }
+
+// ServiceAccountKey returns the PEM public key the test cluster's service-
+// account tokens are signed with, and their issuer, for a verifier that
+// accepts those tokens.
+func ServiceAccountKey(t testing.TB) (pemKey, issuer string) {
+	t.Helper()
+	b, err := os.ReadFile(testcluster.ServiceAccountPublicKey(filepath.Dir(Kubeconfig(t))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b), testcluster.ServiceAccountIssuer
+}
