@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -204,5 +205,100 @@ func TestListNamespacesFiltersByPodAccess(t *testing.T) {
 	r = ok(t, cs, "list_namespaces", map[string]any{})
 	if got := toStrings(r.structured["namespaces"]); !slices.Contains(got, home) || !slices.Contains(got, visible) || !slices.Contains(got, "kube-system") {
 		t.Errorf("admin list_namespaces = %v", got)
+	}
+}
+
+// TestPermissionsChangeAfterStart: rights granted after start-up register
+// their tools when check_permissions next asks, and rights revoked
+// withdraw them; the client is told with tools/list_changed each time.
+func TestPermissionsChangeAfterStart(t *testing.T) {
+	ns := testenv.Namespace(t)
+	admin := testenv.Admin(t)
+	ctx := context.Background()
+	for _, transport := range []string{"streamable", "stdio"} {
+		t.Run(transport, func(t *testing.T) {
+			sa := "later-" + transport
+			rc := testenv.ServiceAccountConfig(t, ns, sa)
+			bind := func(name string, resources ...string) {
+				r, err := admin.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{
+					ObjectMeta: metav1.ObjectMeta{Name: name},
+					Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: resources, Verbs: []string{"get", "list", "watch", "create", "update", "delete", "patch"}}},
+				}, metav1.CreateOptions{})
+				mustCreate(t, r, err)
+				rb, err := admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+					ObjectMeta: metav1.ObjectMeta{Name: name},
+					RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
+					Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: ns}},
+				}, metav1.CreateOptions{})
+				mustCreate(t, rb, err)
+			}
+			bind(sa+"-pods", "pods")
+			testenv.WaitAllowed(t, rc, ns, "create", "pods")
+
+			changed := make(chan struct{}, 8)
+			cs := connectWith(t, transport, server{kube: k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, rest: rc},
+				&mcpsdk.ClientOptions{ToolListChangedHandler: func(context.Context, *mcpsdk.ToolListChangedRequest) { changed <- struct{}{} }})
+			hasTemplateTools := func() bool {
+				names := toolNames(t, cs)
+				n := 0
+				for _, tool := range templateTools {
+					if slices.Contains(names, tool) {
+						n++
+					}
+				}
+				if n != 0 && n != len(templateTools) {
+					t.Fatalf("some template tools only: %v", names)
+				}
+				return n > 0
+			}
+			if hasTemplateTools() {
+				t.Fatal("template tools registered without configmap rights")
+			}
+			// Asking with nothing changed changes nothing.
+			ok(t, cs, "check_permissions", map[string]any{})
+			select {
+			case <-changed:
+				t.Error("tools/list_changed with no change in rights")
+			case <-time.After(300 * time.Millisecond):
+			}
+
+			bind(sa+"-configmaps", "configmaps")
+			testenv.WaitAllowed(t, rc, ns, "delete", "configmaps")
+			if hasTemplateTools() {
+				t.Fatal("template tools registered before check_permissions asked")
+			}
+			r := ok(t, cs, "check_permissions", map[string]any{})
+			if slices.ContainsFunc(toStrings(r.structured["disabledTools"]), func(s string) bool { return slices.Contains(templateTools, s) }) {
+				t.Fatalf("after the grant: %v", r.structured)
+			}
+			select {
+			case <-changed:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no tools/list_changed after the grant")
+			}
+			if !hasTemplateTools() {
+				t.Fatal("template tools not registered after the grant")
+			}
+			ok(t, cs, "list_templates", map[string]any{})
+
+			if err := admin.RbacV1().RoleBindings(ns).Delete(ctx, sa+"-configmaps", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			testenv.Eventually(t, 10*time.Second, "the revoked rights to be withdrawn", func() (bool, error) {
+				r := ok(t, cs, "check_permissions", map[string]any{})
+				return slices.Contains(toStrings(r.structured["disabledTools"]), "list_templates"), nil
+			})
+			select {
+			case <-changed:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no tools/list_changed after the revocation")
+			}
+			if hasTemplateTools() {
+				t.Fatal("template tools still registered after the revocation")
+			}
+			if _, err := cs.CallTool(ctx, &mcpsdk.CallToolParams{Name: "list_templates", Arguments: map[string]any{}}); err == nil || !strings.Contains(err.Error(), "unknown tool") {
+				t.Errorf("list_templates after the revocation: %v", err)
+			}
+		})
 	}
 }

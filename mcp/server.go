@@ -1,7 +1,8 @@
 // Package mcp is nocrd's Model Context Protocol server. It exposes no-crd's
 // tools and resources, with the same names, inputs and outputs, over stdio,
 // streamable HTTP and the legacy SSE transport, and registers only the tools
-// that the server's Kubernetes identity is allowed to use.
+// that the server's Kubernetes identity is allowed to use (asked again by
+// check_permissions, which registers and withdraws tools to match).
 //
 // Tools are grouped one file per area (tools_util.go, tools_pods.go,
 // tools_templates.go, tools_registry.go, tools_resources.go); every Kubernetes operation goes
@@ -18,6 +19,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -101,6 +103,9 @@ type Server struct {
 	identity auth.Config
 	verifier Verifier
 	policies PolicyTester
+	// registered is which tools are registered on sdk (see syncTools).
+	toolsMu    sync.Mutex
+	registered map[string]bool
 }
 
 // toolSpec is a tool with the Kubernetes accesses it needs and a function
@@ -149,9 +154,11 @@ func New(ctx context.Context, cfg Config, kube *k8s.Client, opts Options) (*Serv
 	if err != nil {
 		return nil, err
 	}
+	s.registered = map[string]bool{}
 	for _, t := range specs {
 		if slices.Contains(report.EnabledTools, t.tool.Name) {
 			t.add(s.sdk)
+			s.registered[t.tool.Name] = true
 		}
 	}
 	s.log.Info("mcp tools registered", "enabled", len(report.EnabledTools), "disabled", report.DisabledTools)

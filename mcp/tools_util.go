@@ -104,10 +104,12 @@ func (s *Server) utilTools() []toolSpec {
 			Description: "Checks the server's Kubernetes RBAC permissions with SelfSubjectAccessReview and reports which MCP tools are enabled or disabled.",
 			Annotations: readOnly("Check permissions"),
 		}, nil, func(ctx context.Context, _ *mcpsdk.CallToolRequest, _ noInput) (*mcpsdk.CallToolResult, *PermissionReport, error) {
-			r, err := s.checkPermissions(ctx, s.toolSpecs(), true)
+			specs := s.toolSpecs()
+			r, err := s.checkPermissions(ctx, specs, true)
 			if err != nil {
 				return nil, nil, err
 			}
+			s.syncTools(specs, r.EnabledTools)
 			return text("%s", formatReport(r)), r, nil
 		}),
 	}
@@ -145,4 +147,33 @@ func orNone(s []string) string {
 		return "(none)"
 	}
 	return strings.Join(s, ", ")
+}
+
+// syncTools registers the tools of specs named in enabled that are not
+// registered yet, and withdraws the registered ones not named, so that
+// rights granted or revoked after start-up take effect when
+// check_permissions next asks (clients are sent tools/list_changed). With
+// permission checks disabled every tool stays registered.
+func (s *Server) syncTools(specs []toolSpec, enabled []string) {
+	if s.cfg.DisablePermissionChecks {
+		return
+	}
+	s.toolsMu.Lock()
+	defer s.toolsMu.Unlock()
+	var withdraw []string
+	for _, t := range specs {
+		on, registered := slices.Contains(enabled, t.tool.Name), s.registered[t.tool.Name]
+		switch {
+		case on && !registered:
+			t.add(s.sdk)
+			s.log.Info("mcp tool registered: its permissions were granted", "tool", t.tool.Name)
+		case !on && registered:
+			withdraw = append(withdraw, t.tool.Name)
+			s.log.Info("mcp tool withdrawn: its permissions were revoked", "tool", t.tool.Name)
+		}
+		s.registered[t.tool.Name] = on
+	}
+	if len(withdraw) > 0 {
+		s.sdk.RemoveTools(withdraw...)
+	}
 }
