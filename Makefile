@@ -95,17 +95,19 @@ pgo: build policies bench-deps ## refresh cmd/nocrd/default.pgo: profile every n
 	@echo "pgo: $(PGO_PROFILE) from $$(ls $(BIN)/pgo/*.pprof | wc -l) profiles"
 
 .PHONY: bench-deps
-bench-deps: ## install nginx, wrk and wabt for the load test (idempotent)
+bench-deps: ## install nginx, HAProxy, wrk, wabt and configurable-http-proxy for the load test (idempotent)
 	@missing=""; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing="$$missing haproxy"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	command -v wat2wasm >/dev/null 2>&1 || missing="$$missing wabt"; \
-	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "bench-deps: installing$$missing with apt-get"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@[ -d bench/chp/node_modules/configurable-http-proxy ] || (cd bench/chp && npm ci --no-audit --no-fund --loglevel=error)
 
 .PHONY: lint
 lint: ## go vet, gofmt check and staticcheck

@@ -1,9 +1,11 @@
 // Command bench measures whole-system proxy throughput: one fasthttp
 // backend standing in for a workspace, reached directly, through nginx
-// configured as an equivalent keep-alive reverse proxy, and through the
+// configured as an equivalent keep-alive reverse proxy, through the
 // nocrd binary (routing only; with ES256 JWT ownership checks; and with
 // JWT plus a Wasm route policy, the WAT guest and the Go inject-identity
-// guest), each loaded by wrk in the same run, interleaved, several times. It
+// guest), and through the other proxies users would pick (HAProxy and
+// JupyterHub's configurable-http-proxy, peers.go), each loaded by wrk in
+// the same run, interleaved, several times. It
 // writes the medians as a markdown table and an SVG chart into
 // bench/results/.
 //
@@ -284,6 +286,26 @@ func run(kubeconfig, nocrdBin, policyDir string, runs int, duration, warmup time
 		}
 		defer stop(base)
 		targets = slices.Insert(targets, slices.IndexFunc(targets, func(t target) bool { return t.name == rowJWT })+1, target{name: rowBaseline, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", port), header: "Authorization: Bearer " + string(signed), pid: func() []int { return withWorkers(base.Process.Pid) }})
+	}
+	// The other proxies users would pick, started only when measured.
+	peers := []struct {
+		name  string
+		start func(port int) (func() []int, func(), error)
+	}{
+		{rowHAProxy, func(port int) (func() []int, func(), error) { return startHAProxy(tmp, port, backendAddr) }},
+		{rowCHP, func(port int) (func() []int, func(), error) { return startCHP(port, backendAddr) }},
+	}
+	for _, p := range peers {
+		if onlyRe != nil && !onlyRe.MatchString(p.name) {
+			continue
+		}
+		port := freePort()
+		pids, stopPeer, err := p.start(port)
+		if err != nil {
+			return err
+		}
+		defer stopPeer()
+		targets = append(targets, target{name: p.name, url: fmt.Sprintf("http://127.0.0.1:%d/route/bench/api", port), pid: pids})
 	}
 	if onlyRe != nil {
 		targets = slices.DeleteFunc(targets, func(t target) bool {
