@@ -44,15 +44,11 @@ const FieldManager = "nocrd"
 const maxApplyDocuments = 50
 
 // restricted reports whether the resource type gr is never served by the
-// generic resource operations, and why.
-func restricted(gr schema.GroupResource) (string, bool) {
-	switch {
-	case gr.Group == "" && (gr.Resource == "secrets" || gr.Resource == "serviceaccounts"):
-		return "it holds credentials", true
-	case gr.Group == "rbac.authorization.k8s.io":
-		return "it grants permissions", true
-	}
-	return "", false
+// generic resource operations: Secrets and ServiceAccounts hold
+// credentials, RBAC grants permissions.
+func restricted(gr schema.GroupResource) bool {
+	return gr.Group == "" && (gr.Resource == "secrets" || gr.Resource == "serviceaccounts") ||
+		gr.Group == "rbac.authorization.k8s.io"
 }
 
 // resourceTypes resolves resource type names through discovery, lazily.
@@ -125,7 +121,7 @@ func (c *Client) mapping(typ string) (*meta.RESTMapping, error) {
 	if err != nil {
 		return nil, &ResourceTypeError{Type: typ, Reason: "not found on this API server"}
 	}
-	if _, ok := restricted(m.Resource.GroupResource()); ok {
+	if restricted(m.Resource.GroupResource()) {
 		return nil, &ResourceTypeError{Type: typ, Reason: "not found on this API server"}
 	}
 	if c.cfg.Mode == ModeNamespaced && m.Scope.Name() != meta.RESTScopeNameNamespace {
@@ -376,7 +372,7 @@ func (c *Client) applyMapping(o *unstructured.Unstructured) (*meta.RESTMapping, 
 		return nil, "", &ResourceTypeError{Type: o.GetAPIVersion() + " " + o.GetKind(), Reason: "not found on this API server"}
 	}
 	gr := m.Resource.GroupResource()
-	if _, ok := restricted(gr); ok {
+	if restricted(gr) {
 		return nil, "", &ResourceTypeError{Type: o.GetAPIVersion() + " " + o.GetKind(), Reason: "not found on this API server"}
 	}
 	switch {

@@ -220,7 +220,8 @@ func (s *Server) templateTools() []toolSpec {
 	}
 }
 
-// addResources registers the pod-template resource template.
+// addResources registers the Pod Manager's MCP App resource (when
+// UI_ENABLED) and the pod-template resource template.
 func (s *Server) addResources() {
 	if s.cfg.UIEnabled {
 		app := ui.Page("")
@@ -231,7 +232,7 @@ func (s *Server) addResources() {
 			Description: "nocrd's Pod Manager as an MCP App: lists workspaces and templates, spawns and stops workspaces and shows their logs, calling this server's tools through the host.",
 			MIMEType:    ui.ResourceMIMEType,
 			Size:        int64(len(app)),
-		}, func(_ context.Context, req *mcpsdk.ReadResourceRequest) (*mcpsdk.ReadResourceResult, error) {
+		}, func(context.Context, *mcpsdk.ReadResourceRequest) (*mcpsdk.ReadResourceResult, error) {
 			return &mcpsdk.ReadResourceResult{Contents: []*mcpsdk.ResourceContents{{URI: ui.ResourceURI, MIMEType: ui.ResourceMIMEType, Text: string(app)}}}, nil
 		})
 	}
