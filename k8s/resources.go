@@ -267,7 +267,7 @@ func (c *Client) ApplyResources(ctx context.Context, manifest string, dryRun boo
 	if err := c.forServerOnly(ctx, "resource_apply"); err != nil {
 		return nil, err
 	}
-	objs, err := c.decodeManifest(manifest)
+	objs, err := decodeManifest(manifest)
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +323,7 @@ func (c *Client) ApplyResources(ctx context.Context, manifest string, dryRun boo
 
 // decodeManifest splits manifest into objects, each with an apiVersion,
 // a kind and a name.
-func (c *Client) decodeManifest(manifest string) ([]*unstructured.Unstructured, error) {
+func decodeManifest(manifest string) ([]*unstructured.Unstructured, error) {
 	if strings.TrimSpace(manifest) == "" {
 		return nil, &InputError{Field: "manifest", Reason: "must not be empty"}
 	}
