@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -134,6 +135,70 @@ func TestEarlyAnswer(t *testing.T) {
 		if e != "" {
 			t.Errorf("the workspace saw Expect: %s", e)
 		}
+	}
+}
+
+// TestEarlyAnswerKeptOpen: a workspace that answers before reading the
+// body, then neither reads it nor closes the connection (Python's
+// http.server does so), has its answer passed on within about
+// writeCheckEvery, not after the upstream timeout; the connection is not
+// reused.
+func TestEarlyAnswerKeptOpen(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var conns atomic.Int32
+	hold := make(chan struct{})
+	t.Cleanup(func() { close(hold) })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				if req.URL.Path == "/ok" {
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				} else {
+					_, _ = io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 17\r\n\r\ntoo large for me\n")
+				}
+				<-hold // neither reads on nor closes
+			}()
+		}
+	}()
+	base, _ := startProxy(t, staticResolver{"a": {Addr: ln.Addr().String()}}, proxy.Options{UpstreamTimeout: 30 * time.Second})
+	// A body larger than the sockets' buffers, so that its write stalls.
+	for _, size := range []int{16 << 20, 64 << 20} {
+		start := time.Now()
+		req, _ := http.NewRequest(http.MethodPost, base+"/route/a/upload", strings.NewReader(strings.Repeat("u", size)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%d bytes: %v", size, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if took := time.Since(start); resp.StatusCode != http.StatusRequestEntityTooLarge || string(b) != "too large for me\n" || took > 10*time.Second {
+			t.Errorf("%d bytes: %d %.200s after %s, want the workspace's 413 within seconds", size, resp.StatusCode, b, took)
+		}
+	}
+	before := conns.Load()
+	resp, err := http.Get(base + "/route/a/ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "ok" || conns.Load() != before+1 {
+		t.Errorf("the next request: %d %s, on a new connection: %v", resp.StatusCode, b, conns.Load() == before+1)
 	}
 }
 

@@ -120,10 +120,16 @@ func newUpstreamConn(nc net.Conn, pl *pool, timeout time.Duration) *upstreamConn
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw, c.flushWait, c.peek = raw, c.flushThenWait, c.peekIdle
+			ic.answered = c.answered
 		}
 	}
 	return c
 }
+
+// answered reports, for a write that stalled, whether the workspace has
+// sent something since the request began to go out, on a connection that
+// was quiet when it did (checked): that is its answer.
+func (c *upstreamConn) answered() bool { return c.checked && !c.idle() }
 
 // checkIdleAfter is how long a connection may sit in the pool before it
 // is checked even for a request that could be retried. Under load
@@ -257,7 +263,7 @@ var errClientGone = errors.New("the client closed its connection")
 // the clock when the first write and read set their deadlines.
 func (c *upstreamConn) exchange(req *fasthttp.Request, head []byte, h *fasthttp.ResponseHeader, now time.Time) error {
 	c.readNow, c.writeNow = now, now
-	c.silent, c.left, c.early = 0, false, false
+	c.silent, c.wsilent, c.left, c.early = 0, 0, false, false
 	// Cleared in case one was not used.
 	defer func() { c.readNow, c.writeNow = time.Time{}, time.Time{} }()
 	h.Reset() // names canonicalised as read, for stripHopByHop
@@ -267,22 +273,23 @@ func (c *upstreamConn) exchange(req *fasthttp.Request, head []byte, h *fasthttp.
 		if _, err := c.bw.Write(head); err != nil {
 			return err
 		}
+		if err := c.send(writes); err != nil {
+			return err
+		}
 	} else {
 		// The client's Content-Type or none: fasthttp would add
 		// application/octet-stream to a body that has none. (Set here, as
 		// CopyTo and reparse carry the flag of the header they copy.)
 		req.Header.SetNoDefaultContentType(true)
-		if err := req.Write(c.bw); err != nil {
+		c.stepped = true
+		err := req.Write(c.bw)
+		if err == nil {
+			err = c.send(writes)
+		}
+		c.stepped = false
+		if err != nil {
 			return c.answeredEarly(h, err)
 		}
-	}
-	if c.flushWait != nil && c.writes == writes {
-		// The whole request is still in the buffer.
-		if err := c.sendAndWait(); err != nil {
-			return err
-		}
-	} else if err := c.bw.Flush(); err != nil {
-		return err
 	}
 	for n := 0; ; n++ {
 		if err := h.Read(c.br); err != nil {
@@ -313,21 +320,33 @@ func (c *upstreamConn) exchange(req *fasthttp.Request, head []byte, h *fasthttp.
 	}
 }
 
+// send sends what the request left in the write buffer; writes is the
+// count of writes before the request began.
+func (c *upstreamConn) send(writes int) error {
+	if c.flushWait != nil && c.writes == writes {
+		// The whole request is still in the buffer.
+		return c.sendAndWait()
+	}
+	return c.bw.Flush()
+}
+
 // answeredEarly reads into h the answer of a workspace that stopped taking
 // the request (werr: the write of its body failed) because it had
 // answered already: a server may answer before it has read the whole body
 // (a 413, a 401 of its own, a handler that ignores the body), then close
 // the connection, and the writes that follow fail with EPIPE or
-// ECONNRESET. Its answer is then in the connection, and goes to the
+// ECONNRESET; or leave it open without reading, and the write stalls
+// (errAnsweredWhileSending, see steppedWrite). Its answer is then in the connection, and goes to the
 // client, as it would have without the proxy, instead of a 502. Any other
 // failure is werr, and so is any on a connection get did not find quiet
 // (checked): what is there might have been sent before the request.
 func (c *upstreamConn) answeredEarly(h *fasthttp.ResponseHeader, werr error) error {
-	if !c.checked || !errors.Is(werr, syscall.EPIPE) && !errors.Is(werr, syscall.ECONNRESET) {
+	if !c.checked || !errors.Is(werr, syscall.EPIPE) && !errors.Is(werr, syscall.ECONNRESET) && !errors.Is(werr, errAnsweredWhileSending) {
 		return werr
 	}
-	// The workspace has closed its end: a read finds what it sent, then
-	// the end of the connection, and never waits.
+	// The workspace has closed its end, or sent something and stopped
+	// reading: a read finds what it sent (then, when closed, the end of
+	// the connection).
 	for range 8 {
 		if err := h.Read(c.br); err != nil {
 			return werr
@@ -480,7 +499,26 @@ type idleConn struct {
 	// a read that fails before the first byte as io.EOF, whatever the
 	// error was.
 	left bool
+	// stepped is set while a request with a body is written, wsilent is
+	// how long its writes have made no progress, in write steps (see
+	// steppedWrite), and answered, when set, reports whether the
+	// workspace has sent something meanwhile (upstreamConn.answered).
+	stepped  bool
+	wsilent  time.Duration
+	answered func() bool
 }
+
+// writeCheckEvery is how long a write may make no progress before the
+// proxy looks at whether the workspace has answered already: a workspace
+// that answers a request before reading its body, and then neither reads
+// it nor closes the connection, would otherwise hold the answer back
+// until the upstream timeout.
+var writeCheckEvery = time.Second
+
+// errAnsweredWhileSending ends the write of a request body the workspace
+// stopped taking after it had sent something: its answer (see
+// answeredEarly).
+var errAnsweredWhileSending = errors.New("the workspace answered before it took the whole request")
 
 // clientCheckEvery is how long a workspace may stay silent before the
 // proxy looks at whether the client it is answering is still there.
@@ -555,12 +593,53 @@ func (c *idleConn) Read(b []byte) (int, error) {
 
 func (c *idleConn) Write(b []byte) (int, error) {
 	c.writes++
+	if c.stepped {
+		return c.steppedWrite(b)
+	}
 	if d, ok := c.next(&c.writeUntil, &c.writeNow, c.timeout); ok {
 		if err := c.Conn.SetWriteDeadline(d); err != nil {
 			return 0, err
 		}
 	}
 	return c.Conn.Write(b)
+}
+
+// steppedWrite is Write for a request with a body: the timeout still
+// bounds how long it may make no progress, but a write the workspace does
+// not take for writeCheckEvery looks at whether the workspace has answered
+// meanwhile, and if it has ends with errAnsweredWhileSending. Its
+// deadline is set on every call (a timer update, which a request head
+// alone is spared).
+func (c *idleConn) steppedWrite(b []byte) (int, error) {
+	done := 0
+	for {
+		span := min(c.timeout-c.wsilent, writeCheckEvery)
+		now := c.writeNow
+		if now.IsZero() {
+			now = clock.Mono()
+		} else {
+			c.writeNow = time.Time{}
+		}
+		d := now.Add(span)
+		if err := c.Conn.SetWriteDeadline(d); err != nil {
+			return done, err
+		}
+		c.writeUntil.Store(clock.Nanos(d))
+		n, err := c.Conn.Write(b[done:])
+		done += n
+		if n > 0 {
+			c.wsilent = 0
+		}
+		if err == nil || !isTimeout(err) {
+			return done, err
+		}
+		if c.wsilent += span; c.wsilent >= c.timeout {
+			return done, err
+		}
+		if c.answered != nil && c.answered() {
+			return done, errAnsweredWhileSending
+		}
+	}
 }
 
 // isTimeout reports whether err is a deadline passing.
