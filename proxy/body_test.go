@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -142,8 +143,10 @@ func TestEarlyAnswer(t *testing.T) {
 // body, then neither reads it nor closes the connection (Python's
 // http.server does so), has its answer passed on within about
 // writeCheckEvery, not after the upstream timeout; the connection is not
-// reused.
+// reused. An interim 100 is not an answer: a workspace that sends one and
+// pauses its reads longer than writeCheckEvery still gets the whole body.
 func TestEarlyAnswerKeptOpen(t *testing.T) {
+	defer proxy.SetWriteCheckEvery(500 * time.Millisecond)()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -166,9 +169,17 @@ func TestEarlyAnswerKeptOpen(t *testing.T) {
 				if err != nil {
 					return
 				}
-				if req.URL.Path == "/ok" {
+				switch req.URL.Path {
+				case "/ok":
 					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				} else {
+				case "/slow":
+					// An unasked 100, then a pause in reading.
+					_, _ = io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
+					time.Sleep(1500 * time.Millisecond)
+					n, _ := io.Copy(io.Discard, req.Body)
+					_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%d", len(strconv.FormatInt(n, 10)), n)
+					return
+				default:
 					_, _ = io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 17\r\n\r\ntoo large for me\n")
 				}
 				<-hold // neither reads on nor closes
@@ -190,12 +201,23 @@ func TestEarlyAnswerKeptOpen(t *testing.T) {
 			t.Errorf("%d bytes: %d %.200s after %s, want the workspace's 413 within seconds", size, resp.StatusCode, b, took)
 		}
 	}
-	before := conns.Load()
-	resp, err := http.Get(base + "/route/a/ok")
+	req, _ := http.NewRequest(http.MethodPost, base+"/route/a/slow", strings.NewReader(strings.Repeat("s", 16<<20)))
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != strconv.Itoa(16<<20) {
+		t.Errorf("after an interim 100 and a pause: %d %.200s, want the whole body read", resp.StatusCode, b)
+	}
+
+	before := conns.Load()
+	resp, err = http.Get(base + "/route/a/ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 || string(b) != "ok" || conns.Load() != before+1 {
 		t.Errorf("the next request: %d %s, on a new connection: %v", resp.StatusCode, b, conns.Load() == before+1)

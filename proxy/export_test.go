@@ -9,3 +9,12 @@ func SetClientCheckEvery(d time.Duration) (restore func()) {
 	clientCheckEvery = d
 	return func() { clientCheckEvery = old }
 }
+
+// SetWriteCheckEvery changes how long a stalled write of a body waits
+// before it looks for an early answer, for tests; it returns the function
+// that puts it back.
+func SetWriteCheckEvery(d time.Duration) (restore func()) {
+	old := writeCheckEvery
+	writeCheckEvery = d
+	return func() { writeCheckEvery = old }
+}

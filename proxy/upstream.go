@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -69,6 +70,9 @@ type upstreamConn struct {
 	// early is set when the workspace answered before it took the whole
 	// request (see answeredEarly): the connection is not reused.
 	early bool
+	// peekBuf and peekN are answered's view of what has arrived.
+	peekBuf [16]byte
+	peekN   int
 }
 
 // get returns an idle connection, most recently used first, or dials one.
@@ -127,9 +131,31 @@ func newUpstreamConn(nc net.Conn, pl *pool, timeout time.Duration) *upstreamConn
 }
 
 // answered reports, for a write that stalled, whether the workspace has
-// sent something since the request began to go out, on a connection that
-// was quiet when it did (checked): that is its answer.
-func (c *upstreamConn) answered() bool { return c.checked && !c.idle() }
+// answered since the request began to go out, on a connection that was
+// quiet when it did (checked): it has closed its end, or sent something
+// other than an interim (1xx) response, which a server may send while it
+// goes on reading.
+func (c *upstreamConn) answered() bool {
+	if !c.checked || c.raw == nil {
+		return false
+	}
+	c.peekN = 0
+	if c.raw.Control(c.peekAnswer) != nil {
+		return false
+	}
+	const interim = len("HTTP/1.1 1")
+	switch n := c.peekN; {
+	case n < 0:
+		return true
+	case n < interim:
+		return false // nothing yet, or too little to tell
+	}
+	b := c.peekBuf[:interim]
+	return !(bytes.HasPrefix(b, []byte("HTTP/1.")) && b[interim-2] == ' ' && b[interim-1] == '1')
+}
+
+// peekAnswer is answered's RawConn callback.
+func (c *upstreamConn) peekAnswer(fd uintptr) { c.peekN = rawio.Peek(fd, c.peekBuf[:]) }
 
 // checkIdleAfter is how long a connection may sit in the pool before it
 // is checked even for a request that could be retried. Under load
@@ -512,8 +538,10 @@ type idleConn struct {
 // proxy looks at whether the workspace has answered already: a workspace
 // that answers a request before reading its body, and then neither reads
 // it nor closes the connection, would otherwise hold the answer back
-// until the upstream timeout.
-var writeCheckEvery = time.Second
+// until the upstream timeout. It is long enough that a server which
+// answers while it reads on (full duplex) is unlikely to pause its reads
+// that long, which would cut its body short.
+var writeCheckEvery = 5 * time.Second
 
 // errAnsweredWhileSending ends the write of a request body the workspace
 // stopped taking after it had sent something: its answer (see

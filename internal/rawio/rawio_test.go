@@ -356,6 +356,34 @@ func TestIdle(t *testing.T) {
 	busy(w, "the peer reset the connection")
 }
 
+// TestPeek: Peek shows what has arrived without consuming it, 0 while
+// nothing has, -1 once the peer has closed with nothing left unread.
+func TestPeek(t *testing.T) {
+	var buf [16]byte
+	var n int
+	peek := func(c net.Conn) int {
+		onSocket(t, c, func(fd uintptr) bool { n = rawio.Peek(fd, buf[:]); return true })
+		return n
+	}
+	w, p := pair(t, false)
+	if got := peek(w); got != 0 {
+		t.Fatalf("a fresh connection: %d", got)
+	}
+	if _, err := p.Write([]byte("HTTP/1.1 100 Continue")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "16 bytes peeked", func() bool { return peek(w) == 16 })
+	if string(buf[:n]) != "HTTP/1.1 100 Con" {
+		t.Fatalf("peeked %q", buf[:n])
+	}
+	b := make([]byte, 64)
+	if n, err := w.Read(b); err != nil || string(b[:n]) != "HTTP/1.1 100 Continue" {
+		t.Fatalf("read after Peek: %q %v; want all it peeked at", b[:n], err)
+	}
+	_ = p.Close()
+	eventually(t, "-1 after the peer closed", func() bool { return peek(w) == -1 })
+}
+
 // TestPeerClosed: PeerClosed sees the peer's close or reset, even with
 // bytes still unread (a TLS close_notify comes before the FIN), and
 // nothing else.

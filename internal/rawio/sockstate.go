@@ -22,6 +22,29 @@ func Idle(fd uintptr) bool {
 	}
 }
 
+// Peek copies into b the first bytes that have arrived on fd without
+// consuming them or waiting, and returns how many: 0 when nothing has
+// arrived, -1 when the peer has closed its end (with nothing left
+// unread) or the socket failed. One system call; call it from a
+// syscall.RawConn's Control callback.
+func Peek(fd uintptr, b []byte) int {
+	if len(b) == 0 {
+		return 0
+	}
+	for {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			return 0
+		case e != 0 || n == 0:
+			return -1
+		}
+		return int(n)
+	}
+}
+
 // PeerClosed reports whether the peer of fd, a TCP socket, has closed or
 // reset the connection, whatever is still unread on it (a TLS
 // close_notify, say): the socket is in CLOSE_WAIT or CLOSE. It neither
