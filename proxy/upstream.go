@@ -362,10 +362,11 @@ func (c *upstreamConn) send(writes int) error {
 // (a 413, a 401 of its own, a handler that ignores the body), then close
 // the connection, and the writes that follow fail with EPIPE or
 // ECONNRESET; or leave it open without reading, and the write stalls
-// (errAnsweredWhileSending, see steppedWrite). Its answer is then in the connection, and goes to the
-// client, as it would have without the proxy, instead of a 502. Any other
-// failure is werr, and so is any on a connection get did not find quiet
-// (checked): what is there might have been sent before the request.
+// (errAnsweredWhileSending, see steppedWrite). Its answer is then in the
+// connection, and goes to the client, as it would have without the proxy,
+// instead of a 502. Any other failure is werr, and so is any on a
+// connection get did not find quiet (checked): what is there might have
+// been sent before the request.
 func (c *upstreamConn) answeredEarly(h *fasthttp.ResponseHeader, werr error) error {
 	if !c.checked || !errors.Is(werr, syscall.EPIPE) && !errors.Is(werr, syscall.ECONNRESET) && !errors.Is(werr, errAnsweredWhileSending) {
 		return werr
