@@ -179,6 +179,9 @@ func TestEarlyAnswerKeptOpen(t *testing.T) {
 					n, _ := io.Copy(io.Discard, req.Body)
 					_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%d", len(strconv.FormatInt(n, 10)), n)
 					return
+				case "/continued":
+					// An unasked 100, then the early answer.
+					_, _ = io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 413 Payload Too Large\r\nContent-Length: 17\r\n\r\ntoo large for me\n")
 				default:
 					_, _ = io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 17\r\n\r\ntoo large for me\n")
 				}
@@ -188,9 +191,13 @@ func TestEarlyAnswerKeptOpen(t *testing.T) {
 	}()
 	base, _ := startProxy(t, staticResolver{"a": {Addr: ln.Addr().String()}}, proxy.Options{UpstreamTimeout: 30 * time.Second})
 	// A body larger than the sockets' buffers, so that its write stalls.
-	for _, size := range []int{16 << 20, 64 << 20} {
+	for _, c := range []struct {
+		path string
+		size int
+	}{{"/upload", 16 << 20}, {"/upload", 64 << 20}, {"/continued", 16 << 20}} {
+		size := c.size
 		start := time.Now()
-		req, _ := http.NewRequest(http.MethodPost, base+"/route/a/upload", strings.NewReader(strings.Repeat("u", size)))
+		req, _ := http.NewRequest(http.MethodPost, base+"/route/a"+c.path, strings.NewReader(strings.Repeat("u", size)))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatalf("%d bytes: %v", size, err)

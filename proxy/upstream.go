@@ -71,7 +71,7 @@ type upstreamConn struct {
 	// request (see answeredEarly): the connection is not reused.
 	early bool
 	// peekBuf and peekN are answered's view of what has arrived.
-	peekBuf [16]byte
+	peekBuf [256]byte
 	peekN   int
 }
 
@@ -143,15 +143,29 @@ func (c *upstreamConn) answered() bool {
 	if c.raw.Control(c.peekAnswer) != nil {
 		return false
 	}
-	const interim = len("HTTP/1.1 1")
-	switch n := c.peekN; {
-	case n < 0:
+	if c.peekN < 0 {
 		return true
-	case n < interim:
-		return false // nothing yet, or too little to tell
 	}
-	b := c.peekBuf[:interim]
-	return !(bytes.HasPrefix(b, []byte("HTTP/1.")) && b[interim-2] == ' ' && b[interim-1] == '1')
+	return finalAnswer(c.peekBuf[:c.peekN])
+}
+
+// finalAnswer reports whether b, the start of what a workspace sent,
+// holds more than interim (1xx) responses: the start of a final one, or
+// anything else. Too little to tell is false, and so is a 1xx response
+// whose end is not in b.
+func finalAnswer(b []byte) bool {
+	const interim = len("HTTP/1.1 1")
+	for len(b) >= interim {
+		if !bytes.HasPrefix(b, []byte("HTTP/1.")) || b[interim-2] != ' ' || b[interim-1] != '1' {
+			return true
+		}
+		end := bytes.Index(b, []byte("\r\n\r\n"))
+		if end < 0 {
+			return false
+		}
+		b = b[end+4:]
+	}
+	return false
 }
 
 // peekAnswer is answered's RawConn callback.
