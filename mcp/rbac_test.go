@@ -48,24 +48,10 @@ func toolNames(t *testing.T, cs *mcpsdk.ClientSession) []string {
 // registered, and check_permissions must say why.
 func TestRoleWithoutConfigMapRights(t *testing.T) {
 	ns := testenv.Namespace(t)
-	admin := testenv.Admin(t)
-	ctx := context.Background()
-	role := &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: "pods-only"},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "create", "delete", "patch"}},
-			{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
-		},
-	}
-	r, err := admin.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{})
-	mustCreate(t, r, err)
 	rc := testenv.ServiceAccountConfig(t, ns, "limited")
-	rb, err := admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "pods-only"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "pods-only"},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "limited", Namespace: ns}},
-	}, metav1.CreateOptions{})
-	mustCreate(t, rb, err)
+	grant(t, ns, "pods-only", "limited",
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "create", "delete", "patch"}},
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}})
 	testenv.WaitAllowed(t, rc, ns, "create", "pods")
 
 	for _, transport := range []string{"streamable", "stdio"} {
@@ -220,17 +206,7 @@ func TestPermissionsChangeAfterStart(t *testing.T) {
 			sa := "later-" + transport
 			rc := testenv.ServiceAccountConfig(t, ns, sa)
 			bind := func(name string, resources ...string) {
-				r, err := admin.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{
-					ObjectMeta: metav1.ObjectMeta{Name: name},
-					Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: resources, Verbs: []string{"get", "list", "watch", "create", "update", "delete", "patch"}}},
-				}, metav1.CreateOptions{})
-				mustCreate(t, r, err)
-				rb, err := admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
-					ObjectMeta: metav1.ObjectMeta{Name: name},
-					RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
-					Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: ns}},
-				}, metav1.CreateOptions{})
-				mustCreate(t, rb, err)
+				grant(t, ns, name, sa, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: resources, Verbs: []string{"get", "list", "watch", "create", "update", "delete", "patch"}})
 			}
 			bind(sa+"-pods", "pods")
 			testenv.WaitAllowed(t, rc, ns, "create", "pods")
@@ -301,4 +277,19 @@ func TestPermissionsChangeAfterStart(t *testing.T) {
 			}
 		})
 	}
+}
+
+// grant creates the Role name with rules in ns and binds it, under the
+// same name, to the ServiceAccount sa.
+func grant(t *testing.T, ns, name, sa string, rules ...rbacv1.PolicyRule) {
+	t.Helper()
+	admin, ctx := testenv.Admin(t), context.Background()
+	r, err := admin.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{})
+	mustCreate(t, r, err)
+	rb, err := admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: ns}},
+	}, metav1.CreateOptions{})
+	mustCreate(t, rb, err)
 }

@@ -114,19 +114,9 @@ func TestResourceToolsCallerToken(t *testing.T) {
 	ns := testenv.Namespace(t)
 	admin := testenv.Admin(t)
 	ctx := context.Background()
-	r, err := admin.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: "cm-reader"},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list"}}},
-	}, metav1.CreateOptions{})
-	mustCreate(t, r, err)
 	reader := testenv.ServiceAccountConfig(t, ns, "reader")
 	nobody := testenv.ServiceAccountConfig(t, ns, "nobody")
-	rb, err := admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "cm-reader"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "cm-reader"},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "reader", Namespace: ns}},
-	}, metav1.CreateOptions{})
-	mustCreate(t, rb, err)
+	grant(t, ns, "cm-reader", "reader", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list"}})
 	testenv.WaitAllowed(t, reader, ns, "list", "configmaps")
 	cm, err := admin.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "visible"}}, metav1.CreateOptions{})
 	mustCreate(t, cm, err)
