@@ -14,6 +14,7 @@ import (
 
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nocrd/nocrd/internal/testenv"
 	"github.com/nocrd/nocrd/ui"
@@ -75,6 +76,8 @@ func TestPodManager(t *testing.T) {
 	spec := map[string]any{"containers": []any{map[string]any{"name": "w", "image": "busybox"}}}
 	call(ac, "create_template", map[string]any{"name": "sandbox", "description": "a busybox sandbox", "tag": "v1", "spec": spec,
 		"annotations": map[string]string{"nogoo9/default-grace-period": "1"}})
+	call(ac, "create_template", map[string]any{"name": "needs-repo", "spec": spec,
+		"annotations": map[string]string{"nogoo9/required-context": "REPO", "nogoo9/default-grace-period": "1"}})
 	pre := call(ac, "spawn_workspace", map[string]any{"id": "alice-pre", "templateRef": "sandbox"})["podName"].(string)
 	servePodLog(t, ns, pre, "hello from alice-pre\n")
 	call(bc, "spawn_workspace", map[string]any{"id": "bob-pre", "templateRef": "sandbox"})
@@ -131,8 +134,8 @@ func TestPodManager(t *testing.T) {
 			// The app runs second: by then alice also has http-keep, and
 			// perhaps http-stop while its pod terminates.
 			mine := slices.DeleteFunc(slices.Clone(listed.Workspaces), func(id string) bool { return mode == "app" && strings.HasPrefix(id, "http-") })
-			if !slices.Equal(mine, []string{"alice-pre"}) || !slices.Equal(listed.Templates, []string{"sandbox"}) {
-				t.Errorf("alice sees workspaces %q and templates %q; want alice-pre (not bob's) and [sandbox]", listed.Workspaces, listed.Templates)
+			if !slices.Equal(mine, []string{"alice-pre"}) || !slices.Equal(listed.Templates, []string{"needs-repo", "sandbox"}) {
+				t.Errorf("alice sees workspaces %q and templates %q; want alice-pre (not bob's) and [needs-repo sandbox]", listed.Workspaces, listed.Templates)
 			}
 			if got := r.text(t, "badID"); !strings.Contains(got, "workspace ID") {
 				t.Errorf("an invalid ID: %q", got)
@@ -184,6 +187,15 @@ func TestPodManager(t *testing.T) {
 				if got := r.text(t, "forgotten"); !strings.Contains(got, "401") {
 					t.Errorf("after Forget and a reload: %q", got)
 				}
+				if got := r.text(t, "noContext"); !strings.Contains(got, "missing required context keys REPO") {
+					t.Errorf("a template that needs context, spawned without: %q", got)
+				}
+				if got := r.text(t, "badContext"); !strings.Contains(got, `context: "oops" is not KEY=value`) {
+					t.Errorf("a malformed context: %q", got)
+				}
+				if got := r.text(t, "withContext"); !strings.HasPrefix(got, "spawned http-ctx (") {
+					t.Errorf("with context: %q", got)
+				}
 			case "app":
 				if !signedIn.TokenPanelHidden || !strings.Contains(signedIn.Scope, "in host") {
 					t.Errorf("in a host: token panel hidden %v, scope %q", signedIn.TokenPanelHidden, signedIn.Scope)
@@ -215,6 +227,18 @@ func TestPodManager(t *testing.T) {
 		return out
 	}
 	mine := rows(ac)
+	// The context the page sent is the workspace's environment.
+	pod, err := testenv.Admin(t).CoreV1().Pods(ns).Get(ctx, mine["http-ctx"]["name"].(string), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, e := range pod.Spec.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	if env["REPO"] != "https://example.com/r.git" || env["BRANCH"] != "main" {
+		t.Errorf("http-ctx's environment: %v", env)
+	}
 	for _, id := range []string{"alice-pre", "http-keep", "app-keep"} {
 		w, ok := mine[id]
 		if !ok || w["owner"] != "alice" || w["template"] != ns+"/sandbox" {

@@ -107,6 +107,25 @@ window.addEventListener("message", async (e) => {
   await ui.waitForFunction((id) => document.getElementById("status").textContent.includes("already exists"), mode + "-keep");
   report.steps.again = await text(ui, "#status");
 
+  if (mode === "http") {
+    // A template that needs context: refused without it (nocrd names the
+    // key), a malformed field refused on the page, spawned with it.
+    const needs = `#templates tr[data-name="needs-repo"] button`;
+    await ui.fill("#spawn-id", "http-ctx");
+    await ui.click(needs);
+    await ui.waitForFunction(() => document.getElementById("status").className === "error");
+    report.steps.noContext = await text(ui, "#status");
+    await ui.fill("#spawn-context", "oops");
+    await ui.click(needs);
+    await ui.waitForFunction(() => document.getElementById("status").textContent.includes("KEY=value"));
+    report.steps.badContext = await text(ui, "#status");
+    await ui.fill("#spawn-context", "REPO=https://example.com/r.git, BRANCH=main");
+    await ui.click(needs);
+    await ui.waitForSelector(`#workspaces tr[data-id="http-ctx"]`);
+    report.steps.withContext = await text(ui, "#status");
+    await ui.fill("#spawn-context", "");
+  }
+
   await ui.click(`#workspaces tr[data-id="alice-pre"] button:has-text("Logs")`);
   await ui.waitForFunction(() => !document.getElementById("logs-panel").hidden || document.getElementById("status").className === "error");
   report.steps.logs = { panelShown: !(await ui.$eval("#logs-panel", (e) => e.hidden)), pod: await text(ui, "#logs-pod"), logs: await text(ui, "#logs"), status: await text(ui, "#status") };
