@@ -73,7 +73,7 @@ fuzz: deps ## run every go test -fuzz target for FUZZTIME (30s) each; an input t
 	done
 
 .PHONY: bench
-bench: build policies bench-deps ## Go benchmarks (3 runs each) and the whole-system load test vs nginx, on a cluster started for the run
+bench: build policies bench-deps ## Go benchmarks (3 runs each) and the whole-system load test vs nginx, HAProxy and configurable-http-proxy, on a cluster started for the run
 	@mkdir -p $(BIN)
 	$(CLUSTER) run -dir $(TEST_CLUSTER_DIR) -- bash -c '$(GO) test -run "^$$" -bench . -benchmem -count 3 ./... | tee $(BIN)/bench.txt && \
 	  $(GO) run ./bench -nocrd $(NOCRD) -runs 30 -out bench/results'
@@ -89,7 +89,7 @@ pgo: build policies bench-deps ## refresh cmd/nocrd/default.pgo: profile every n
 	@rm -rf $(BIN)/pgo && mkdir -p $(BIN)/pgo
 	$(GO) build -tags cpuprofile -o $(BIN)/pgo/nocrd ./cmd/nocrd
 	$(CLUSTER) run -dir $(TEST_CLUSTER_DIR) -- env NOCRD_CPUPROFILE=$(BIN)/pgo NOCRD_CPUPROFILE_SECONDS=120 \
-	  $(GO) run ./bench -nocrd $(BIN)/pgo/nocrd -runs 2 -duration 10s -out $(BIN)/pgo/results
+	  $(GO) run ./bench -nocrd $(BIN)/pgo/nocrd -only nocrd -runs 2 -duration 10s -out $(BIN)/pgo/results
 	$(GO) tool pprof -proto $(BIN)/pgo/*.pprof > $(BIN)/pgo/default.pgo
 	mv $(BIN)/pgo/default.pgo $(PGO_PROFILE)
 	@echo "pgo: $(PGO_PROFILE) from $$(ls $(BIN)/pgo/*.pprof | wc -l) profiles"
