@@ -419,13 +419,8 @@ http {
 		return nil, nil, err
 	}
 	cmd := exec.Command(nginxBin(), "-c", path, "-p", dir)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	if err := launch("nginx", cmd, port); err != nil {
 		return nil, nil, err
-	}
-	if err := waitPort(port); err != nil {
-		_ = cmd.Process.Kill()
-		return nil, nil, fmt.Errorf("nginx: %w", err)
 	}
 	pids := func() []int {
 		ps := []int{cmd.Process.Pid}
@@ -480,6 +475,21 @@ func stop(cmd *exec.Cmd) {
 	case <-time.After(10 * time.Second):
 		_ = cmd.Process.Kill()
 	}
+}
+
+// launch starts cmd, a proxy, with its errors on stderr, and waits until
+// it listens on port; name says which one failed.
+func launch(name string, cmd *exec.Cmd, port int) error {
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if err := waitPort(port); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
 }
 
 func waitPort(port int) error {

@@ -59,13 +59,8 @@ backend workspace
 		return nil, nil, err
 	}
 	cmd := exec.Command(bin, "-db", "-f", path)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	if err := launch("haproxy", cmd, port); err != nil {
 		return nil, nil, err
-	}
-	if err := waitPort(port); err != nil {
-		_ = cmd.Process.Kill()
-		return nil, nil, fmt.Errorf("haproxy: %w", err)
 	}
 	return func() []int { return []int{cmd.Process.Pid} }, func() { stop(cmd) }, nil
 }
@@ -80,13 +75,8 @@ func startCHP(port int, backend string) (func() []int, func(), error) {
 		"--api-ip", "127.0.0.1", "--api-port", strconv.Itoa(freePort()),
 		"--default-target", "http://"+backend, "--log-level", "error")
 	cmd.Env = append(os.Environ(), "CONFIGPROXY_AUTH_TOKEN=bench")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	if err := launch("configurable-http-proxy", cmd, port); err != nil {
 		return nil, nil, err
-	}
-	if err := waitPort(port); err != nil {
-		_ = cmd.Process.Kill()
-		return nil, nil, fmt.Errorf("configurable-http-proxy: %w", err)
 	}
 	return func() []int { return []int{cmd.Process.Pid} }, func() { stop(cmd) }, nil
 }

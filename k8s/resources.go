@@ -149,6 +149,26 @@ func (c *Client) forServerOnly(ctx context.Context, op string) error {
 	return nil
 }
 
+// namespaceOf is the namespace an operation on m's objects runs in: the
+// requested one or the default, within the scope, for a namespaced type;
+// "" for a cluster-scoped one, which ignores it as kubectl ignores -n.
+func (c *Client) namespaceOf(m *meta.RESTMapping, requested string) (string, error) {
+	if m.Scope.Name() != meta.RESTScopeNameNamespace {
+		return "", nil
+	}
+	return c.Namespace(requested)
+}
+
+// objects is the dynamic client of m's objects in ns ("": cluster-scoped),
+// once mapping has resolved m.
+func (c *Client) objects(m *meta.RESTMapping, ns string) dynamic.ResourceInterface {
+	r := c.resourceTypes.dyn.Resource(m.Resource)
+	if ns == "" {
+		return r
+	}
+	return r.Namespace(ns)
+}
+
 // ResourceQuery selects the objects ListResources returns.
 type ResourceQuery struct {
 	// Type is the resource type, as kubectl takes it.
@@ -196,18 +216,12 @@ func (c *Client) ListResources(ctx context.Context, q ResourceQuery) (*ResourceL
 	if q.Limit < 0 {
 		return nil, &InputError{Field: "limit", Reason: fmt.Sprintf("must not be negative, got %d", q.Limit)}
 	}
-	rt, _ := c.resources()
-	out := &ResourceList{Resource: m.Resource.GroupResource().String(), Kind: m.GroupVersionKind.Kind}
-	var ri dynamic.ResourceInterface = rt.dyn.Resource(m.Resource)
-	if m.Scope.Name() == meta.RESTScopeNameNamespace {
-		ns, err := c.Namespace(q.Namespace)
-		if err != nil {
-			return nil, err
-		}
-		out.Namespaced, out.Namespace = true, ns
-		ri = rt.dyn.Resource(m.Resource).Namespace(ns)
+	ns, err := c.namespaceOf(m, q.Namespace)
+	if err != nil {
+		return nil, err
 	}
-	list, err := ri.List(ctx, metav1.ListOptions{LabelSelector: q.LabelSelector, FieldSelector: q.FieldSelector, Limit: q.Limit})
+	out := &ResourceList{Resource: m.Resource.GroupResource().String(), Kind: m.GroupVersionKind.Kind, Namespaced: ns != "", Namespace: ns}
+	list, err := c.objects(m, ns).List(ctx, metav1.ListOptions{LabelSelector: q.LabelSelector, FieldSelector: q.FieldSelector, Limit: q.Limit})
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", out.Resource, err)
 	}
@@ -231,16 +245,11 @@ func (c *Client) GetResource(ctx context.Context, typ, namespace, name string) (
 	if strings.TrimSpace(name) == "" {
 		return nil, &InputError{Field: "name", Reason: "must not be empty"}
 	}
-	rt, _ := c.resources()
-	var ri dynamic.ResourceInterface = rt.dyn.Resource(m.Resource)
-	ns := ""
-	if m.Scope.Name() == meta.RESTScopeNameNamespace {
-		if ns, err = c.Namespace(namespace); err != nil {
-			return nil, err
-		}
-		ri = rt.dyn.Resource(m.Resource).Namespace(ns)
+	ns, err := c.namespaceOf(m, namespace)
+	if err != nil {
+		return nil, err
 	}
-	o, err := ri.Get(ctx, name, metav1.GetOptions{})
+	o, err := c.objects(m, ns).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, &NotFoundError{Kind: m.GroupVersionKind.Kind, Namespace: ns, Name: name}
 	}
@@ -271,7 +280,6 @@ func (c *Client) ApplyResources(ctx context.Context, manifest string, dryRun boo
 	if err != nil {
 		return nil, err
 	}
-	rt, _ := c.resources()
 	type target struct {
 		ri  dynamic.ResourceInterface
 		gr  schema.GroupResource
@@ -284,12 +292,10 @@ func (c *Client) ApplyResources(ctx context.Context, manifest string, dryRun boo
 		if err != nil {
 			return nil, fmt.Errorf("document %d (%s %s): %w", i+1, o.GetKind(), o.GetName(), err)
 		}
-		var ri dynamic.ResourceInterface = rt.dyn.Resource(m.Resource)
 		if ns != "" {
 			o.SetNamespace(ns)
-			ri = rt.dyn.Resource(m.Resource).Namespace(ns)
 		}
-		targets = append(targets, target{ri: ri, gr: m.Resource.GroupResource(), obj: o, out: Applied{APIVersion: o.GetAPIVersion(), Kind: o.GetKind(), Namespace: ns, Name: o.GetName()}})
+		targets = append(targets, target{ri: c.objects(m, ns), gr: m.Resource.GroupResource(), obj: o, out: Applied{APIVersion: o.GetAPIVersion(), Kind: o.GetKind(), Namespace: ns, Name: o.GetName()}})
 	}
 	for i := range targets {
 		t := &targets[i]

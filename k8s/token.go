@@ -31,17 +31,8 @@ func (c *Client) ForToken(token string) (*Client, error) {
 	if tc, ok := c.byToken.Get(key); ok {
 		return tc, nil
 	}
-	rc := &rest.Config{
-		Host:            c.rest.Host,
-		APIPath:         c.rest.APIPath,
-		BearerToken:     token,
-		TLSClientConfig: rest.TLSClientConfig{ServerName: c.rest.ServerName, CAFile: c.rest.CAFile, CAData: c.rest.CAData, Insecure: c.rest.Insecure},
-		UserAgent:       c.rest.UserAgent,
-		QPS:             c.rest.QPS,
-		Burst:           c.rest.Burst,
-		Timeout:         c.rest.Timeout,
-		Proxy:           c.rest.Proxy,
-	}
+	rc := rest.AnonymousClientConfig(c.rest) // the server and its CA, no credential
+	rc.BearerToken = token
 	tc, err := NewForConfig(c.cfg, rc)
 	if err != nil {
 		return nil, fmt.Errorf("client for the caller's token: %w", err)

@@ -64,13 +64,13 @@ type upstreamConn struct {
 	flushWait func(uintptr) bool
 	flushed   bool
 	flushErr  error
-	// peek, made once, is idle's RawConn callback, and peeked its answer.
-	peek   func(uintptr)
-	peeked bool
 	// early is set when the workspace answered before it took the whole
 	// request (see answeredEarly): the connection is not reused.
 	early bool
-	// peekBuf and peekN are answered's view of what has arrived.
+	// peek, made once, is the RawConn callback with which idle and
+	// answered look at what has arrived: peekN bytes of it in peekBuf
+	// (see rawio.Peek).
+	peek    func(uintptr)
 	peekBuf [256]byte
 	peekN   int
 }
@@ -123,7 +123,7 @@ func newUpstreamConn(nc net.Conn, pl *pool, timeout time.Duration) *upstreamConn
 	c := &upstreamConn{idleConn: ic, pool: pl, br: bufio.NewReaderSize(ic, upstreamReadBuffer), bw: bufio.NewWriterSize(ic, upstreamWriteBuffer)}
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
-			c.raw, c.flushWait, c.peek = raw, c.flushThenWait, c.peekIdle
+			c.raw, c.flushWait, c.peek = raw, c.flushThenWait, c.peekArrived
 			ic.answered = c.answered
 		}
 	}
@@ -139,8 +139,7 @@ func (c *upstreamConn) answered() bool {
 	if !c.checked || c.raw == nil {
 		return false
 	}
-	c.peekN = 0
-	if c.raw.Control(c.peekAnswer) != nil {
+	if c.raw.Control(c.peek) != nil {
 		return false
 	}
 	if c.peekN < 0 {
@@ -168,8 +167,8 @@ func finalAnswer(b []byte) bool {
 	return false
 }
 
-// peekAnswer is answered's RawConn callback.
-func (c *upstreamConn) peekAnswer(fd uintptr) { c.peekN = rawio.Peek(fd, c.peekBuf[:]) }
+// peekArrived is the peek callback.
+func (c *upstreamConn) peekArrived(fd uintptr) { c.peekN = rawio.Peek(fd, c.peekBuf[:]) }
 
 // checkIdleAfter is how long a connection may sit in the pool before it
 // is checked even for a request that could be retried. Under load
@@ -191,12 +190,8 @@ func (c *upstreamConn) idle() bool {
 	if c.raw == nil {
 		return true
 	}
-	c.peeked = false
-	return c.raw.Control(c.peek) == nil && c.peeked
+	return c.raw.Control(c.peek) == nil && c.peekN == 0
 }
-
-// peekIdle is idle's RawConn callback.
-func (c *upstreamConn) peekIdle(fd uintptr) { c.peeked = rawio.Idle(fd) }
 
 // put returns a connection whose last response was read to its end at
 // now.

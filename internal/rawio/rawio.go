@@ -18,9 +18,9 @@
 // connection's syscall.RawConn, so waiting still goes through the poller
 // and deadlines and Close behave as with net's own Read and Write.
 //
-// Idle and PeerClosed look at a socket's state the same way, without
-// reading from it: whether a kept-alive connection has been closed or
-// sent something while idle, and whether a client has gone while its
+// Peek and PeerClosed look at a socket's state the same way, without
+// reading from it: what a kept-alive connection has been sent while idle
+// (or whether it was closed), and whether a client has gone while its
 // request is being served.
 package rawio
 

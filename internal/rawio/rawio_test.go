@@ -321,43 +321,9 @@ func BenchmarkPingPong(b *testing.B) {
 	}
 }
 
-// TestIdle: Idle tells a kept-alive connection nobody has used since from
-// one that has bytes waiting, an end of stream or a reset, and leaves the
-// waiting bytes to be read.
-func TestIdle(t *testing.T) {
-	idle := func(c net.Conn) bool { return onSocket(t, c, rawio.Idle) }
-	// busy waits for what the peer did to reach this end.
-	busy := func(c net.Conn, what string) {
-		t.Helper()
-		eventually(t, "not idle after "+what, func() bool { return !idle(c) })
-	}
-
-	w, p := pair(t, false)
-	if !idle(w) {
-		t.Fatal("a fresh connection is not idle")
-	}
-	if _, err := p.Write([]byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	busy(w, "the peer sent a byte")
-	b := make([]byte, 4)
-	if n, err := w.Read(b); err != nil || string(b[:n]) != "x" {
-		t.Fatalf("read after Idle: %q %v; want the byte it peeked at", b[:n], err)
-	}
-	if !idle(w) {
-		t.Fatal("not idle once the byte was read")
-	}
-	_ = p.Close()
-	busy(w, "the peer closed")
-
-	w, p = pair(t, false)
-	_ = p.(*net.TCPConn).SetLinger(0) // Close sends a reset
-	_ = p.Close()
-	busy(w, "the peer reset the connection")
-}
-
 // TestPeek: Peek shows what has arrived without consuming it, 0 while
-// nothing has, -1 once the peer has closed with nothing left unread.
+// nothing has (a kept-alive connection fit for a request), -1 once the
+// peer has closed with nothing left unread, or reset the connection.
 func TestPeek(t *testing.T) {
 	var buf [16]byte
 	var n int
@@ -380,8 +346,16 @@ func TestPeek(t *testing.T) {
 	if n, err := w.Read(b); err != nil || string(b[:n]) != "HTTP/1.1 100 Continue" {
 		t.Fatalf("read after Peek: %q %v; want all it peeked at", b[:n], err)
 	}
+	if got := peek(w); got != 0 {
+		t.Fatalf("once what was peeked was read: %d", got)
+	}
 	_ = p.Close()
 	eventually(t, "-1 after the peer closed", func() bool { return peek(w) == -1 })
+
+	w, p = pair(t, false)
+	_ = p.(*net.TCPConn).SetLinger(0) // Close sends a reset
+	_ = p.Close()
+	eventually(t, "-1 after the peer reset the connection", func() bool { return peek(w) == -1 })
 }
 
 // TestPeerClosed: PeerClosed sees the peer's close or reset, even with
@@ -414,7 +388,7 @@ func TestPeerClosed(t *testing.T) {
 	gone(w, "the peer reset the connection")
 }
 
-// onSocket runs f on c's socket, as Idle and PeerClosed are run.
+// onSocket runs f on c's socket, as Peek and PeerClosed are run.
 func onSocket(t *testing.T, c net.Conn, f func(fd uintptr) bool) bool {
 	t.Helper()
 	raw, err := c.(syscall.Conn).SyscallConn()

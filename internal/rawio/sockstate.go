@@ -7,26 +7,13 @@ import (
 	"unsafe"
 )
 
-// Idle reports whether fd, the socket of a kept-alive connection between
-// two exchanges, is still fit to carry a request: nothing has arrived on
-// it since, neither bytes, an end of stream (the peer closed it) nor an
-// error. It peeks without waiting and without consuming anything: one
-// system call. Call it from a syscall.RawConn's Control callback.
-func Idle(fd uintptr) bool {
-	var b [1]byte
-	for {
-		_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-		if e != syscall.EINTR {
-			return e == syscall.EAGAIN
-		}
-	}
-}
-
 // Peek copies into b the first bytes that have arrived on fd without
 // consuming them or waiting, and returns how many: 0 when nothing has
 // arrived, -1 when the peer has closed its end (with nothing left
-// unread) or the socket failed. One system call; call it from a
-// syscall.RawConn's Control callback.
+// unread) or reset it, or the socket failed. 0 is how a kept-alive
+// connection between two exchanges shows it is still fit to carry a
+// request. One system call; call it from a syscall.RawConn's Control
+// callback.
 func Peek(fd uintptr, b []byte) int {
 	if len(b) == 0 {
 		return 0
