@@ -51,12 +51,39 @@ func restricted(gr schema.GroupResource) bool {
 		gr.Group == "rbac.authorization.k8s.io"
 }
 
-// resourceTypes resolves resource type names through discovery, lazily.
+// rediscoverEvery bounds how often a miss makes discovery be read again.
+const rediscoverEvery = time.Second
+
+// resourceTypes resolves resource type names through discovery, read
+// lazily, and again when a name is not found (see rediscover).
 type resourceTypes struct {
-	once   sync.Once
-	err    error
-	mapper meta.RESTMapper
-	dyn    dynamic.Interface
+	once     sync.Once
+	err      error
+	mapper   meta.RESTMapper
+	deferred *restmapper.DeferredDiscoveryRESTMapper
+	dyn      dynamic.Interface
+
+	mu   sync.Mutex
+	read time.Time // when discovery was last read, or forgotten
+}
+
+// rediscover forgets what discovery found, so that the next lookup reads
+// it again, and reports whether it did: a type the API server has gained
+// since (a CRD installed after the first lookup) is then found, as kubectl
+// finds it by invalidating its cache on a miss. A long-running server
+// would otherwise never see it; the mapper's own retry only covers a
+// cache that was never filled. Misses make it happen at most once per
+// rediscoverEvery, so a caller asking for unknown types cannot turn each
+// request into a discovery of the whole API.
+func (rt *resourceTypes) rediscover() bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if time.Since(rt.read) < rediscoverEvery {
+		return false
+	}
+	rt.deferred.Reset()
+	rt.read = time.Now()
+	return true
 }
 
 func (c *Client) resources() (*resourceTypes, error) {
@@ -68,7 +95,9 @@ func (c *Client) resources() (*resourceTypes, error) {
 			return
 		}
 		cached := memory.NewMemCacheClient(dc)
-		rt.mapper = restmapper.NewShortcutExpander(restmapper.NewDeferredDiscoveryRESTMapper(cached), cached, nil)
+		rt.deferred = restmapper.NewDeferredDiscoveryRESTMapper(cached)
+		rt.mapper = restmapper.NewShortcutExpander(rt.deferred, cached, nil)
+		rt.read = time.Now()
 		if rt.dyn, err = dynamic.NewForConfig(c.rest); err != nil {
 			rt.err = fmt.Errorf("create dynamic client: %w", err)
 		}
@@ -100,24 +129,10 @@ func (c *Client) mapping(typ string) (*meta.RESTMapping, error) {
 	if t == "" || strings.ContainsAny(t, "/ ") {
 		return nil, &InputError{Field: "resource", Reason: fmt.Sprintf("%q is not a resource type (such as pods, deployments.apps or Deployment)", typ)}
 	}
-	var gvk schema.GroupVersionKind
-	full, gr := schema.ParseResourceArg(strings.ToLower(t))
-	if full != nil {
-		gvk, err = rt.mapper.KindFor(*full)
+	m, err := rt.lookup(t)
+	if err != nil && rt.rediscover() {
+		m, err = rt.lookup(t)
 	}
-	if full == nil || err != nil {
-		gvk, err = rt.mapper.KindFor(gr.WithVersion(""))
-	}
-	if err != nil {
-		// A kind, as written in manifests ("Deployment", "Deployment.apps").
-		gk := schema.ParseGroupKind(t)
-		m, kerr := rt.mapper.RESTMapping(gk)
-		if kerr != nil {
-			return nil, &ResourceTypeError{Type: typ, Reason: "not found on this API server"}
-		}
-		gvk = m.GroupVersionKind
-	}
-	m, err := rt.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 	if err != nil {
 		return nil, &ResourceTypeError{Type: typ, Reason: "not found on this API server"}
 	}
@@ -128,6 +143,29 @@ func (c *Client) mapping(typ string) (*meta.RESTMapping, error) {
 		return nil, &ResourceTypeError{Type: typ, Reason: fmt.Sprintf("%s is cluster-scoped, outside this server's scope: namespaced mode allows only namespace %q", m.Resource.GroupResource(), c.cfg.Namespace)}
 	}
 	return m, nil
+}
+
+// lookup resolves t, a resource type as kubectl takes it, from what
+// discovery found.
+func (rt *resourceTypes) lookup(t string) (*meta.RESTMapping, error) {
+	var gvk schema.GroupVersionKind
+	var err error
+	full, gr := schema.ParseResourceArg(strings.ToLower(t))
+	if full != nil {
+		gvk, err = rt.mapper.KindFor(*full)
+	}
+	if full == nil || err != nil {
+		gvk, err = rt.mapper.KindFor(gr.WithVersion(""))
+	}
+	if err != nil {
+		// A kind, as written in manifests ("Deployment", "Deployment.apps").
+		m, kerr := rt.mapper.RESTMapping(schema.ParseGroupKind(t))
+		if kerr != nil {
+			return nil, kerr
+		}
+		gvk = m.GroupVersionKind
+	}
+	return rt.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 }
 
 // CallerError refuses a generic resource operation to a caller that
@@ -374,6 +412,9 @@ func (c *Client) applyMapping(o *unstructured.Unstructured) (*meta.RESTMapping, 
 		return nil, "", err
 	}
 	m, err := rt.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil && rt.rediscover() {
+		m, err = rt.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	}
 	if err != nil {
 		return nil, "", &ResourceTypeError{Type: o.GetAPIVersion() + " " + o.GetKind(), Reason: "not found on this API server"}
 	}

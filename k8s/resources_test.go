@@ -6,10 +6,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/nocrd/nocrd/internal/testenv"
 	"github.com/nocrd/nocrd/k8s"
@@ -65,6 +68,66 @@ func TestResourceTypes(t *testing.T) {
 					t.Errorf("%s mode, %q: %v", c.Mode(), typ, err)
 				}
 			}
+		}
+	}
+}
+
+// TestResourceTypeAddedLater: a type the API server gains after the
+// first use (a CRD installed then) is found, by its name, short name and
+// kind, as kubectl finds it; discovery is not read once for good.
+func TestResourceTypeAddedLater(t *testing.T) {
+	ctx := context.Background()
+	ns := testenv.Namespace(t)
+	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeCluster, Namespace: ns}, testenv.AdminConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.ListResources(ctx, k8s.ResourceQuery{Type: "configmaps"}); err != nil {
+		t.Fatal(err) // discovery has been read
+	}
+	group := "r" + strings.ToLower(strings.TrimPrefix(ns, "t-")) + ".nocrd.test"
+	var te *k8s.ResourceTypeError
+	if _, err := kube.ListResources(ctx, k8s.ResourceQuery{Type: "widgets." + group}); !errors.As(err, &te) {
+		t.Fatalf("before the CRD: %v, want a resource type error", err)
+	}
+	crd := `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.` + group + `}
+spec:
+  group: ` + group + `
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wdg]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+`
+	if _, err := kube.ApplyResources(ctx, crd, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		dyn, err := dynamic.NewForConfig(testenv.AdminConfig(t))
+		if err == nil {
+			err = dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}).
+				Delete(context.Background(), "widgets."+group, metav1.DeleteOptions{})
+		}
+		if err != nil {
+			t.Errorf("delete the CRD: %v", err)
+		}
+	})
+	testenv.Eventually(t, 30*time.Second, "the new type to be found", func() (bool, error) {
+		_, err := kube.ListResources(ctx, k8s.ResourceQuery{Type: "widgets." + group})
+		return err == nil, err
+	})
+	widget := "apiVersion: " + group + "/v1\nkind: Widget\nmetadata: {name: w1}\nsize: 3\n"
+	if res, err := kube.ApplyResources(ctx, widget, false); err != nil || len(res) != 1 || res[0].Namespace != ns {
+		t.Fatalf("apply a widget: %+v %v", res, err)
+	}
+	for _, typ := range []string{"wdg", "widget", "Widget", "widgets.v1." + group} {
+		l, err := kube.ListResources(ctx, k8s.ResourceQuery{Type: typ})
+		if err != nil || len(l.Items) != 1 || l.Items[0].Name != "w1" || l.Kind != "Widget" {
+			t.Errorf("list %q: %+v %v", typ, l, err)
 		}
 	}
 }
