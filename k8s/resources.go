@@ -24,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -303,13 +304,26 @@ type Applied struct {
 	APIVersion, Kind, Namespace, Name string
 	// Action is created or configured (or, in a dry run, what it would be).
 	Action string
+	// Unchecked is set in a dry run for an object in a namespace the
+	// manifest creates, which the API server cannot check before the
+	// namespace exists.
+	Unchecked bool
 }
+
+// namespaces is the resource of Namespace objects.
+var namespaces = schema.GroupResource{Resource: "namespaces"}
 
 // ApplyResources applies the objects of a YAML or JSON manifest (documents
 // separated by ---) with server-side apply, as nocrd's field manager,
 // without forcing conflicts. Every object is first applied as a
 // server-side dry run, and none is applied unless all pass, so a manifest
 // with one bad object changes nothing. With dryRun, that first pass is all.
+//
+// A manifest may create a namespace and objects in it, in any order, as
+// kubectl apply takes it. Those objects can be checked only once their
+// namespace exists: the new namespaces are applied first, then the
+// objects in them are checked, and if one fails the namespaces are
+// removed again (a dry run reports them Unchecked).
 func (c *Client) ApplyResources(ctx context.Context, manifest string, dryRun bool) ([]Applied, error) {
 	if err := c.forServerOnly(ctx, "resource_apply"); err != nil {
 		return nil, err
@@ -318,13 +332,7 @@ func (c *Client) ApplyResources(ctx context.Context, manifest string, dryRun boo
 	if err != nil {
 		return nil, err
 	}
-	type target struct {
-		ri  dynamic.ResourceInterface
-		gr  schema.GroupResource
-		obj *unstructured.Unstructured
-		out Applied
-	}
-	targets := make([]target, 0, len(objs))
+	targets := make([]applyTarget, 0, len(objs))
 	for i, o := range objs {
 		m, ns, err := c.applyMapping(o)
 		if err != nil {
@@ -333,36 +341,143 @@ func (c *Client) ApplyResources(ctx context.Context, manifest string, dryRun boo
 		if ns != "" {
 			o.SetNamespace(ns)
 		}
-		targets = append(targets, target{ri: c.objects(m, ns), gr: m.Resource.GroupResource(), obj: o, out: Applied{APIVersion: o.GetAPIVersion(), Kind: o.GetKind(), Namespace: ns, Name: o.GetName()}})
+		targets = append(targets, applyTarget{doc: i + 1, ri: c.objects(m, ns), gr: m.Resource.GroupResource(), obj: o,
+			out: Applied{APIVersion: o.GetAPIVersion(), Kind: o.GetKind(), Namespace: ns, Name: o.GetName()}})
 	}
+	newNamespaces := map[string]bool{}
 	for i := range targets {
 		t := &targets[i]
 		cur, err := t.ri.Get(ctx, t.obj.GetName(), metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
 			t.out.Action = "created"
+			if t.gr == namespaces {
+				newNamespaces[t.obj.GetName()] = true
+			}
 		case err != nil:
-			return nil, fmt.Errorf("document %d (%s %s): %w", i+1, t.out.Kind, t.out.Name, err)
+			return nil, t.fail(err)
 		case t.gr == configMaps && cur.GetLabels()[LabelPodTemplate] != "":
 			// Applied over, a template's spec would skip its check too.
-			return nil, fmt.Errorf("document %d (%s %s): %w", i+1, t.out.Kind, t.out.Name, errTemplateApply)
+			return nil, t.fail(errTemplateApply)
 		default:
 			t.out.Action = "configured"
 		}
-		if _, err := t.ri.Apply(ctx, t.obj.GetName(), t.obj, metav1.ApplyOptions{FieldManager: FieldManager, DryRun: []string{metav1.DryRunAll}}); err != nil {
-			return nil, fmt.Errorf("document %d (%s %s) fails a dry run, so nothing was applied: %w", i+1, t.out.Kind, t.out.Name, err)
+	}
+	for i := range targets {
+		t := &targets[i]
+		if newNamespaces[t.out.Namespace] {
+			t.out.Unchecked = true // once its namespace exists
+			continue
+		}
+		if err := t.check(ctx); err != nil {
+			return nil, err
 		}
 	}
 	out := make([]Applied, 0, len(targets))
-	for i, t := range targets {
-		if !dryRun {
-			if _, err := t.ri.Apply(ctx, t.obj.GetName(), t.obj, metav1.ApplyOptions{FieldManager: FieldManager}); err != nil {
-				return out, fmt.Errorf("document %d (%s %s): %w (documents before it were applied)", i+1, t.out.Kind, t.out.Name, err)
+	if dryRun {
+		for _, t := range targets {
+			out = append(out, t.out)
+		}
+		return out, nil
+	}
+	if len(newNamespaces) > 0 {
+		if err := c.applyNewNamespaces(ctx, targets, newNamespaces); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range targets {
+		if !(t.gr == namespaces && newNamespaces[t.obj.GetName()]) {
+			if err := t.apply(ctx); err != nil {
+				return out, fmt.Errorf("%w (documents before it were applied)", err)
 			}
 		}
+		t.out.Unchecked = false
 		out = append(out, t.out)
 	}
 	return out, nil
+}
+
+// applyTarget is one object of a manifest being applied.
+type applyTarget struct {
+	doc int // its place in the manifest, from 1
+	ri  dynamic.ResourceInterface
+	gr  schema.GroupResource
+	obj *unstructured.Unstructured
+	out Applied
+}
+
+func (t *applyTarget) fail(err error) error {
+	return fmt.Errorf("document %d (%s %s): %w", t.doc, t.out.Kind, t.out.Name, err)
+}
+
+// check applies t as a server-side dry run.
+func (t *applyTarget) check(ctx context.Context) error {
+	if _, err := t.ri.Apply(ctx, t.obj.GetName(), t.obj, metav1.ApplyOptions{FieldManager: FieldManager, DryRun: []string{metav1.DryRunAll}}); err != nil {
+		return fmt.Errorf("document %d (%s %s) fails a dry run, so nothing was applied: %w", t.doc, t.out.Kind, t.out.Name, err)
+	}
+	return nil
+}
+
+func (t *applyTarget) apply(ctx context.Context) error {
+	_, err := t.ri.Apply(ctx, t.obj.GetName(), t.obj, metav1.ApplyOptions{FieldManager: FieldManager})
+	if err != nil {
+		return t.fail(err)
+	}
+	return nil
+}
+
+// applyNewNamespaces makes the namespaces a manifest creates, then
+// checks the objects that go in them. If one fails, the namespaces are
+// deleted again. Each is made with a create of its name alone, then
+// applied: a create says whether this call made it (a namespace someone
+// else created in the meantime is configured by the apply and never
+// deleted), and leaves every field the manifest sets to the apply.
+func (c *Client) applyNewNamespaces(ctx context.Context, targets []applyTarget, created map[string]bool) (err error) {
+	type made struct {
+		name string
+		uid  types.UID
+	}
+	var ours []made
+	var ri dynamic.ResourceInterface
+	defer func() {
+		if err == nil {
+			return
+		}
+		for _, ns := range ours {
+			derr := ri.Delete(context.WithoutCancel(ctx), ns.name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &ns.uid}})
+			if derr != nil && !apierrors.IsNotFound(derr) {
+				err = fmt.Errorf("%w; and namespace %s, created for the manifest, could not be deleted again: %v", err, ns.name, derr)
+			}
+		}
+	}()
+	for _, t := range targets {
+		if t.gr != namespaces || !created[t.obj.GetName()] {
+			continue
+		}
+		ri = t.ri
+		bare := &unstructured.Unstructured{}
+		bare.SetAPIVersion("v1")
+		bare.SetKind("Namespace")
+		bare.SetName(t.obj.GetName())
+		ns, err := t.ri.Create(ctx, bare, metav1.CreateOptions{FieldManager: FieldManager})
+		switch {
+		case err == nil:
+			ours = append(ours, made{ns.GetName(), ns.GetUID()})
+		case !apierrors.IsAlreadyExists(err):
+			return fmt.Errorf("%w, so nothing was applied", t.fail(err))
+		}
+		if err := t.apply(ctx); err != nil {
+			return fmt.Errorf("%w, so nothing was applied", err)
+		}
+	}
+	for i := range targets {
+		if t := &targets[i]; t.out.Unchecked {
+			if err := t.check(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // decodeManifest splits manifest into objects, each with an apiVersion,

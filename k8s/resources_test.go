@@ -297,6 +297,95 @@ spec:
 	}
 }
 
+// TestApplyIntoNewNamespace: a manifest may create a namespace and what
+// goes in it, in any order, as kubectl apply takes it. What goes in it is
+// checked once the namespace exists, and when it fails the check the
+// namespace is removed again: nothing is applied.
+func TestApplyIntoNewNamespace(t *testing.T) {
+	ctx := context.Background()
+	base := testenv.Namespace(t)
+	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeCluster, Namespace: base}, testenv.AdminConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := testenv.Admin(t)
+	fresh, failed := base+"-app", base+"-bad"
+	t.Cleanup(func() {
+		for _, ns := range []string{fresh, failed} {
+			if err := admin.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				t.Errorf("delete namespace %s: %v", ns, err)
+			}
+		}
+	})
+	manifest := `apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: ` + fresh + `}
+data: {k: v}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: ` + fresh + `}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: ` + fresh + `}
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: busybox}]}
+`
+	res, err := kube.ApplyResources(ctx, manifest, true)
+	if err != nil || len(res) != 3 {
+		t.Fatalf("dry run: %+v %v", res, err)
+	}
+	for i, want := range []bool{true, false, true} {
+		if res[i].Action != "created" || res[i].Unchecked != want {
+			t.Errorf("dry run, document %d: %+v, want created, unchecked %v", i+1, res[i], want)
+		}
+	}
+	if _, err := admin.CoreV1().Namespaces().Get(ctx, fresh, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the dry run created the namespace: %v", err)
+	}
+	if res, err = kube.ApplyResources(ctx, manifest, false); err != nil || len(res) != 3 || res[0].Unchecked || res[0].Namespace != fresh {
+		t.Fatalf("apply: %+v %v", res, err)
+	}
+	if cm, err := admin.CoreV1().ConfigMaps(fresh).Get(ctx, "settings", metav1.GetOptions{}); err != nil || cm.Data["k"] != "v" {
+		t.Fatalf("the config map: %v %v", cm, err)
+	}
+	if _, err := admin.AppsV1().Deployments(fresh).Get(ctx, "web", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err = kube.ApplyResources(ctx, manifest, true); err != nil || res[0].Action != "configured" || res[0].Unchecked || res[1].Action != "configured" {
+		t.Errorf("dry run once it exists: %+v %v", res, err)
+	}
+
+	bad := `apiVersion: v1
+kind: Namespace
+metadata: {name: ` + failed + `}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: fine, namespace: ` + failed + `}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: Not_Valid, namespace: ` + failed + `}
+`
+	if _, err := kube.ApplyResources(ctx, bad, false); err == nil || !strings.Contains(err.Error(), "document 3") || !strings.Contains(err.Error(), "nothing was applied") {
+		t.Fatalf("a bad object in a new namespace: %v", err)
+	}
+	if ns, err := admin.CoreV1().Namespaces().Get(ctx, failed, metav1.GetOptions{}); err == nil && ns.DeletionTimestamp == nil {
+		t.Errorf("the namespace created for a manifest that failed was left: %+v", ns.Status)
+	} else if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	if _, err := admin.CoreV1().ConfigMaps(failed).Get(ctx, "fine", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the good object of a manifest that failed was applied: %v", err)
+	}
+}
+
 func configMap(meta metav1.ObjectMeta) *corev1.ConfigMap {
 	return &corev1.ConfigMap{ObjectMeta: meta, Data: map[string]string{"k": "v"}}
 }

@@ -106,6 +106,7 @@ type ResourceApplyResult struct {
 	Namespace  string `json:"namespace,omitempty"`
 	Name       string `json:"name"`
 	Action     string `json:"action" jsonschema:"created or configured (in a dry run, what it would be)"`
+	Unchecked  bool   `json:"unchecked,omitempty" jsonschema:"in a dry run: the object goes in a namespace the manifest creates, so the API server could not check it yet (a real apply checks it once the namespace exists)"`
 }
 
 // ResourceApplyOutput is resource_apply's output.
@@ -181,7 +182,8 @@ func (s *Server) resourceTools() []toolSpec {
 			Name: "resource_apply",
 			Description: "Applies YAML or JSON objects (documents separated by ---) with server-side apply as field manager nocrd, without forcing conflicts. " +
 				"Every object is first checked with a server-side dry run, and nothing is applied unless all pass; dryRun stops there. " +
-				"Pods and pod templates are refused (use create_pod, spawn_workspace and create_template, which validate and admit them), and so are Secrets, ServiceAccounts and RBAC objects. It never deletes an object, but an apply removes the fields nocrd applied before and the manifest no longer has.",
+				"A manifest may create a namespace and what goes in it: those objects are checked once the namespace exists, and the namespace is removed again if one fails. " +
+				"Pods and pod templates are refused (use create_pod, spawn_workspace and create_template, which validate and admit them), and so are Secrets, ServiceAccounts and RBAC objects. It deletes no object but a namespace it made in the same call, and an apply removes the fields nocrd applied before and the manifest no longer has.",
 			Annotations: apply,
 		}, nil, func(ctx context.Context, req *mcpsdk.CallToolRequest, in ResourceApplyInput) (*mcpsdk.CallToolResult, ResourceApplyOutput, error) {
 			kube, err := s.resourceClient(ctx, req)
@@ -195,12 +197,15 @@ func (s *Server) resourceTools() []toolSpec {
 			out := ResourceApplyOutput{DryRun: in.DryRun, Results: []ResourceApplyResult{}}
 			var b strings.Builder
 			for _, a := range applied {
-				out.Results = append(out.Results, ResourceApplyResult{APIVersion: a.APIVersion, Kind: a.Kind, Namespace: a.Namespace, Name: a.Name, Action: a.Action})
-				where := ""
+				out.Results = append(out.Results, ResourceApplyResult{APIVersion: a.APIVersion, Kind: a.Kind, Namespace: a.Namespace, Name: a.Name, Action: a.Action, Unchecked: a.Unchecked})
+				where, note := "", ""
 				if a.Namespace != "" {
 					where = " in " + a.Namespace
 				}
-				fmt.Fprintf(&b, "%s/%s%s %s\n", strings.ToLower(a.Kind), a.Name, where, a.Action)
+				if a.Unchecked {
+					note = " (not checked: its namespace does not exist yet)"
+				}
+				fmt.Fprintf(&b, "%s/%s%s %s%s\n", strings.ToLower(a.Kind), a.Name, where, a.Action, note)
 			}
 			if in.DryRun {
 				b.WriteString("(dry run: nothing was changed)\n")
