@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -86,6 +87,86 @@ func TestResourceTools(t *testing.T) {
 			fails(t, cs, "resource_apply", map[string]any{"manifest": "kind: ["}, "not YAML or JSON")
 			fails(t, cs, "resource_list", map[string]any{}, `missing properties: ["resource"]`)
 			fails(t, cs, "resource_list", map[string]any{"resource": " "}, `" " is not a resource type`)
+		})
+	}
+}
+
+// TestResourceApplyConfirmation: with a client that can ask its user,
+// resource_apply asks them to confirm what the dry run found, and applies
+// only on a yes; over every transport, so both the protocol's question
+// within the call (before 2026-07-28: SSE here) and the call answered with
+// a question and made again (2026-07-28: streamable HTTP and stdio).
+func TestResourceApplyConfirmation(t *testing.T) {
+	for _, transport := range transports {
+		t.Run(transport, func(t *testing.T) {
+			t.Parallel()
+			ns := testenv.Namespace(t)
+			admin := testenv.Admin(t)
+			var mu sync.Mutex
+			var asked []string
+			answer := &mcpsdk.ElicitResult{Action: "decline"}
+			cs := connectWith(t, transport, server{kube: k8s.Config{Mode: k8s.ModeNamespaced, Namespace: ns}, mcp: mcp.Config{ResourceTools: true}},
+				&mcpsdk.ClientOptions{ElicitationHandler: func(_ context.Context, req *mcpsdk.ElicitRequest) (*mcpsdk.ElicitResult, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					asked = append(asked, req.Params.Message)
+					return answer, nil
+				}})
+			setAnswer := func(r *mcpsdk.ElicitResult) {
+				mu.Lock()
+				defer mu.Unlock()
+				answer, asked = r, nil
+			}
+			questions := func() []string {
+				mu.Lock()
+				defer mu.Unlock()
+				return slices.Clone(asked)
+			}
+			exists := func(name string) bool {
+				_, err := admin.CoreV1().ConfigMaps(ns).Get(context.Background(), name, metav1.GetOptions{})
+				return err == nil
+			}
+			manifest := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: one}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: two}\n"
+
+			for _, no := range []*mcpsdk.ElicitResult{
+				{Action: "decline"},
+				{Action: "cancel"},
+				{Action: "accept", Content: map[string]any{"confirm": false}},
+			} {
+				setAnswer(no)
+				r := ok(t, cs, "resource_apply", map[string]any{"manifest": manifest})
+				q := questions()
+				if len(q) != 1 || !strings.Contains(q[0], "- configmap/one in "+ns+": created\n- configmap/two in "+ns+": created") {
+					t.Errorf("%+v: asked %q", no, q)
+				}
+				if get(r.structured, "notConfirmed") != true || !strings.Contains(r.text, "Nothing was applied") {
+					t.Errorf("%+v: %s %v", no, r.text, r.structured)
+				}
+				if exists("one") || exists("two") {
+					t.Fatalf("%+v: applied without a yes", no)
+				}
+			}
+
+			// A dry run asks nothing; a manifest that fails it asks nothing.
+			setAnswer(&mcpsdk.ElicitResult{Action: "accept", Content: map[string]any{"confirm": true}})
+			ok(t, cs, "resource_apply", map[string]any{"manifest": manifest, "dryRun": true})
+			fails(t, cs, "resource_apply", map[string]any{"manifest": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Bad_Name}\n"}, "fails a dry run")
+			if q := questions(); len(q) != 0 {
+				t.Errorf("asked %q for a dry run or a failing manifest", q)
+			}
+
+			r := ok(t, cs, "resource_apply", map[string]any{"manifest": manifest})
+			if q := questions(); len(q) != 1 || get(r.structured, "notConfirmed") != nil || get(r.structured, "results", 1, "action") != "created" {
+				t.Errorf("confirmed: asked %q; %s %v", q, r.text, r.structured)
+			}
+			if !exists("one") || !exists("two") {
+				t.Error("confirmed, but not applied")
+			}
+			setAnswer(&mcpsdk.ElicitResult{Action: "accept", Content: map[string]any{"confirm": true}})
+			ok(t, cs, "resource_apply", map[string]any{"manifest": manifest})
+			if q := questions(); len(q) != 1 || !strings.Contains(q[0], "configmap/one in "+ns+": configured") {
+				t.Errorf("applied again: asked %q", q)
+			}
 		})
 	}
 }

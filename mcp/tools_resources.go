@@ -113,6 +113,49 @@ type ResourceApplyResult struct {
 type ResourceApplyOutput struct {
 	DryRun  bool                  `json:"dryRun"`
 	Results []ResourceApplyResult `json:"results"`
+	// NotConfirmed is set when the user was asked and did not confirm.
+	NotConfirmed bool `json:"notConfirmed,omitempty" jsonschema:"the user was asked to confirm the apply and did not: nothing was applied"`
+}
+
+// confirmApply is the ID of resource_apply's request for confirmation.
+const confirmApply = "confirm_apply"
+
+// canElicit reports whether the calling client can be asked for input
+// with a form (an elicitation capability without one means a form, as
+// before elicitation had modes).
+func canElicit(req *mcpsdk.CallToolRequest) bool {
+	caps := req.ClientCapabilities()
+	return caps != nil && caps.Elicitation != nil && (caps.Elicitation.Form != nil || caps.Elicitation.URL == nil)
+}
+
+// confirmation is the request that asks the user to confirm an apply
+// whose dry run gave plan.
+func confirmation(plan []k8s.Applied) *mcpsdk.ElicitParams {
+	var b strings.Builder
+	b.WriteString("Apply these objects to the cluster (server-side apply as nocrd)?\n")
+	for _, a := range plan {
+		where := ""
+		if a.Namespace != "" {
+			where = " in " + a.Namespace
+		}
+		fmt.Fprintf(&b, "- %s/%s%s: %s\n", strings.ToLower(a.Kind), a.Name, where, a.Action)
+	}
+	return &mcpsdk.ElicitParams{
+		Message: strings.TrimRight(b.String(), "\n"),
+		RequestedSchema: map[string]any{
+			"type": "object",
+			"properties": map[string]any{
+				"confirm": map[string]any{"type": "boolean", "title": "Apply", "description": "apply the objects listed"},
+			},
+			"required": []string{"confirm"},
+		},
+	}
+}
+
+// confirmed reports whether the answer to confirmation says yes.
+func confirmed(answer mcpsdk.InputResponse) bool {
+	r, ok := answer.(*mcpsdk.ElicitResult)
+	return ok && r.Action == "accept" && r.Content["confirm"] == true
 }
 
 func (s *Server) resourceTools() []toolSpec {
@@ -182,6 +225,7 @@ func (s *Server) resourceTools() []toolSpec {
 			Name: "resource_apply",
 			Description: "Applies YAML or JSON objects (documents separated by ---) with server-side apply as field manager nocrd, without forcing conflicts. " +
 				"Every object is first checked with a server-side dry run, and nothing is applied unless all pass; dryRun stops there. " +
+				"When the client can ask its user, the user confirms what the dry run found before anything is applied. " +
 				"A manifest may create a namespace and what goes in it: those objects are checked once the namespace exists, and the namespace is removed again if one fails. " +
 				"Pods and pod templates are refused (use create_pod, spawn_workspace and create_template, which validate and admit them), and so are Secrets, ServiceAccounts and RBAC objects. It deletes no object but a namespace it made in the same call, and an apply removes the fields nocrd applied before and the manifest no longer has.",
 			Annotations: apply,
@@ -189,6 +233,26 @@ func (s *Server) resourceTools() []toolSpec {
 			kube, err := s.resourceClient(ctx, req)
 			if err != nil {
 				return nil, ResourceApplyOutput{}, err
+			}
+			// As in k-mcp, the user confirms what the dry run found before
+			// anything is applied, when the client can ask them: the call
+			// answers with the question, and the client calls again with
+			// the answer (the go-sdk does that round trip itself for
+			// clients on protocol versions before 2026-07-28). A client
+			// that cannot ask applies at once; it has the tool's
+			// destructive annotation to go by.
+			if !in.DryRun && canElicit(req) {
+				answer, asked := req.Params.InputResponses[confirmApply]
+				if !asked {
+					plan, err := kube.ApplyResources(ctx, in.Manifest, true)
+					if err != nil {
+						return nil, ResourceApplyOutput{}, err
+					}
+					return &mcpsdk.CallToolResult{InputRequests: mcpsdk.InputRequestMap{confirmApply: confirmation(plan)}}, ResourceApplyOutput{}, nil
+				}
+				if !confirmed(answer) {
+					return text("Nothing was applied: the user did not confirm the apply."), ResourceApplyOutput{Results: []ResourceApplyResult{}, NotConfirmed: true}, nil
+				}
 			}
 			applied, err := kube.ApplyResources(ctx, in.Manifest, in.DryRun)
 			if err != nil {
