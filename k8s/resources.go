@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -61,6 +62,7 @@ type resourceTypes struct {
 	once     sync.Once
 	err      error
 	mapper   meta.RESTMapper
+	cached   discovery.CachedDiscoveryInterface
 	deferred *restmapper.DeferredDiscoveryRESTMapper
 	dyn      dynamic.Interface
 
@@ -96,6 +98,7 @@ func (c *Client) resources() (*resourceTypes, error) {
 			return
 		}
 		cached := memory.NewMemCacheClient(dc)
+		rt.cached = cached
 		rt.deferred = restmapper.NewDeferredDiscoveryRESTMapper(cached)
 		rt.mapper = restmapper.NewShortcutExpander(rt.deferred, cached, nil)
 		rt.read = time.Now()
@@ -134,16 +137,110 @@ func (c *Client) mapping(typ string) (*meta.RESTMapping, error) {
 	if err != nil && rt.rediscover() {
 		m, err = rt.lookup(t)
 	}
-	if err != nil {
-		return nil, &ResourceTypeError{Type: typ, Reason: "not found on this API server"}
-	}
-	if restricted(m.Resource.GroupResource()) {
-		return nil, &ResourceTypeError{Type: typ, Reason: "not found on this API server"}
+	if err != nil || restricted(m.Resource.GroupResource()) {
+		// A restricted type is answered as an unknown one, suggestions
+		// and all, so that nothing tells it exists.
+		return nil, &ResourceTypeError{Type: typ, Reason: "not found on this API server" + didYouMean(rt.similar(t, c.cfg.Mode == ModeNamespaced))}
 	}
 	if c.cfg.Mode == ModeNamespaced && m.Scope.Name() != meta.RESTScopeNameNamespace {
 		return nil, &ResourceTypeError{Type: typ, Reason: fmt.Sprintf("%s is cluster-scoped, outside this server's scope: namespaced mode allows only namespace %q", m.Resource.GroupResource(), c.cfg.Namespace)}
 	}
 	return m, nil
+}
+
+// maxSuggestions bounds the types a "not found" suggests.
+const maxSuggestions = 5
+
+// similar returns the types, as resource.group names, whose names are
+// close to t's (a typo, a plural or kind written differently, a part of
+// the name), as kubectl's users expect to be told and k-mcp tells them;
+// never a restricted one, and in namespaced mode only namespaced ones.
+func (rt *resourceTypes) similar(t string, namespacedOnly bool) []string {
+	lists, err := rt.cached.ServerPreferredResources()
+	if len(lists) == 0 && err != nil {
+		return nil
+	}
+	want, _, _ := strings.Cut(strings.ToLower(t), ".")
+	seen := map[string]bool{}
+	var out []string
+	for _, l := range lists {
+		gv, err := schema.ParseGroupVersion(l.GroupVersion)
+		if err != nil {
+			continue
+		}
+		for _, r := range l.APIResources {
+			gr := schema.GroupResource{Group: gv.Group, Resource: r.Name}
+			if strings.Contains(r.Name, "/") || restricted(gr) || namespacedOnly && !r.Namespaced || seen[gr.String()] {
+				continue
+			}
+			for _, name := range append([]string{r.Name, r.SingularName, strings.ToLower(r.Kind)}, r.ShortNames...) {
+				if nearName(want, name) {
+					seen[gr.String()] = true
+					out = append(out, gr.String())
+					break
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	if len(out) > maxSuggestions {
+		out = out[:maxSuggestions]
+	}
+	return out
+}
+
+// nearName reports whether name is near enough to want to suggest it: a few
+// edits away, or one of the two containing the other.
+func nearName(want, name string) bool {
+	if name == "" || len(want) < 2 {
+		return false
+	}
+	if len(want) >= 3 && len(name) >= 3 && (strings.Contains(name, want) || strings.Contains(want, name)) {
+		return true
+	}
+	limit := 1
+	if len(want) >= 6 {
+		limit = 2
+	}
+	return editDistance(want, name, limit) <= limit
+}
+
+// editDistance is the Levenshtein distance between a and b, or limit+1
+// when it is more than limit.
+func editDistance(a, b string, limit int) int {
+	if d := len(a) - len(b); d > limit || -d > limit {
+		return limit + 1
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		best := cur[0]
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			best = min(best, cur[j])
+		}
+		if best > limit {
+			return limit + 1
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// didYouMean is a "not found" message's tail naming the suggestions.
+func didYouMean(types []string) string {
+	if len(types) == 0 {
+		return ""
+	}
+	return "; did you mean " + strings.Join(types, ", ") + "?"
 }
 
 // lookup resolves t, a resource type as kubectl takes it, from what

@@ -72,6 +72,56 @@ func TestResourceTypes(t *testing.T) {
 	}
 }
 
+// TestResourceTypeSuggestions: a type that is not found is answered with
+// the types near it, never a restricted one (which is answered exactly as
+// an unknown type is), and in namespaced mode only namespaced ones.
+func TestResourceTypeSuggestions(t *testing.T) {
+	ctx := context.Background()
+	ns := testenv.Namespace(t)
+	cluster, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeCluster, Namespace: ns}, testenv.AdminConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	namespaced, _ := k8s.NewNamespaced(t)
+	for _, tc := range []struct {
+		c         *k8s.Client
+		typ       string
+		want, not []string
+	}{
+		{cluster, "deploymnets", []string{"; did you mean ", "deployments.apps"}, nil},
+		{cluster, "configmap.apps", []string{"configmaps"}, nil},
+		{cluster, "nodez", []string{"nodes"}, nil},
+		{namespaced, "nodez", nil, []string{"nodes", "did you mean"}},
+		{cluster, "secrt", nil, []string{"secrets"}},
+		{cluster, "serviceaccount", []string{"services"}, []string{"serviceaccounts"}},
+		{cluster, "rolebinding", nil, []string{"rbac"}},
+		{cluster, "zzzzzzzz", nil, []string{"did you mean"}},
+	} {
+		_, err := tc.c.ListResources(ctx, k8s.ResourceQuery{Type: tc.typ})
+		var te *k8s.ResourceTypeError
+		if !errors.As(err, &te) {
+			t.Errorf("%s mode, %q: %v, want a resource type error", tc.c.Mode(), tc.typ, err)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s mode, %q: %v, want %q in it", tc.c.Mode(), tc.typ, err, w)
+			}
+		}
+		for _, n := range tc.not {
+			if strings.Contains(err.Error(), n) {
+				t.Errorf("%s mode, %q: %v, want no %q in it", tc.c.Mode(), tc.typ, err, n)
+			}
+		}
+	}
+	// A restricted type and an unknown one of the same shape read alike.
+	_, secret := cluster.ListResources(ctx, k8s.ResourceQuery{Type: "secrets"})
+	_, unknown := cluster.ListResources(ctx, k8s.ResourceQuery{Type: "secretz"})
+	if strings.Replace(secret.Error(), `"secrets"`, `"secretz"`, 1) != unknown.Error() {
+		t.Errorf("a restricted type reads unlike an unknown one:\n%v\n%v", secret, unknown)
+	}
+}
+
 // TestResourceTypeAddedLater: a type the API server gains after the
 // first use (a CRD installed then) is found, by its name, short name and
 // kind, as kubectl finds it; discovery is not read once for good.

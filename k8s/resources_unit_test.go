@@ -43,3 +43,48 @@ func FuzzDecodeManifest(f *testing.F) {
 		}
 	})
 }
+
+// TestNearName: what a "not found" suggests for a type name.
+func TestNearName(t *testing.T) {
+	for _, tc := range []struct {
+		want, name string
+		near       bool
+	}{
+		{"deploymnets", "deployments", true}, // two letters swapped: 2 edits
+		{"deploymen", "deployment", true},
+		{"deployment", "deployments", true},
+		{"configmap", "configmaps", true},
+		{"cm", "cm", true},
+		{"cn", "cm", true},
+		{"xy", "cm", false},
+		{"pod", "pods", true},
+		{"po", "pods", false}, // too short to take as a part
+		{"ingress", "ingresses", true},
+		{"service", "services", true},
+		{"sevrice", "service", true},
+		{"widget", "gadgets", false},
+		{"nodez", "nodes", true},
+		{"events", "endpoints", false},
+		{"x", "x", false},
+		{"abc", "", false},
+	} {
+		if got := nearName(tc.want, tc.name); got != tc.near {
+			t.Errorf("nearName(%q, %q) = %v, want %v", tc.want, tc.name, got, tc.near)
+		}
+	}
+	for _, tc := range []struct {
+		a, b  string
+		limit int
+		d     int
+	}{
+		{"kitten", "sitting", 3, 3},
+		{"kitten", "sitting", 2, 3}, // over the limit: limit+1
+		{"", "abc", 5, 3},
+		{"abc", "abc", 0, 0},
+		{"abcdef", "ab", 2, 3},
+	} {
+		if got := editDistance(tc.a, tc.b, tc.limit); got != tc.d {
+			t.Errorf("editDistance(%q, %q, %d) = %d, want %d", tc.a, tc.b, tc.limit, got, tc.d)
+		}
+	}
+}

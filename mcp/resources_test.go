@@ -79,6 +79,7 @@ func TestResourceTools(t *testing.T) {
 				t.Errorf("get: %v", r.structured)
 			}
 
+			fails(t, cs, "resource_list", map[string]any{"resource": "configmapz"}, `resource type "configmapz": not found on this API server; did you mean configmaps?`)
 			fails(t, cs, "resource_list", map[string]any{"resource": "secrets"}, `resource type "secrets": not found on this API server`)
 			fails(t, cs, "resource_get", map[string]any{"resource": "sa", "name": "default"}, "not found on this API server")
 			fails(t, cs, "resource_list", map[string]any{"resource": "nodes"}, "cluster-scoped, outside this server's scope")
