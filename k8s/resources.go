@@ -189,6 +189,41 @@ func (rt *resourceTypes) similar(t string, namespacedOnly bool) []string {
 	return out
 }
 
+// servedAs is a "not found" message's tail for a manifest's kind asked
+// for under an apiVersion the API server does not serve it under (an
+// outdated one, such as extensions/v1beta1 for Ingress, is what agents
+// write most): the apiVersions it is served under, in the kind's own
+// spelling. Never for a restricted type, and in namespaced mode only for
+// namespaced ones.
+func (rt *resourceTypes) servedAs(kind string, namespacedOnly bool) string {
+	lists, err := rt.cached.ServerPreferredResources()
+	if len(lists) == 0 && err != nil {
+		return ""
+	}
+	spelled, seen := "", map[string]bool{}
+	var versions []string
+	for _, l := range lists {
+		gv, err := schema.ParseGroupVersion(l.GroupVersion)
+		if err != nil {
+			continue
+		}
+		for _, r := range l.APIResources {
+			if strings.Contains(r.Name, "/") || !strings.EqualFold(r.Kind, kind) || restricted(schema.GroupResource{Group: gv.Group, Resource: r.Name}) ||
+				namespacedOnly && !r.Namespaced || seen[l.GroupVersion] {
+				continue
+			}
+			seen[l.GroupVersion] = true
+			spelled = r.Kind
+			versions = append(versions, l.GroupVersion)
+		}
+	}
+	if len(versions) == 0 {
+		return ""
+	}
+	slices.Sort(versions)
+	return fmt.Sprintf("; %s is served as %s", spelled, strings.Join(versions, ", "))
+}
+
 // nearName reports whether name is near enough to want to suggest it: a few
 // edits away, or one of the two containing the other.
 func nearName(want, name string) bool {
@@ -627,13 +662,11 @@ func (c *Client) applyMapping(o *unstructured.Unstructured) (*meta.RESTMapping, 
 	if err != nil && rt.rediscover() {
 		m, err = rt.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 	}
-	if err != nil {
-		return nil, "", &ResourceTypeError{Type: o.GetAPIVersion() + " " + o.GetKind(), Reason: "not found on this API server"}
+	if err != nil || restricted(m.Resource.GroupResource()) {
+		// As in mapping, a restricted kind reads as an unknown one.
+		return nil, "", &ResourceTypeError{Type: o.GetAPIVersion() + " " + o.GetKind(), Reason: "not found on this API server" + rt.servedAs(gvk.Kind, c.cfg.Mode == ModeNamespaced)}
 	}
 	gr := m.Resource.GroupResource()
-	if restricted(gr) {
-		return nil, "", &ResourceTypeError{Type: o.GetAPIVersion() + " " + o.GetKind(), Reason: "not found on this API server"}
-	}
 	switch {
 	case gr == schema.GroupResource{Resource: "pods"}:
 		return nil, "", &InputError{Field: "manifest", Reason: "pods are made with create_pod, create_pod_from_template or spawn_workspace, which validate and admit them"}

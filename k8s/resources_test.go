@@ -316,6 +316,7 @@ spec:
 		{"pod", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: busybox}]}\n", "create_pod"},
 		{"template", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: t, labels: {nogoo9/pod-template: \"true\"}}\n", "create_template"},
 		{"unknown kind", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n", "not found on this API server"},
+		{"outdated apiVersion", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\n---\napiVersion: extensions/v1beta1\nkind: Ingress\nmetadata: {name: i}\n", "not found on this API server; Ingress is served as networking.k8s.io/v1"},
 		{"no name", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: g-}\n", "has no metadata.name"},
 		{"no kind", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\n---\napiVersion: v1\nmetadata: {name: x}\n", "no apiVersion or kind"},
 		{"not yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\n---\n{{{\n", "is not YAML or JSON"},
@@ -329,6 +330,14 @@ spec:
 		}
 		if _, err := admin.CoreV1().ConfigMaps(ns).Get(ctx, "fresh", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Fatalf("%s: the good object was applied (%v)", tc.name, err)
+		}
+	}
+	// Restricted kinds read as unknown ones: nothing says where they are
+	// served.
+	for _, m := range []string{"apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n", "apiVersion: v1beta1\nkind: Secret\nmetadata: {name: s}\n",
+		"apiVersion: rbac.authorization.k8s.io/v1beta1\nkind: Role\nmetadata: {name: r}\n", "apiVersion: example.com/v1\nkind: ServiceAccount\nmetadata: {name: s}\n"} {
+		if _, err := kube.ApplyResources(ctx, m, true); err == nil || !strings.HasSuffix(err.Error(), "not found on this API server") {
+			t.Errorf("%q: %v, want it not found and nothing more", m, err)
 		}
 	}
 	// A template applied over without its label is still a template.
