@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"slices"
 	"strings"
 	"sync"
@@ -156,29 +157,19 @@ const maxSuggestions = 5
 // the name), as kubectl's users expect to be told and k-mcp tells them;
 // never a restricted one, and in namespaced mode only namespaced ones.
 func (rt *resourceTypes) similar(t string, namespacedOnly bool) []string {
-	lists, err := rt.cached.ServerPreferredResources()
-	if len(lists) == 0 && err != nil {
-		return nil
-	}
 	want, _, _ := strings.Cut(strings.ToLower(t), ".")
 	seen := map[string]bool{}
 	var out []string
-	for _, l := range lists {
-		gv, err := schema.ParseGroupVersion(l.GroupVersion)
-		if err != nil {
+	for gv, r := range rt.offered(namespacedOnly) {
+		gr := schema.GroupResource{Group: gv.Group, Resource: r.Name}.String()
+		if seen[gr] {
 			continue
 		}
-		for _, r := range l.APIResources {
-			gr := schema.GroupResource{Group: gv.Group, Resource: r.Name}
-			if strings.Contains(r.Name, "/") || restricted(gr) || namespacedOnly && !r.Namespaced || seen[gr.String()] {
-				continue
-			}
-			for _, name := range append([]string{r.Name, r.SingularName, strings.ToLower(r.Kind)}, r.ShortNames...) {
-				if nearName(want, name) {
-					seen[gr.String()] = true
-					out = append(out, gr.String())
-					break
-				}
+		for _, name := range append([]string{r.Name, r.SingularName, strings.ToLower(r.Kind)}, r.ShortNames...) {
+			if nearName(want, name) {
+				seen[gr] = true
+				out = append(out, gr)
+				break
 			}
 		}
 	}
@@ -189,6 +180,30 @@ func (rt *resourceTypes) similar(t string, namespacedOnly bool) []string {
 	return out
 }
 
+// offered yields the types the generic operations serve, each in its
+// group's preferred version, as discovery last found them: no
+// subresource, no restricted type, and in namespaced mode no
+// cluster-scoped one.
+func (rt *resourceTypes) offered(namespacedOnly bool) iter.Seq2[schema.GroupVersion, metav1.APIResource] {
+	return func(yield func(schema.GroupVersion, metav1.APIResource) bool) {
+		lists, _ := rt.cached.ServerPreferredResources() // what was found, if partly
+		for _, l := range lists {
+			gv, err := schema.ParseGroupVersion(l.GroupVersion)
+			if err != nil {
+				continue
+			}
+			for _, r := range l.APIResources {
+				if strings.Contains(r.Name, "/") || restricted(schema.GroupResource{Group: gv.Group, Resource: r.Name}) || namespacedOnly && !r.Namespaced {
+					continue
+				}
+				if !yield(gv, r) {
+					return
+				}
+			}
+		}
+	}
+}
+
 // servedAs is a "not found" message's tail for a manifest's kind asked
 // for under an apiVersion the API server does not serve it under (an
 // outdated one, such as extensions/v1beta1 for Ingress, is what agents
@@ -196,25 +211,13 @@ func (rt *resourceTypes) similar(t string, namespacedOnly bool) []string {
 // spelling. Never for a restricted type, and in namespaced mode only for
 // namespaced ones.
 func (rt *resourceTypes) servedAs(kind string, namespacedOnly bool) string {
-	lists, err := rt.cached.ServerPreferredResources()
-	if len(lists) == 0 && err != nil {
-		return ""
-	}
-	spelled, seen := "", map[string]bool{}
+	spelled, seen := "", map[schema.GroupVersion]bool{}
 	var versions []string
-	for _, l := range lists {
-		gv, err := schema.ParseGroupVersion(l.GroupVersion)
-		if err != nil {
-			continue
-		}
-		for _, r := range l.APIResources {
-			if strings.Contains(r.Name, "/") || !strings.EqualFold(r.Kind, kind) || restricted(schema.GroupResource{Group: gv.Group, Resource: r.Name}) ||
-				namespacedOnly && !r.Namespaced || seen[l.GroupVersion] {
-				continue
-			}
-			seen[l.GroupVersion] = true
+	for gv, r := range rt.offered(namespacedOnly) {
+		if strings.EqualFold(r.Kind, kind) && !seen[gv] {
+			seen[gv] = true
 			spelled = r.Kind
-			versions = append(versions, l.GroupVersion)
+			versions = append(versions, gv.String())
 		}
 	}
 	if len(versions) == 0 {

@@ -23,11 +23,7 @@ import (
 // namespaced mode cluster-scoped types are out of scope.
 func TestResourceTypes(t *testing.T) {
 	ctx := context.Background()
-	ns := testenv.Namespace(t)
-	cluster, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeCluster, Namespace: ns}, testenv.AdminConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cluster, _ := clusterMode(t)
 	namespaced, _ := k8s.NewNamespaced(t)
 	for _, tc := range []struct {
 		typ, resource, kind string
@@ -77,11 +73,7 @@ func TestResourceTypes(t *testing.T) {
 // an unknown type is), and in namespaced mode only namespaced ones.
 func TestResourceTypeSuggestions(t *testing.T) {
 	ctx := context.Background()
-	ns := testenv.Namespace(t)
-	cluster, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeCluster, Namespace: ns}, testenv.AdminConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cluster, _ := clusterMode(t)
 	namespaced, _ := k8s.NewNamespaced(t)
 	for _, tc := range []struct {
 		c         *k8s.Client
@@ -127,11 +119,7 @@ func TestResourceTypeSuggestions(t *testing.T) {
 // kind, as kubectl finds it; discovery is not read once for good.
 func TestResourceTypeAddedLater(t *testing.T) {
 	ctx := context.Background()
-	ns := testenv.Namespace(t)
-	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeCluster, Namespace: ns}, testenv.AdminConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kube, ns := clusterMode(t)
 	if _, err := kube.ListResources(ctx, k8s.ResourceQuery{Type: "configmaps"}); err != nil {
 		t.Fatal(err) // discovery has been read
 	}
@@ -362,11 +350,7 @@ spec:
 // namespace is removed again: nothing is applied.
 func TestApplyIntoNewNamespace(t *testing.T) {
 	ctx := context.Background()
-	base := testenv.Namespace(t)
-	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeCluster, Namespace: base}, testenv.AdminConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kube, base := clusterMode(t)
 	admin := testenv.Admin(t)
 	fresh, failed := base+"-app", base+"-bad"
 	t.Cleanup(func() {
@@ -443,6 +427,18 @@ metadata: {name: Not_Valid, namespace: ` + failed + `}
 	if _, err := admin.CoreV1().ConfigMaps(failed).Get(ctx, "fine", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the good object of a manifest that failed was applied: %v", err)
 	}
+}
+
+// clusterMode returns an admin client in cluster mode whose default
+// namespace is a new one of the test's.
+func clusterMode(t *testing.T) (*k8s.Client, string) {
+	t.Helper()
+	ns := testenv.Namespace(t)
+	kube, err := k8s.NewForConfig(k8s.Config{Mode: k8s.ModeCluster, Namespace: ns}, testenv.AdminConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kube, ns
 }
 
 func configMap(meta metav1.ObjectMeta) *corev1.ConfigMap {
