@@ -258,17 +258,7 @@ metadata:
 data: {k: v1}
 ---
 ---
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 0
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: c, image: busybox}]}
-`
+` + webDeployment("")
 	res, err := kube.ApplyResources(ctx, two, true)
 	if err != nil || len(res) != 2 || res[0].Action != "created" || res[1].Action != "created" || res[0].Namespace != ns {
 		t.Fatalf("dry run: %+v %v", res, err)
@@ -369,16 +359,7 @@ apiVersion: v1
 kind: Namespace
 metadata: {name: ` + fresh + `}
 ---
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: ` + fresh + `}
-spec:
-  replicas: 0
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: c, image: busybox}]}
-`
+` + webDeployment(fresh)
 	res, err := kube.ApplyResources(ctx, manifest, true)
 	if err != nil || len(res) != 3 {
 		t.Fatalf("dry run: %+v %v", res, err)
@@ -427,6 +408,25 @@ metadata: {name: Not_Valid, namespace: ` + failed + `}
 	if _, err := admin.CoreV1().ConfigMaps(failed).Get(ctx, "fine", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the good object of a manifest that failed was applied: %v", err)
 	}
+}
+
+// webDeployment is a manifest of a Deployment "web" with no replicas, in
+// namespace ns ("": the client's).
+func webDeployment(ns string) string {
+	meta := "{name: web}"
+	if ns != "" {
+		meta = "{name: web, namespace: " + ns + "}"
+	}
+	return `apiVersion: apps/v1
+kind: Deployment
+metadata: ` + meta + `
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: busybox}]}
+`
 }
 
 // clusterMode returns an admin client in cluster mode whose default
