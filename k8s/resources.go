@@ -349,7 +349,10 @@ type ResourceQuery struct {
 	Type string
 	// Namespace defaults to the client's; it is ignored for cluster-scoped
 	// types, as kubectl ignores -n.
-	Namespace     string
+	Namespace string
+	// AllNamespaces lists a namespaced type in every namespace, as
+	// kubectl's -A; cluster mode only.
+	AllNamespaces bool
 	LabelSelector string
 	FieldSelector string
 	// Limit bounds the objects returned (0: all).
@@ -371,7 +374,7 @@ type ResourceList struct {
 	Kind       string
 	Namespaced bool
 	// Namespace is where the objects were listed; empty for cluster-scoped
-	// types.
+	// types and for all namespaces.
 	Namespace string
 	Items     []ResourceItem
 	// More says the list stopped at the limit.
@@ -390,11 +393,19 @@ func (c *Client) ListResources(ctx context.Context, q ResourceQuery) (*ResourceL
 	if q.Limit < 0 {
 		return nil, &InputError{Field: "limit", Reason: fmt.Sprintf("must not be negative, got %d", q.Limit)}
 	}
-	ns, err := c.namespaceOf(m, q.Namespace)
-	if err != nil {
-		return nil, err
+	namespaced := m.Scope.Name() == meta.RESTScopeNameNamespace
+	var ns string
+	switch {
+	case q.AllNamespaces && q.Namespace != "":
+		return nil, inputErr("allNamespaces", "give a namespace or all namespaces, not both")
+	case q.AllNamespaces && c.cfg.Mode == ModeNamespaced:
+		return nil, inputErr("allNamespaces", "all namespaces are outside this server's scope: namespaced mode allows only %q", c.cfg.Namespace)
+	case !q.AllNamespaces:
+		if ns, err = c.namespaceOf(m, q.Namespace); err != nil {
+			return nil, err
+		}
 	}
-	out := &ResourceList{Resource: m.Resource.GroupResource().String(), Kind: m.GroupVersionKind.Kind, Namespaced: ns != "", Namespace: ns}
+	out := &ResourceList{Resource: m.Resource.GroupResource().String(), Kind: m.GroupVersionKind.Kind, Namespaced: namespaced, Namespace: ns}
 	list, err := c.objects(m, ns).List(ctx, metav1.ListOptions{LabelSelector: q.LabelSelector, FieldSelector: q.FieldSelector, Limit: q.Limit})
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", out.Resource, err)

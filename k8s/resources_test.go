@@ -208,6 +208,10 @@ func TestListAndGetResources(t *testing.T) {
 	if _, err = kube.ListResources(ctx, k8s.ResourceQuery{Type: "cm", LabelSelector: "app in (("}); err == nil {
 		t.Error("a malformed selector was accepted")
 	}
+	var ie *k8s.InputError
+	if _, err = kube.ListResources(ctx, k8s.ResourceQuery{Type: "cm", AllNamespaces: true}); !errors.As(err, &ie) || !strings.Contains(err.Error(), "namespaced mode allows only") {
+		t.Errorf("all namespaces in namespaced mode: %v", err)
+	}
 	var se *k8s.ScopeError
 	if _, err = kube.ListResources(ctx, k8s.ResourceQuery{Type: "cm", Namespace: other}); !errors.As(err, &se) {
 		t.Errorf("another namespace in namespaced mode: %v", err)
@@ -240,6 +244,41 @@ func TestListAndGetResources(t *testing.T) {
 	}
 	if _, err = kube.ApplyResources(callerCtx, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: z}\n", false); !errors.As(err, &ce) {
 		t.Errorf("apply for a caller: %v", err)
+	}
+}
+
+// TestListAllNamespaces: in cluster mode a namespaced type lists in every
+// namespace, each object with its own, as kubectl -A does; a namespace
+// and all namespaces together are refused.
+func TestListAllNamespaces(t *testing.T) {
+	ctx := context.Background()
+	kube, ns := clusterMode(t)
+	other := testenv.Namespace(t)
+	admin := testenv.Admin(t)
+	mark := map[string]string{"test": ns}
+	for _, n := range []string{ns, other} {
+		if _, err := admin.CoreV1().ConfigMaps(n).Create(ctx, configMap(metav1.ObjectMeta{Name: "x", Labels: mark}), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := kube.ListResources(ctx, k8s.ResourceQuery{Type: "cm", AllNamespaces: true, LabelSelector: "test=" + ns})
+	if err != nil || !l.Namespaced || l.Namespace != "" || len(l.Items) != 2 {
+		t.Fatalf("all namespaces: %+v %v", l, err)
+	}
+	got := []string{l.Items[0].Namespace, l.Items[1].Namespace}
+	slices.Sort(got)
+	if want := []string{ns, other}; !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+		t.Errorf("namespaces %v, want %v", got, want)
+	}
+	if l, err = kube.ListResources(ctx, k8s.ResourceQuery{Type: "cm", LabelSelector: "test=" + ns}); err != nil || len(l.Items) != 1 || l.Namespace != ns {
+		t.Errorf("the default namespace: %+v %v", l, err)
+	}
+	if l, err = kube.ListResources(ctx, k8s.ResourceQuery{Type: "nodes", AllNamespaces: true}); err != nil || l.Namespaced || len(l.Items) == 0 {
+		t.Errorf("a cluster-scoped type with all namespaces: %+v %v", l, err)
+	}
+	var ie *k8s.InputError
+	if _, err = kube.ListResources(ctx, k8s.ResourceQuery{Type: "cm", Namespace: ns, AllNamespaces: true}); !errors.As(err, &ie) {
+		t.Errorf("a namespace and all namespaces: %v", err)
 	}
 }
 

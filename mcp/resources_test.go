@@ -84,6 +84,7 @@ func TestResourceTools(t *testing.T) {
 			fails(t, cs, "resource_get", map[string]any{"resource": "sa", "name": "default"}, "not found on this API server")
 			fails(t, cs, "resource_list", map[string]any{"resource": "nodes"}, "cluster-scoped, outside this server's scope")
 			fails(t, cs, "resource_list", map[string]any{"resource": "cm", "namespace": "kube-system"}, "outside this server's scope")
+			fails(t, cs, "resource_list", map[string]any{"resource": "cm", "allNamespaces": true}, "namespaced mode allows only")
 			fails(t, cs, "resource_apply", map[string]any{"manifest": "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n"}, "create_pod")
 			fails(t, cs, "resource_apply", map[string]any{"manifest": "kind: ["}, "not YAML or JSON")
 			fails(t, cs, "resource_list", map[string]any{}, `missing properties: ["resource"]`)
@@ -169,6 +170,28 @@ func TestResourceApplyConfirmation(t *testing.T) {
 				t.Errorf("applied again: asked %q", q)
 			}
 		})
+	}
+}
+
+// TestResourceListAllNamespaces: in cluster mode resource_list lists in
+// every namespace, with a NAMESPACE column, as kubectl get -A prints.
+func TestResourceListAllNamespaces(t *testing.T) {
+	ns, other := testenv.Namespace(t), testenv.Namespace(t)
+	admin := testenv.Admin(t)
+	for _, n := range []string{ns, other} {
+		cm, err := admin.CoreV1().ConfigMaps(n).Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x", Labels: map[string]string{"test": ns}}}, metav1.CreateOptions{})
+		mustCreate(t, cm, err)
+	}
+	cs := connect(t, "streamable", server{kube: k8s.Config{Mode: k8s.ModeCluster, Namespace: ns}, mcp: mcp.Config{ResourceTools: true}})
+	r := ok(t, cs, "resource_list", map[string]any{"resource": "configmaps", "allNamespaces": true, "labelSelector": "test=" + ns})
+	lines := strings.Split(strings.TrimRight(r.text, "\n"), "\n")
+	if len(lines) != 4 || lines[0] != "configmaps in all namespaces:" || !strings.HasPrefix(lines[1], "NAMESPACE") ||
+		!strings.HasPrefix(lines[2], min(ns, other)+" ") || !strings.HasPrefix(lines[3], max(ns, other)+" ") ||
+		get(r.structured, "namespace") != nil || get(r.structured, "namespaced") != true {
+		t.Errorf("all namespaces: %q %v", r.text, r.structured)
+	}
+	if n0, n1 := get(r.structured, "items", 0, "namespace"), get(r.structured, "items", 1, "namespace"); n0 == n1 {
+		t.Errorf("items from one namespace: %v", r.structured)
 	}
 }
 

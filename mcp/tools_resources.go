@@ -58,6 +58,7 @@ func (s *Server) resourceClient(ctx context.Context, req *mcpsdk.CallToolRequest
 type ResourceListInput struct {
 	Resource      string `json:"resource" jsonschema:"resource type as kubectl takes it: pods, po, deployments.apps, Deployment, a CRD's plural"`
 	Namespace     string `json:"namespace,omitempty" jsonschema:"target namespace for namespaced types; defaults to the server's namespace (in namespaced mode, the only one allowed)"`
+	AllNamespaces bool   `json:"allNamespaces,omitempty" jsonschema:"list a namespaced type in every namespace, as kubectl -A (cluster mode only)"`
 	LabelSelector string `json:"labelSelector,omitempty" jsonschema:"label selector, e.g. app=web,tier!=db"`
 	FieldSelector string `json:"fieldSelector,omitempty" jsonschema:"field selector, e.g. metadata.name=x"`
 	Limit         int64  `json:"limit,omitempty" jsonschema:"maximum number of objects to return"`
@@ -76,7 +77,7 @@ type ResourceListOutput struct {
 	Resource   string             `json:"resource" jsonschema:"the type's resource.group name"`
 	Kind       string             `json:"kind"`
 	Namespaced bool               `json:"namespaced"`
-	Namespace  string             `json:"namespace,omitempty" jsonschema:"where the objects were listed (namespaced types)"`
+	Namespace  string             `json:"namespace,omitempty" jsonschema:"where the objects were listed (namespaced types; absent for all namespaces)"`
 	Items      []ResourceListItem `json:"items"`
 	More       bool               `json:"more" jsonschema:"the list stopped at limit; more objects exist"`
 }
@@ -168,29 +169,39 @@ func (s *Server) resourceTools() []toolSpec {
 	return []toolSpec{
 		newTool(&mcpsdk.Tool{
 			Name:        "resource_list",
-			Description: "Lists the objects of any resource type the cluster offers (found through discovery, so CRDs too), with optional label and field selectors. Secrets, ServiceAccounts and RBAC objects are never listed.",
+			Description: "Lists the objects of any resource type the cluster offers (found through discovery, so CRDs too), in one namespace or (allNamespaces, cluster mode) in all, with optional label and field selectors. Secrets, ServiceAccounts and RBAC objects are never listed.",
 			Annotations: readOnly("List resources"),
 		}, nil, func(ctx context.Context, req *mcpsdk.CallToolRequest, in ResourceListInput) (*mcpsdk.CallToolResult, ResourceListOutput, error) {
 			kube, err := s.resourceClient(ctx, req)
 			if err != nil {
 				return nil, ResourceListOutput{}, err
 			}
-			l, err := kube.ListResources(ctx, k8s.ResourceQuery{Type: in.Resource, Namespace: in.Namespace, LabelSelector: in.LabelSelector, FieldSelector: in.FieldSelector, Limit: in.Limit})
+			l, err := kube.ListResources(ctx, k8s.ResourceQuery{Type: in.Resource, Namespace: in.Namespace, AllNamespaces: in.AllNamespaces, LabelSelector: in.LabelSelector, FieldSelector: in.FieldSelector, Limit: in.Limit})
 			if err != nil {
 				return nil, ResourceListOutput{}, err
 			}
 			out := ResourceListOutput{Resource: l.Resource, Kind: l.Kind, Namespaced: l.Namespaced, Namespace: l.Namespace, Items: []ResourceListItem{}, More: l.More}
+			everywhere := l.Namespaced && l.Namespace == "" // kubectl -A
 			var b strings.Builder
 			tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+			if everywhere {
+				fmt.Fprint(tw, "NAMESPACE\t")
+			}
 			fmt.Fprintln(tw, "NAME\tAGE")
 			for _, it := range l.Items {
 				age := time.Since(it.Created).Round(time.Second).String()
 				out.Items = append(out.Items, ResourceListItem{Name: it.Name, Namespace: it.Namespace, Age: age, Labels: it.Labels})
+				if everywhere {
+					fmt.Fprintf(tw, "%s\t", it.Namespace)
+				}
 				fmt.Fprintf(tw, "%s\t%s\n", it.Name, age)
 			}
 			_ = tw.Flush()
 			where := "cluster-wide"
-			if l.Namespaced {
+			switch {
+			case everywhere:
+				where = "in all namespaces"
+			case l.Namespaced:
 				where = "in namespace " + l.Namespace
 			}
 			if len(l.Items) == 0 {
