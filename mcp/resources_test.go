@@ -138,7 +138,7 @@ func TestResourceApplyConfirmation(t *testing.T) {
 				setAnswer(no)
 				r := ok(t, cs, "resource_apply", map[string]any{"manifest": manifest})
 				q := questions()
-				if len(q) != 1 || !strings.Contains(q[0], "- configmap/one in "+ns+": created\n- configmap/two in "+ns+": created") {
+				if len(q) != 1 || !strings.Contains(q[0], "- configmap/one in "+ns+" created\n- configmap/two in "+ns+" created") {
 					t.Errorf("%+v: asked %q", no, q)
 				}
 				if get(r.structured, "notConfirmed") != true || !strings.Contains(r.text, "Nothing was applied") {
@@ -166,7 +166,7 @@ func TestResourceApplyConfirmation(t *testing.T) {
 			}
 			setAnswer(&mcpsdk.ElicitResult{Action: "accept", Content: map[string]any{"confirm": true}})
 			ok(t, cs, "resource_apply", map[string]any{"manifest": manifest})
-			if q := questions(); len(q) != 1 || !strings.Contains(q[0], "configmap/one in "+ns+": configured") {
+			if q := questions(); len(q) != 1 || !strings.Contains(q[0], "configmap/one in "+ns+" configured") {
 				t.Errorf("applied again: asked %q", q)
 			}
 		})

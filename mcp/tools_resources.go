@@ -135,11 +135,7 @@ func confirmation(plan []k8s.Applied) *mcpsdk.ElicitParams {
 	var b strings.Builder
 	b.WriteString("Apply these objects to the cluster (server-side apply as nocrd)?\n")
 	for _, a := range plan {
-		where := ""
-		if a.Namespace != "" {
-			where = " in " + a.Namespace
-		}
-		fmt.Fprintf(&b, "- %s/%s%s: %s\n", strings.ToLower(a.Kind), a.Name, where, a.Action)
+		b.WriteString("- " + appliedLine(a) + "\n")
 	}
 	return &mcpsdk.ElicitParams{
 		Message: strings.TrimRight(b.String(), "\n"),
@@ -151,6 +147,20 @@ func confirmation(plan []k8s.Applied) *mcpsdk.ElicitParams {
 			"required": []string{"confirm"},
 		},
 	}
+}
+
+// appliedLine is what an apply did to one object, or would do, for
+// people: "configmap/x in ns created".
+func appliedLine(a k8s.Applied) string {
+	line := strings.ToLower(a.Kind) + "/" + a.Name
+	if a.Namespace != "" {
+		line += " in " + a.Namespace
+	}
+	line += " " + a.Action
+	if a.Unchecked {
+		line += " (not checked: its namespace does not exist yet)"
+	}
+	return line
 }
 
 // confirmed reports whether the answer to confirmation says yes.
@@ -273,14 +283,7 @@ func (s *Server) resourceTools() []toolSpec {
 			var b strings.Builder
 			for _, a := range applied {
 				out.Results = append(out.Results, ResourceApplyResult{APIVersion: a.APIVersion, Kind: a.Kind, Namespace: a.Namespace, Name: a.Name, Action: a.Action, Unchecked: a.Unchecked})
-				where, note := "", ""
-				if a.Namespace != "" {
-					where = " in " + a.Namespace
-				}
-				if a.Unchecked {
-					note = " (not checked: its namespace does not exist yet)"
-				}
-				fmt.Fprintf(&b, "%s/%s%s %s%s\n", strings.ToLower(a.Kind), a.Name, where, a.Action, note)
+				b.WriteString(appliedLine(a) + "\n")
 			}
 			if in.DryRun {
 				b.WriteString("(dry run: nothing was changed)\n")
