@@ -12,6 +12,7 @@ package k8s
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 )
 
@@ -66,6 +68,7 @@ type resourceTypes struct {
 	cached   discovery.CachedDiscoveryInterface
 	deferred *restmapper.DeferredDiscoveryRESTMapper
 	dyn      dynamic.Interface
+	raw      rest.Interface // the API server's root, for lists as tables
 
 	mu   sync.Mutex
 	read time.Time // when discovery was last read, or forgotten
@@ -98,6 +101,7 @@ func (c *Client) resources() (*resourceTypes, error) {
 			rt.err = fmt.Errorf("create discovery client: %w", err)
 			return
 		}
+		rt.raw = dc.RESTClient()
 		cached := memory.NewMemCacheClient(dc)
 		rt.cached = cached
 		rt.deferred = restmapper.NewDeferredDiscoveryRESTMapper(cached)
@@ -365,6 +369,8 @@ type ResourceItem struct {
 	Namespace string
 	Created   time.Time
 	Labels    map[string]string
+	// Cells are the object's values of the list's Columns.
+	Cells []any
 }
 
 // ResourceList is what ListResources found.
@@ -376,7 +382,11 @@ type ResourceList struct {
 	// Namespace is where the objects were listed; empty for cluster-scoped
 	// types and for all namespaces.
 	Namespace string
-	Items     []ResourceItem
+	// Columns are what kubectl get prints of each object besides its
+	// name, as the API server renders them for the type (a CRD's
+	// additionalPrinterColumns included): Ready, Status, Age and so on.
+	Columns []string
+	Items   []ResourceItem
 	// More says the list stopped at the limit.
 	More bool
 }
@@ -406,15 +416,98 @@ func (c *Client) ListResources(ctx context.Context, q ResourceQuery) (*ResourceL
 		}
 	}
 	out := &ResourceList{Resource: m.Resource.GroupResource().String(), Kind: m.GroupVersionKind.Kind, Namespaced: namespaced, Namespace: ns}
-	list, err := c.objects(m, ns).List(ctx, metav1.ListOptions{LabelSelector: q.LabelSelector, FieldSelector: q.FieldSelector, Limit: q.Limit})
-	if err != nil {
+	if err := c.listTable(ctx, m, ns, q, out); err != nil {
 		return nil, fmt.Errorf("list %s: %w", out.Resource, err)
 	}
-	for _, o := range list.Items {
-		out.Items = append(out.Items, ResourceItem{Name: o.GetName(), Namespace: o.GetNamespace(), Created: o.GetCreationTimestamp().Time, Labels: o.GetLabels()})
-	}
-	out.More = list.GetContinue() != ""
 	return out, nil
+}
+
+// tableAccept asks for a list as kubectl get asks for it: as the API
+// server's table of printed columns, or else as a plain list.
+const tableAccept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+
+// listTable lists m's objects in ns ("": all, or cluster-scoped) into out,
+// with the columns the API server prints for them when it renders the
+// type as a table.
+func (c *Client) listTable(ctx context.Context, m *meta.RESTMapping, ns string, q ResourceQuery, out *ResourceList) error {
+	gv := m.Resource.GroupVersion()
+	path := "/apis/" + gv.Group + "/" + gv.Version
+	if gv.Group == "" {
+		path = "/api/" + gv.Version
+	}
+	if ns != "" {
+		path += "/namespaces/" + ns
+	}
+	req := c.resourceTypes.raw.Get().AbsPath(path, m.Resource.Resource).SetHeader("Accept", tableAccept).
+		Param("includeObject", string(metav1.IncludeMetadata))
+	for k, v := range map[string]string{"labelSelector": q.LabelSelector, "fieldSelector": q.FieldSelector} {
+		if v != "" {
+			req = req.Param(k, v)
+		}
+	}
+	if q.Limit > 0 {
+		req = req.Param("limit", fmt.Sprint(q.Limit))
+	}
+	body, err := req.Do(ctx).Raw()
+	if err != nil {
+		// This client decodes no Status of its own: the API server's
+		// answer (forbidden, a bad selector) is taken from the body.
+		var st metav1.Status
+		if json.Unmarshal(body, &st) == nil && st.Kind == "Status" && st.Message != "" {
+			return &apierrors.StatusError{ErrStatus: st}
+		}
+		return err
+	}
+	return decodeList(body, out)
+}
+
+// decodeList decodes a list the API server answered into out: a Table of
+// printed columns, or a plain list (from an aggregated API server that
+// renders no table).
+func decodeList(body []byte, out *ResourceList) error {
+	var kind struct{ Kind string }
+	if err := json.Unmarshal(body, &kind); err != nil {
+		return fmt.Errorf("decode the list: %w", err)
+	}
+	if kind.Kind != "Table" {
+		var list unstructured.UnstructuredList
+		if err := list.UnmarshalJSON(body); err != nil {
+			return fmt.Errorf("decode the list: %w", err)
+		}
+		for _, o := range list.Items {
+			out.Items = append(out.Items, ResourceItem{Name: o.GetName(), Namespace: o.GetNamespace(), Created: o.GetCreationTimestamp().Time, Labels: o.GetLabels()})
+		}
+		out.More = list.GetContinue() != ""
+		return nil
+	}
+	var table metav1.Table
+	if err := json.Unmarshal(body, &table); err != nil {
+		return fmt.Errorf("decode the table: %w", err)
+	}
+	var shown []int // the columns kubectl get prints without -o wide, but the name
+	for i, col := range table.ColumnDefinitions {
+		if col.Priority == 0 && col.Format != "name" {
+			shown = append(shown, i)
+			out.Columns = append(out.Columns, col.Name)
+		}
+	}
+	for _, row := range table.Rows {
+		var o metav1.PartialObjectMetadata
+		if err := json.Unmarshal(row.Object.Raw, &o); err != nil {
+			return fmt.Errorf("decode a row's object: %w", err)
+		}
+		it := ResourceItem{Name: o.Name, Namespace: o.Namespace, Created: o.CreationTimestamp.Time, Labels: o.Labels}
+		for _, i := range shown {
+			var cell any
+			if i < len(row.Cells) {
+				cell = row.Cells[i]
+			}
+			it.Cells = append(it.Cells, cell)
+		}
+		out.Items = append(out.Items, it)
+	}
+	out.More = table.Continue != ""
+	return nil
 }
 
 // GetResource returns one object of any unrestricted resource type, without

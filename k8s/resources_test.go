@@ -140,6 +140,7 @@ spec:
     served: true
     storage: true
     schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+    additionalPrinterColumns: [{name: Size, type: integer, jsonPath: .size}]
 `
 	if _, err := kube.ApplyResources(ctx, crd, false); err != nil {
 		t.Fatal(err)
@@ -166,6 +167,10 @@ spec:
 		l, err := kube.ListResources(ctx, k8s.ResourceQuery{Type: typ})
 		if err != nil || len(l.Items) != 1 || l.Items[0].Name != "w1" || l.Kind != "Widget" {
 			t.Errorf("list %q: %+v %v", typ, l, err)
+		}
+		// The CRD's printer column, as kubectl get shows it.
+		if !slices.Equal(l.Columns, []string{"Size"}) || len(l.Items[0].Cells) != 1 || l.Items[0].Cells[0] != float64(3) {
+			t.Errorf("list %q: columns %v, cells %v", typ, l.Columns, l.Items[0].Cells)
 		}
 	}
 }
@@ -198,6 +203,9 @@ func TestListAndGetResources(t *testing.T) {
 	l, err := kube.ListResources(ctx, k8s.ResourceQuery{Type: "cm", LabelSelector: "app=demo"})
 	if err != nil || !slices.Equal(names(l), []string{"a", "b", "c"}) || !l.Namespaced || l.Namespace != ns || l.More {
 		t.Errorf("label selector: %+v %v", l, err)
+	}
+	if !slices.Equal(l.Columns, []string{"Data", "Age"}) || l.Items[0].Cells[0] != float64(1) || l.Items[0].Labels["app"] != "demo" || l.Items[0].Created.IsZero() {
+		t.Errorf("config maps' columns %v, first item %+v", l.Columns, l.Items[0])
 	}
 	if l, err = kube.ListResources(ctx, k8s.ResourceQuery{Type: "cm", FieldSelector: "metadata.name=b"}); err != nil || !slices.Equal(names(l), []string{"b"}) {
 		t.Errorf("field selector: %+v %v", l, err)
@@ -314,6 +322,11 @@ data: {k: v1}
 	}
 	if _, err := admin.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	// Listed with the columns kubectl get prints for the type.
+	if l, err := kube.ListResources(ctx, k8s.ResourceQuery{Type: "deploy"}); err != nil || !slices.Equal(l.Columns, []string{"Ready", "Up-to-date", "Available", "Age"}) ||
+		len(l.Items) != 1 || len(l.Items[0].Cells) != 4 || l.Items[0].Cells[0] != "0/0" {
+		t.Errorf("deployments' columns: %+v %v", l, err)
 	}
 	res, err = kube.ApplyResources(ctx, strings.Replace(two, "v1}", "v2}", 1), false)
 	if err != nil || res[0].Action != "configured" {

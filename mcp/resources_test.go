@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -69,6 +70,12 @@ func TestResourceTools(t *testing.T) {
 			if get(r.structured, "kind") != "ConfigMap" || get(r.structured, "items", 0, "name") != "settings" ||
 				get(r.structured, "items", 0, "labels", "app") != "demo" || !strings.Contains(r.text, "configmaps in namespace "+ns) {
 				t.Errorf("list: %s %v", r.text, r.structured)
+			}
+			// kubectl get's columns.
+			if lines := strings.Split(r.text, "\n"); len(lines) < 3 || !regexp.MustCompile(`^NAME +DATA +AGE$`).MatchString(lines[1]) ||
+				!regexp.MustCompile(`^settings +1 +\S+$`).MatchString(lines[2]) ||
+				get(r.structured, "columns", 0) != "Data" || get(r.structured, "items", 0, "columns", "Data") != float64(1) {
+				t.Errorf("list's columns: %q %v", r.text, r.structured)
 			}
 			r = ok(t, cs, "resource_list", map[string]any{"resource": "deploy"})
 			if items, _ := get(r.structured, "items").([]any); items == nil || len(items) != 0 || !strings.HasPrefix(r.text, "No deployments.apps found") {

@@ -70,6 +70,7 @@ type ResourceListItem struct {
 	Namespace string            `json:"namespace,omitempty"`
 	Age       string            `json:"age"`
 	Labels    map[string]string `json:"labels,omitempty"`
+	Columns   map[string]any    `json:"columns,omitempty" jsonschema:"the object's values of the list's columns, by column name"`
 }
 
 // ResourceListOutput is resource_list's output.
@@ -78,6 +79,7 @@ type ResourceListOutput struct {
 	Kind       string             `json:"kind"`
 	Namespaced bool               `json:"namespaced"`
 	Namespace  string             `json:"namespace,omitempty" jsonschema:"where the objects were listed (namespaced types; absent for all namespaces)"`
+	Columns    []string           `json:"columns,omitempty" jsonschema:"what kubectl get prints of each object besides its name, as the API server renders the type (Ready, Status, Age, a CRD's printer columns)"`
 	Items      []ResourceListItem `json:"items"`
 	More       bool               `json:"more" jsonschema:"the list stopped at limit; more objects exist"`
 }
@@ -116,6 +118,14 @@ type ResourceApplyOutput struct {
 	Results []ResourceApplyResult `json:"results"`
 	// NotConfirmed is set when the user was asked and did not confirm.
 	NotConfirmed bool `json:"notConfirmed,omitempty" jsonschema:"the user was asked to confirm the apply and did not: nothing was applied"`
+}
+
+// cellText is a table cell as kubectl prints it.
+func cellText(v any) string {
+	if v == nil {
+		return "<none>"
+	}
+	return fmt.Sprint(v)
 }
 
 // confirmApply is the ID of resource_apply's request for confirmation.
@@ -190,21 +200,42 @@ func (s *Server) resourceTools() []toolSpec {
 			if err != nil {
 				return nil, ResourceListOutput{}, err
 			}
-			out := ResourceListOutput{Resource: l.Resource, Kind: l.Kind, Namespaced: l.Namespaced, Namespace: l.Namespace, Items: []ResourceListItem{}, More: l.More}
+			out := ResourceListOutput{Resource: l.Resource, Kind: l.Kind, Namespaced: l.Namespaced, Namespace: l.Namespace, Columns: l.Columns, Items: []ResourceListItem{}, More: l.More}
+			// The text is kubectl get's: the API server's columns when it
+			// renders the type as a table, else the age.
 			everywhere := l.Namespaced && l.Namespace == "" // kubectl -A
+			header := []string{"NAME"}
+			if everywhere {
+				header = append([]string{"NAMESPACE"}, header...)
+			}
+			for _, c := range l.Columns {
+				header = append(header, strings.ToUpper(c))
+			}
+			if len(l.Columns) == 0 {
+				header = append(header, "AGE")
+			}
 			var b strings.Builder
 			tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-			if everywhere {
-				fmt.Fprint(tw, "NAMESPACE\t")
-			}
-			fmt.Fprintln(tw, "NAME\tAGE")
+			fmt.Fprintln(tw, strings.Join(header, "\t"))
 			for _, it := range l.Items {
 				age := time.Since(it.Created).Round(time.Second).String()
-				out.Items = append(out.Items, ResourceListItem{Name: it.Name, Namespace: it.Namespace, Age: age, Labels: it.Labels})
+				item := ResourceListItem{Name: it.Name, Namespace: it.Namespace, Age: age, Labels: it.Labels}
+				row := []string{it.Name}
 				if everywhere {
-					fmt.Fprintf(tw, "%s\t", it.Namespace)
+					row = append([]string{it.Namespace}, row...)
 				}
-				fmt.Fprintf(tw, "%s\t%s\n", it.Name, age)
+				for i, c := range l.Columns {
+					if item.Columns == nil {
+						item.Columns = map[string]any{}
+					}
+					item.Columns[c] = it.Cells[i]
+					row = append(row, cellText(it.Cells[i]))
+				}
+				if len(l.Columns) == 0 {
+					row = append(row, age)
+				}
+				out.Items = append(out.Items, item)
+				fmt.Fprintln(tw, strings.Join(row, "\t"))
 			}
 			_ = tw.Flush()
 			where := "cluster-wide"
