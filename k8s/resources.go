@@ -538,6 +538,67 @@ func (c *Client) GetResource(ctx context.Context, typ, namespace, name string) (
 	return o, nil
 }
 
+// ObjectEvent is one event about an object, as kubectl describe lists it.
+type ObjectEvent struct {
+	Type, Reason, Message string
+	// From is the component that reported it.
+	From string
+	// Count is how many times it happened; Last when it last did.
+	Count int32
+	Last  time.Time
+}
+
+// maxEvents bounds the events EventsFor returns: the latest.
+const maxEvents = 50
+
+// EventsFor returns the events about o, an object GetResource returned,
+// oldest first, as kubectl describe shows them: those whose involved
+// object has o's UID, in o's namespace (in all, for a cluster-scoped
+// object, whose events go where their reporters put them).
+func (c *Client) EventsFor(ctx context.Context, o *unstructured.Unstructured) ([]ObjectEvent, error) {
+	if err := c.forServerOnly(ctx, "resource_get"); err != nil {
+		return nil, err
+	}
+	ns := o.GetNamespace()
+	if ns == "" && c.cfg.Mode == ModeNamespaced {
+		return nil, inputErr("events", "the events of a cluster-scoped object are outside this server's scope: namespaced mode allows only %q", c.cfg.Namespace)
+	}
+	if ns != "" {
+		var err error
+		if ns, err = c.Namespace(ns); err != nil {
+			return nil, err
+		}
+	}
+	list, err := c.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.uid=" + string(o.GetUID())})
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	out := make([]ObjectEvent, 0, len(list.Items))
+	for _, e := range list.Items {
+		last := e.LastTimestamp.Time
+		if last.IsZero() {
+			last = e.EventTime.Time
+		}
+		if last.IsZero() {
+			last = e.CreationTimestamp.Time
+		}
+		from := e.Source.Component
+		if from == "" {
+			from = e.ReportingController
+		}
+		count := e.Count
+		if count == 0 {
+			count = 1
+		}
+		out = append(out, ObjectEvent{Type: e.Type, Reason: e.Reason, Message: e.Message, From: from, Count: count, Last: last})
+	}
+	slices.SortStableFunc(out, func(a, b ObjectEvent) int { return a.Last.Compare(b.Last) })
+	if len(out) > maxEvents {
+		out = out[len(out)-maxEvents:]
+	}
+	return out, nil
+}
+
 // Applied is the outcome of applying one object.
 type Applied struct {
 	APIVersion, Kind, Namespace, Name string

@@ -3,6 +3,7 @@ package k8s_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -252,6 +253,68 @@ func TestListAndGetResources(t *testing.T) {
 	}
 	if _, err = kube.ApplyResources(callerCtx, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: z}\n", false); !errors.As(err, &ce) {
 		t.Errorf("apply for a caller: %v", err)
+	}
+}
+
+// TestEventsFor: the events about an object, and only those, oldest
+// first, as kubectl describe lists them: the deployment controller's about
+// a Deployment it scaled, and events reported about a ConfigMap.
+func TestEventsFor(t *testing.T) {
+	ctx := context.Background()
+	kube, ns := k8s.NewNamespaced(t)
+	admin := testenv.Admin(t)
+	if _, err := kube.ApplyResources(ctx, strings.Replace(webDeployment(""), "replicas: 0", "replicas: 1", 1), false); err != nil {
+		t.Fatal(err)
+	}
+	web, err := kube.GetResource(ctx, "deploy", "", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "the deployment controller's event", func() (bool, error) {
+		events, err := kube.EventsFor(ctx, web)
+		return err == nil && len(events) > 0 && events[0].Reason == "ScalingReplicaSet" && events[0].From == "deployment-controller" && events[0].Type == "Normal", err
+	})
+
+	cm, err := admin.CoreV1().ConfigMaps(ns).Create(ctx, configMap(metav1.ObjectMeta{Name: "watched"}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := admin.CoreV1().ConfigMaps(ns).Create(ctx, configMap(metav1.ObjectMeta{Name: "other"}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := kube.GetResource(ctx, "cm", "", "watched")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if events, err := kube.EventsFor(ctx, o); err != nil || len(events) != 0 {
+		t.Fatalf("before any event: %+v %v", events, err)
+	}
+	now := time.Now()
+	for i, e := range []struct {
+		about        *corev1.ConfigMap
+		reason, kind string
+		count        int32
+		ago          time.Duration
+	}{
+		{cm, "Second", "Warning", 3, time.Minute},
+		{cm, "First", "Normal", 1, time.Hour},
+		{other, "Elsewhere", "Normal", 1, time.Minute},
+	} {
+		ev := &corev1.Event{
+			ObjectMeta:     metav1.ObjectMeta{Name: fmt.Sprintf("e%d", i)},
+			InvolvedObject: corev1.ObjectReference{Kind: "ConfigMap", Namespace: ns, Name: e.about.Name, UID: e.about.UID, APIVersion: "v1"},
+			Reason:         e.reason, Message: "m " + e.reason, Type: e.kind, Count: e.count, Source: corev1.EventSource{Component: "tester"},
+			FirstTimestamp: metav1.NewTime(now.Add(-e.ago)), LastTimestamp: metav1.NewTime(now.Add(-e.ago)),
+		}
+		if _, err := admin.CoreV1().Events(ns).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	events, err := kube.EventsFor(ctx, o)
+	if err != nil || len(events) != 2 || events[0].Reason != "First" || events[1].Reason != "Second" ||
+		events[1].Count != 3 || events[1].Type != "Warning" || events[1].From != "tester" || events[1].Message != "m Second" {
+		t.Errorf("the config map's events: %+v %v", events, err)
 	}
 }
 

@@ -82,8 +82,29 @@ func TestResourceTools(t *testing.T) {
 				t.Errorf("empty list: %s %v", r.text, r.structured)
 			}
 			r = ok(t, cs, "resource_get", map[string]any{"resource": "ConfigMap", "name": "settings"})
-			if get(r.structured, "object", "data", "mode") != "fast" || get(r.structured, "object", "metadata", "managedFields") != nil {
+			if get(r.structured, "object", "data", "mode") != "fast" || get(r.structured, "object", "metadata", "managedFields") != nil || get(r.structured, "events") != nil {
 				t.Errorf("get: %v", r.structured)
+			}
+			r = ok(t, cs, "resource_get", map[string]any{"resource": "ConfigMap", "name": "settings", "events": true})
+			if events, _ := get(r.structured, "events").([]any); events == nil || len(events) != 0 || !strings.HasSuffix(r.text, "\n\nEvents: <none>") {
+				t.Errorf("get with events, before any: %q %v", r.text, r.structured)
+			}
+			admin := testenv.Admin(t)
+			settings, err := admin.CoreV1().ConfigMaps(ns).Get(context.Background(), "settings", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = admin.CoreV1().Events(ns).Create(context.Background(), &corev1.Event{ObjectMeta: metav1.ObjectMeta{GenerateName: "settings-"},
+				InvolvedObject: corev1.ObjectReference{Kind: "ConfigMap", Namespace: ns, Name: "settings", UID: settings.UID},
+				Type:           "Warning", Reason: "Tested", Message: "looked at", Count: 2, Source: corev1.EventSource{Component: "tester"},
+				LastTimestamp: metav1.Now()}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r = ok(t, cs, "resource_get", map[string]any{"resource": "ConfigMap", "name": "settings", "events": true})
+			if !regexp.MustCompile(`\n\nEvents:\nTYPE +REASON +AGE +FROM +MESSAGE\nWarning +Tested +\S+ \(x2\) +tester +looked at$`).MatchString(r.text) ||
+				get(r.structured, "events", 0, "reason") != "Tested" || get(r.structured, "events", 0, "count") != float64(2) {
+				t.Errorf("get with events: %q %v", r.text, get(r.structured, "events"))
 			}
 
 			fails(t, cs, "resource_list", map[string]any{"resource": "configmapz"}, `resource type "configmapz": not found on this API server; did you mean configmaps?`)

@@ -89,11 +89,24 @@ type ResourceGetInput struct {
 	Resource  string `json:"resource" jsonschema:"resource type as kubectl takes it: pods, po, deployments.apps, Deployment, a CRD's plural"`
 	Name      string `json:"name" jsonschema:"object name"`
 	Namespace string `json:"namespace,omitempty" jsonschema:"namespace for namespaced types; defaults to the server's namespace (in namespaced mode, the only one allowed)"`
+	Events    bool   `json:"events,omitempty" jsonschema:"also return the events about the object, as kubectl describe lists them (the latest 50)"`
+}
+
+// ResourceEvent is one event about an object.
+type ResourceEvent struct {
+	Type    string `json:"type" jsonschema:"Normal or Warning"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+	From    string `json:"from,omitempty" jsonschema:"the component that reported it"`
+	Count   int32  `json:"count"`
+	Age     string `json:"age" jsonschema:"how long ago it last happened"`
 }
 
 // ResourceGetOutput is resource_get's output.
 type ResourceGetOutput struct {
 	Object map[string]any `json:"object" jsonschema:"the object as the API server returns it, without metadata.managedFields"`
+	// Events is set (empty when there are none) only when asked for.
+	Events *[]ResourceEvent `json:"events,omitempty" jsonschema:"with events: the events about the object, oldest first"`
 }
 
 // ResourceApplyInput is resource_apply's input.
@@ -256,7 +269,7 @@ func (s *Server) resourceTools() []toolSpec {
 		}),
 		newTool(&mcpsdk.Tool{
 			Name:        "resource_get",
-			Description: "Returns one object of any resource type the cluster offers, as the API server returns it (without managedFields). Secrets, ServiceAccounts and RBAC objects are never returned.",
+			Description: "Returns one object of any resource type the cluster offers, as the API server returns it (without managedFields), and with events its events as kubectl describe lists them. Secrets, ServiceAccounts and RBAC objects are never returned.",
 			Annotations: readOnly("Get resource"),
 		}, nil, func(ctx context.Context, req *mcpsdk.CallToolRequest, in ResourceGetInput) (*mcpsdk.CallToolResult, ResourceGetOutput, error) {
 			kube, err := s.resourceClient(ctx, req)
@@ -271,7 +284,32 @@ func (s *Server) resourceTools() []toolSpec {
 			if err != nil {
 				return nil, ResourceGetOutput{}, err
 			}
-			return text("%s", b), ResourceGetOutput{Object: o.Object}, nil
+			out := ResourceGetOutput{Object: o.Object}
+			if !in.Events {
+				return text("%s", b), out, nil
+			}
+			events, err := kube.EventsFor(ctx, o)
+			if err != nil {
+				return nil, ResourceGetOutput{}, err
+			}
+			list := make([]ResourceEvent, 0, len(events))
+			out.Events = &list
+			var t strings.Builder
+			tw := tabwriter.NewWriter(&t, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TYPE\tREASON\tAGE\tFROM\tMESSAGE")
+			for _, e := range events {
+				age := time.Since(e.Last).Round(time.Second).String()
+				list = append(list, ResourceEvent{Type: e.Type, Reason: e.Reason, Message: e.Message, From: e.From, Count: e.Count, Age: age})
+				if e.Count > 1 {
+					age = fmt.Sprintf("%s (x%d)", age, e.Count)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Type, e.Reason, age, e.From, e.Message)
+			}
+			_ = tw.Flush()
+			if len(events) == 0 {
+				return text("%s\n\nEvents: <none>", b), out, nil
+			}
+			return text("%s\n\nEvents:\n%s", b, strings.TrimRight(t.String(), "\n")), out, nil
 		}),
 		newTool(&mcpsdk.Tool{
 			Name: "resource_apply",
