@@ -440,10 +440,11 @@ func (c *Client) listTable(ctx context.Context, m *meta.RESTMapping, ns string, 
 	}
 	req := c.resourceTypes.raw.Get().AbsPath(path, m.Resource.Resource).SetHeader("Accept", tableAccept).
 		Param("includeObject", string(metav1.IncludeMetadata))
-	for k, v := range map[string]string{"labelSelector": q.LabelSelector, "fieldSelector": q.FieldSelector} {
-		if v != "" {
-			req = req.Param(k, v)
-		}
+	if q.LabelSelector != "" {
+		req = req.Param("labelSelector", q.LabelSelector)
+	}
+	if q.FieldSelector != "" {
+		req = req.Param("fieldSelector", q.FieldSelector)
 	}
 	if q.Limit > 0 {
 		req = req.Param("limit", fmt.Sprint(q.Limit))

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -231,7 +230,7 @@ func (s *Server) resourceTools() []toolSpec {
 			tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, strings.Join(header, "\t"))
 			for _, it := range l.Items {
-				age := time.Since(it.Created).Round(time.Second).String()
+				age := ageOf(it.Created)
 				item := ResourceListItem{Name: it.Name, Namespace: it.Namespace, Age: age, Labels: it.Labels}
 				row := []string{it.Name}
 				if everywhere {
@@ -298,7 +297,7 @@ func (s *Server) resourceTools() []toolSpec {
 			tw := tabwriter.NewWriter(&t, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "TYPE\tREASON\tAGE\tFROM\tMESSAGE")
 			for _, e := range events {
-				age := time.Since(e.Last).Round(time.Second).String()
+				age := ageOf(e.Last)
 				list = append(list, ResourceEvent{Type: e.Type, Reason: e.Reason, Message: e.Message, From: e.From, Count: e.Count, Age: age})
 				if e.Count > 1 {
 					age = fmt.Sprintf("%s (x%d)", age, e.Count)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -176,4 +177,13 @@ func (s *Server) syncTools(specs []toolSpec, enabled []string) {
 	if len(withdraw) > 0 {
 		s.sdk.RemoveTools(withdraw...)
 	}
+}
+
+// ageOf is how long ago t was, to the second, as the tools print ages;
+// empty for a zero time.
+func ageOf(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return time.Since(t).Round(time.Second).String()
 }

@@ -35,11 +35,7 @@ type WorkspaceRow struct {
 }
 
 func rowOf(w k8s.Workspace) WorkspaceRow {
-	age := ""
-	if !w.Created.IsZero() {
-		age = time.Since(w.Created).Round(time.Second).String()
-	}
-	return WorkspaceRow{ID: w.ID, Name: w.PodName, Status: w.Phase, Owner: w.Owner, Ready: w.Ready, PodIP: w.PodIP, Template: w.Template, Age: age}
+	return WorkspaceRow{ID: w.ID, Name: w.PodName, Status: w.Phase, Owner: w.Owner, Ready: w.Ready, PodIP: w.PodIP, Template: w.Template, Age: ageOf(w.Created)}
 }
 
 // ListWorkspacesInput is list_workspaces' input.
